@@ -1,0 +1,132 @@
+// vitscope bench: load and forward timings of a model on seeded random inputs, as one JSON object.
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.hpp"
+#include "threads.hpp"
+#include "vitscope/model_file.hpp"
+
+namespace vitscope::cli {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr unsigned kSeed = 0;  // fixed, so runs time the same inputs
+
+struct BenchOptions {
+  std::string model;
+  int src_len = 0;
+  int tgt_len = 0;  // 0: encoder only
+  int batch = 1;
+  int threads = 1;
+  int repeat = 10;
+  int warmup = 1;
+};
+
+double ms_since(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+// A standard-normal (len, N, E) sequence, or (N, len, E) for a batch_first model.
+Tensor3 random_sequence(std::size_t len, std::size_t batch, const nn::TransformerOptions& model,
+                        std::mt19937& rng) {
+  const std::size_t e = static_cast<std::size_t>(model.d_model);
+  Tensor3 x = model.batch_first ? Tensor3::from_shape({batch, len, e})
+                                : Tensor3::from_shape({len, batch, e});
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (float& v : x) v = normal(rng);
+  return x;
+}
+
+double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const std::size_t mid = values.size() / 2;
+  return values.size() % 2 ? values[mid] : (values[mid - 1] + values[mid]) / 2;
+}
+
+// ru_maxrss is in KiB on Linux.
+double peak_rss_mb() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;
+}
+
+std::vector<double> time_runs(const std::function<void()>& forward, int warmup, int repeat) {
+  for (int i = 0; i < warmup; ++i) forward();
+  std::vector<double> times;
+  for (int i = 0; i < repeat; ++i) {
+    const Clock::time_point start = Clock::now();
+    forward();
+    times.push_back(ms_since(start));
+  }
+  return times;
+}
+
+void run_bench(const BenchOptions& o) {
+  use_threads(o.threads);
+  const Clock::time_point load_start = Clock::now();
+  const TransformerFile file = load_transformer(o.model);
+  const double load_ms = ms_since(load_start);
+
+  const nn::Transformer& model = file.model;
+  const bool decode = o.tgt_len > 0 && !model.encoder_only();
+  std::mt19937 rng(kSeed);
+  const Tensor3 src = random_sequence(o.src_len, o.batch, model.options, rng);
+  const Tensor3 tgt = decode ? random_sequence(o.tgt_len, o.batch, model.options, rng) : Tensor3{};
+  const std::vector<double> times = time_runs(
+      [&] { decode ? model.forward(src, tgt) : model.encoder.forward(src); }, o.warmup, o.repeat);
+
+  nlohmann::ordered_json report;
+  report["load_ms"] = load_ms;
+  report["forward_ms"] = median(times);
+  report["forward_ms_min"] = *std::min_element(times.begin(), times.end());
+  report["repeat"] = o.repeat;
+  report["threads"] = o.threads;
+  report["batch"] = o.batch;
+  report["src_len"] = o.src_len;
+  report["tgt_len"] = decode ? o.tgt_len : 0;
+  report["peak_rss_mb"] = peak_rss_mb();
+  std::cout << report.dump() << "\n";
+}
+
+}  // namespace
+
+Command add_bench_command(CLI::App& app) {
+  auto options = std::make_shared<BenchOptions>();
+  BenchOptions& o = *options;
+  CLI::App* command = app.add_subcommand(
+      "bench",
+      "Time model loading and forward passes on seeded random inputs; prints one JSON object. "
+      "Without --tgt-len, or for an encoder-only model, times the encoder alone.");
+  command->add_option("--model", o.model, "model file (.safetensors)")->required();
+  command->add_option("--src-len", o.src_len, "source length S")
+      ->required()
+      ->check(CLI::Range(1, 65536));
+  command->add_option("--tgt-len", o.tgt_len, "target length T (default: encoder only)")
+      ->check(CLI::Range(1, 65536));
+  command->add_option("--batch", o.batch, "batch size N")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
+  command->add_option("--repeat", o.repeat, "timed forward passes")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  command->add_option("--warmup", o.warmup, "untimed forward passes first")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100000));
+  add_threads_option(*command, o.threads);
+  return {command, [options] { run_bench(*options); }};
+}
+
+}  // namespace vitscope::cli

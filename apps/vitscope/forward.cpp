@@ -1,0 +1,260 @@
+// vitscope forward: one inference run from .npy inputs to an .npy output, optionally dumping every
+// attention module's per-head weights.
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "commands.hpp"
+#include "threads.hpp"
+#include "vitscope/error.hpp"
+#include "vitscope/io/npy.hpp"
+#include "vitscope/io/npy_tensors.hpp"
+#include "vitscope/model_file.hpp"
+#include "vitscope/state_dict.hpp"
+
+namespace vitscope::cli {
+
+namespace {
+
+struct ForwardOptions {
+  std::string model;
+  std::string src;
+  std::string tgt;
+  std::string src_mask;
+  std::string tgt_mask;
+  std::string memory_mask;
+  std::string src_key_padding_mask;
+  std::string tgt_key_padding_mask;
+  std::string memory_key_padding_mask;
+  std::string out;
+  std::string attn_dir;
+  int threads = 1;
+};
+
+// An input file with the option that named it, which is how errors refer to it.
+struct InputFile {
+  std::string option;
+  std::string path;
+
+  bool given() const { return !path.empty(); }
+  std::string label() const { return option + " " + path; }
+};
+
+struct Inputs {
+  Tensor3 src;
+  Tensor3 tgt;  // empty when only the encoder runs
+  nn::AttnMask src_mask, tgt_mask, memory_mask;
+  nn::KeyPaddingMask src_key_padding_mask, tgt_key_padding_mask, memory_key_padding_mask;
+};
+
+// The sizes every input must agree on.
+struct Dims {
+  std::size_t batch = 0;
+  std::size_t src_len = 0;
+  std::size_t tgt_len = 0;
+  std::size_t batch_heads = 0;  // N * nhead, the first dimension of a 3-D attention mask
+};
+
+std::string dims_text(std::size_t a, std::size_t b) {
+  return "(" + std::to_string(a) + ", " + std::to_string(b) + ")";
+}
+
+std::string dims_text(std::size_t a, std::size_t b, std::size_t c) {
+  return "(" + std::to_string(a) + ", " + std::to_string(b) + ", " + std::to_string(c) + ")";
+}
+
+[[noreturn]] void reject_shape(const InputFile& file, const Shape& shape, const std::string& expected) {
+  throw Error("bad_input",
+              file.label() + ": shape " + shape_to_string(shape) + ", expected " + expected);
+}
+
+Shape shape_of(const Tensor3& x) { return Shape(x.shape().begin(), x.shape().end()); }
+
+// src / tgt: (len, N, d_model), or (N, len, d_model) for a batch_first model. Empty sequences
+// are refused: zero keys leave the softmax undefined, and nothing is computed for zero queries.
+Tensor3 read_sequence(const InputFile& file, const nn::TransformerOptions& model,
+                      const std::string& len_name) {
+  Tensor3 x = io::read_tensor3(file.path, file.label());
+  const std::string E = std::to_string(model.d_model);
+  if (x.shape(0) == 0 || x.shape(1) == 0 || x.shape(2) != static_cast<std::size_t>(model.d_model)) {
+    const std::string layout = model.batch_first ? "(N, " + len_name + ", " + E + ") (batch_first)"
+                                                 : "(" + len_name + ", N, " + E + ")";
+    reject_shape(file, shape_of(x), layout + " with d_model " + E + " and N, " + len_name + " > 0");
+  }
+  return x;
+}
+
+// PyTorch's rule: (L, S) for every batch and head, or (N * nhead, L, S).
+nn::AttnMask read_attn_mask(const InputFile& file, std::size_t L, std::size_t S, const Dims& dims) {
+  const io::NpyArray array = io::read_npy(file.path);
+  nn::AttnMask mask = io::to_attn_mask(array, file.label());
+  const Shape& shape = array.shape;
+  const bool fits = shape.size() == 2 ? shape[0] == L && shape[1] == S
+                                      : shape[0] == dims.batch_heads && shape[1] == L && shape[2] == S;
+  if (!fits) reject_shape(file, shape, dims_text(L, S) + " or " + dims_text(dims.batch_heads, L, S));
+  return mask;
+}
+
+nn::KeyPaddingMask read_key_padding_mask(const InputFile& file, std::size_t len, const Dims& dims) {
+  const io::NpyArray array = io::read_npy(file.path);
+  nn::KeyPaddingMask mask = io::to_key_padding_mask(array, file.label());
+  if (mask.shape(0) != dims.batch || mask.shape(1) != len) {
+    reject_shape(file, array.shape, dims_text(dims.batch, len));
+  }
+  return mask;
+}
+
+nn::AttnMask read_optional_attn_mask(const InputFile& file, std::size_t L, std::size_t S,
+                                     const Dims& dims) {
+  return file.given() ? read_attn_mask(file, L, S, dims) : nn::AttnMask{};
+}
+
+nn::KeyPaddingMask read_optional_key_padding_mask(const InputFile& file, std::size_t len,
+                                                  const Dims& dims) {
+  return file.given() ? read_key_padding_mask(file, len, dims) : nn::KeyPaddingMask{};
+}
+
+InputFile src_file(const ForwardOptions& o) { return {"--src", o.src}; }
+InputFile tgt_file(const ForwardOptions& o) { return {"--tgt", o.tgt}; }
+
+// The masks that only the decoder uses: meaningless without a target.
+std::vector<InputFile> target_mask_files(const ForwardOptions& o) {
+  return {{"--tgt-mask", o.tgt_mask},
+          {"--memory-mask", o.memory_mask},
+          {"--tgt-key-padding-mask", o.tgt_key_padding_mask},
+          {"--memory-key-padding-mask", o.memory_key_padding_mask}};
+}
+
+void require_target_for_target_masks(const ForwardOptions& o) {
+  if (tgt_file(o).given()) return;
+  for (const InputFile& file : target_mask_files(o)) {
+    if (file.given()) {
+      throw UsageError(file.option + " applies to the decoder: it needs --tgt");
+    }
+  }
+}
+
+void require_decoder(const nn::Transformer& model, const ForwardOptions& o) {
+  if (tgt_file(o).given() && model.encoder_only()) {
+    throw UsageError(o.model + " is an encoder-only model (num_decoder_layers 0): it has no decoder "
+                     "to run --tgt through; drop --tgt and the target masks to run its encoder");
+  }
+}
+
+Inputs read_inputs(const ForwardOptions& o, const nn::TransformerOptions& model) {
+  const std::size_t batch_dim = model.batch_first ? 0 : 1;
+  const std::size_t len_dim = 1 - batch_dim;
+  Inputs in;
+  in.src = read_sequence(src_file(o), model, "S");
+  Dims dims;
+  dims.batch = in.src.shape(batch_dim);
+  dims.src_len = in.src.shape(len_dim);
+  dims.batch_heads = dims.batch * static_cast<std::size_t>(model.nhead);
+  if (tgt_file(o).given()) {
+    in.tgt = read_sequence(tgt_file(o), model, "T");
+    if (in.tgt.shape(batch_dim) != dims.batch) {
+      reject_shape(tgt_file(o), shape_of(in.tgt),
+                   "batch size N = " + std::to_string(dims.batch) + " as in " +
+                       src_file(o).label() + " " + shape_to_string(shape_of(in.src)));
+    }
+    dims.tgt_len = in.tgt.shape(len_dim);
+  }
+  const std::size_t S = dims.src_len, T = dims.tgt_len;
+  in.src_mask = read_optional_attn_mask({"--src-mask", o.src_mask}, S, S, dims);
+  in.tgt_mask = read_optional_attn_mask({"--tgt-mask", o.tgt_mask}, T, T, dims);
+  in.memory_mask = read_optional_attn_mask({"--memory-mask", o.memory_mask}, T, S, dims);
+  in.src_key_padding_mask =
+      read_optional_key_padding_mask({"--src-key-padding-mask", o.src_key_padding_mask}, S, dims);
+  in.tgt_key_padding_mask =
+      read_optional_key_padding_mask({"--tgt-key-padding-mask", o.tgt_key_padding_mask}, T, dims);
+  in.memory_key_padding_mask = read_optional_key_padding_mask(
+      {"--memory-key-padding-mask", o.memory_key_padding_mask}, S, dims);
+  return in;
+}
+
+// Keeps the per-head weights (N, nhead, L, S) of every attention module that runs, by its
+// state_dict path. The hooks point at this object, so it stays where it was made.
+class AttentionRecorder {
+ public:
+  explicit AttentionRecorder(nn::Transformer& model) {
+    for (const auto& [name, module] : named_attention_modules(model)) {
+      module->weights_hook = [this, name = name](const Tensor4& weights) { weights_[name] = weights; };
+    }
+  }
+  AttentionRecorder(const AttentionRecorder&) = delete;
+  AttentionRecorder& operator=(const AttentionRecorder&) = delete;
+
+  void write(const std::filesystem::path& dir) const {
+    for (const auto& [name, weights] : weights_) io::write_npy((dir / (name + ".npy")).string(), weights);
+  }
+
+ private:
+  std::map<std::string, Tensor4> weights_;
+};
+
+Tensor3 run_model(const nn::Transformer& model, const Inputs& in) {
+  if (in.tgt.size() == 0) {
+    return model.encoder.forward(in.src, in.src_mask, in.src_key_padding_mask);
+  }
+  return model.forward(in.src, in.tgt, in.src_mask, in.tgt_mask, in.memory_mask,
+                       in.src_key_padding_mask, in.tgt_key_padding_mask,
+                       in.memory_key_padding_mask);
+}
+
+void run_forward(const ForwardOptions& o) {
+  require_target_for_target_masks(o);
+  use_threads(o.threads);
+  TransformerFile file = load_transformer(o.model);
+  require_decoder(file.model, o);
+  const Inputs inputs = read_inputs(o, file.model.options);
+  // Computing the weights costs time, so modules only report them when they are wanted.
+  std::unique_ptr<AttentionRecorder> recorder;
+  if (!o.attn_dir.empty()) {
+    std::filesystem::create_directories(o.attn_dir);
+    recorder = std::make_unique<AttentionRecorder>(file.model);
+  }
+  io::write_npy(o.out, run_model(file.model, inputs));
+  if (recorder) recorder->write(o.attn_dir);
+}
+
+CLI::Option* add_input_option(CLI::App& command, const std::string& name, std::string& path,
+                              const std::string& description) {
+  return command.add_option(name, path, description)->type_name("NPY");
+}
+
+}  // namespace
+
+Command add_forward_command(CLI::App& app) {
+  auto options = std::make_shared<ForwardOptions>();
+  ForwardOptions& o = *options;
+  CLI::App* command = app.add_subcommand(
+      "forward",
+      "Run a model on .npy inputs (shaped as PyTorch shapes them for the model's batch_first). "
+      "Without --tgt, or for an encoder-only model, runs the encoder alone.");
+  command->add_option("--model", o.model, "model file (.safetensors)")->required();
+  add_input_option(*command, "--src", o.src, "source sequence (S,N,E), or (N,S,E) when batch_first")
+      ->required();
+  add_input_option(*command, "--tgt", o.tgt, "target sequence (T,N,E), or (N,T,E) when batch_first");
+  add_input_option(*command, "--src-mask", o.src_mask, "float or bool mask (S,S) or (N*nhead,S,S)");
+  add_input_option(*command, "--tgt-mask", o.tgt_mask, "float or bool mask (T,T) or (N*nhead,T,T)");
+  add_input_option(*command, "--memory-mask", o.memory_mask,
+                   "float or bool mask (T,S) or (N*nhead,T,S)");
+  add_input_option(*command, "--src-key-padding-mask", o.src_key_padding_mask,
+                   "float or bool mask (N,S); true = ignore");
+  add_input_option(*command, "--tgt-key-padding-mask", o.tgt_key_padding_mask,
+                   "float or bool mask (N,T); true = ignore");
+  add_input_option(*command, "--memory-key-padding-mask", o.memory_key_padding_mask,
+                   "float or bool mask (N,S); true = ignore");
+  command->add_option("--out", o.out, "output .npy file (float32)")->required()->type_name("NPY");
+  command->add_option("--attn-dir", o.attn_dir,
+                      "write each attention module's per-head weights (N,nhead,L,S) to "
+                      "DIR/<module path>.npy (DIR is created if missing)")
+      ->type_name("DIR");
+  add_threads_option(*command, o.threads);
+  return {command, [options] { run_forward(*options); }};
+}
+
+}  // namespace vitscope::cli

@@ -1,0 +1,30 @@
+#include "threads.hpp"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <thread>
+
+namespace vitscope::cli {
+
+namespace {
+
+constexpr int kMaxThreads = 1024;
+
+// hardware_concurrency() may report 0 when it cannot tell.
+int core_count() {
+  return std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, kMaxThreads);
+}
+
+}  // namespace
+
+void add_threads_option(CLI::App& command, int& threads) {
+  threads = core_count();
+  command.add_option("--threads", threads, "OpenBLAS threads (default: all cores)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, kMaxThreads));
+}
+
+void use_threads(int threads) { openblas_set_num_threads(threads); }
+
+}  // namespace vitscope::cli

@@ -1,0 +1,14 @@
+#pragma once
+// --threads K, shared by every command that computes: the number of OpenBLAS threads.
+
+#include <CLI/CLI.hpp>
+
+namespace vitscope::cli {
+
+// Registers --threads on command, bound to threads, which starts at the number of cores.
+void add_threads_option(CLI::App& command, int& threads);
+
+// Makes every later BLAS call use `threads` threads.
+void use_threads(int threads);
+
+}  // namespace vitscope::cli

@@ -1,0 +1,35 @@
+#pragma once
+// safetensors files: 8-byte little-endian header length N, N bytes of JSON header
+// ({name: {dtype, shape, data_offsets: [begin, end)}, "__metadata__": {string: string}}), then the data.
+// Reading validates the whole file before allocating tensor storage; every failure is a
+// vitscope::Error whose code names it (see docs in src/io/safetensors.cpp and tests/test_safetensors.cpp).
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "vitscope/tensor.hpp"
+
+namespace vitscope::io {
+
+// One tensor of a safetensors file, converted to float32 (F16 and BF16 are widened on load).
+struct NamedTensor {
+  std::string name;
+  Shape shape;
+  std::vector<float> data;  // row-major, product(shape) values
+};
+
+struct SafetensorsFile {
+  std::map<std::string, std::string> metadata;  // "__metadata__"
+  std::vector<NamedTensor> tensors;             // sorted by data offset (file order)
+};
+
+// Throws vitscope::Error on an unreadable or malformed file.
+SafetensorsFile read_safetensors(const std::string& path);
+
+// Writes F32 tensors (in the given order) and string metadata atomically: a temp file in the same
+// folder, then rename. Throws vitscope::Error if it cannot write.
+void write_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors,
+                       const std::map<std::string, std::string>& metadata);
+
+}  // namespace vitscope::io

@@ -1,0 +1,62 @@
+#pragma once
+// nn::MultiheadAttention, as torch.nn.MultiheadAttention (PyTorch 1.13) in inference: dropout is
+// the identity. Shapes use L = target (query) length, S = source (key) length, N = batch,
+// E = embed_dim, nh = num_heads, Dh = E / nh.
+
+#include <cstdint>
+#include <functional>
+
+#include "vitscope/nn/linear.hpp"
+#include "vitscope/nn/masks.hpp"
+#include "vitscope/tensor.hpp"
+
+namespace vitscope::nn {
+
+struct MultiheadAttentionOutput {
+  Tensor3 attn_output;          // (L,N,E), or (N,L,E) when batch_first
+  Tensor4 attn_output_weights;  // need_weights: per head (N,nh,L,S), or their mean (N,1,L,S); else empty
+};
+
+class MultiheadAttention {
+ public:
+  MultiheadAttention() = default;
+  // kdim / vdim of 0 mean embed_dim, as None does in PyTorch.
+  MultiheadAttention(int64_t embed_dim, int64_t num_heads, bool bias = true, bool add_bias_kv = false,
+                     bool add_zero_attn = false, int64_t kdim = 0, int64_t vdim = 0,
+                     bool batch_first = false);
+
+  // query (L,N,E), key (S,N,kdim), value (S,N,vdim); (N,·,·) first when batch_first.
+  // key_padding_mask (N,S); attn_mask (1,L,S) or (N*nh,L,S). S in the weights counts the extra
+  // key of add_bias_kv and of add_zero_attn, as PyTorch's does.
+  MultiheadAttentionOutput forward(const Tensor3& query, const Tensor3& key, const Tensor3& value,
+                                   const KeyPaddingMask& key_padding_mask = {},
+                                   bool need_weights = true, const AttnMask& attn_mask = {},
+                                   bool average_attn_weights = true) const;
+
+  // Whether q, k and v share one (3E,E) in_proj_weight (kdim == vdim == embed_dim).
+  bool qkv_same_embed_dim() const { return kdim == embed_dim && vdim == embed_dim; }
+
+  int64_t embed_dim = 0;
+  int64_t num_heads = 0;
+  int64_t head_dim = 0;
+  int64_t kdim = 0;
+  int64_t vdim = 0;
+  bool batch_first = false;
+  bool add_zero_attn = false;
+
+  Tensor2 in_proj_weight;  // (3E,E) when qkv_same_embed_dim, else empty
+  Tensor2 q_proj_weight;   // (E,E) when not qkv_same_embed_dim, else empty
+  Tensor2 k_proj_weight;   // (E,kdim) when not qkv_same_embed_dim, else empty
+  Tensor2 v_proj_weight;   // (E,vdim) when not qkv_same_embed_dim, else empty
+  Tensor1 in_proj_bias;    // (3E), or empty when bias=false
+  Tensor3 bias_k;          // (1,1,E) when add_bias_kv, else empty
+  Tensor3 bias_v;          // (1,1,E) when add_bias_kv, else empty
+  Linear out_proj;         // E -> E (bias follows `bias`)
+
+  // When set, every forward also computes the per-head weights (N,nh,L,S) and hands them here,
+  // whatever the caller asked for; the output does not change. This is how layers, which run
+  // with need_weights=false as PyTorch's do, expose their attention.
+  std::function<void(const Tensor4&)> weights_hook;
+};
+
+}  // namespace vitscope::nn

@@ -1,0 +1,25 @@
+#pragma once
+// Pieces shared by the encoder and decoder layers: the residual add and the feed-forward block.
+
+#include "vitscope/nn/activation.hpp"
+#include "vitscope/nn/linear.hpp"
+#include "vitscope/tensor.hpp"
+
+namespace vitscope::nn {
+
+// x (..., E) += y (same shape)
+inline void add_in_place(Tensor3& x, const Tensor3& y) {
+  float* a = x.data();
+  const float* b = y.data();
+  for (std::size_t i = 0, n = x.size(); i < n; ++i) a[i] += b[i];
+}
+
+// x (..., E) -> linear2(activation(linear1(x))) (..., E)
+inline Tensor3 feed_forward(const Linear& linear1, Activation activation, const Linear& linear2,
+                            const Tensor3& x) {
+  Tensor3 hidden = linear1.forward(x);
+  apply_activation(activation, hidden);
+  return linear2.forward(hidden);
+}
+
+}  // namespace vitscope::nn

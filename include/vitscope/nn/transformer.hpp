@@ -1,0 +1,58 @@
+#pragma once
+// nn::Transformer, as torch.nn.Transformer (PyTorch 1.13), inference only: dropout is the
+// identity and is therefore not a parameter. num_decoder_layers = 0 makes an encoder-only model.
+
+#include <cstdint>
+
+#include "vitscope/nn/activation.hpp"
+#include "vitscope/nn/masks.hpp"
+#include "vitscope/nn/transformer_decoder.hpp"
+#include "vitscope/nn/transformer_encoder.hpp"
+
+namespace vitscope::nn {
+
+// The constructor arguments of torch.nn.Transformer, under their PyTorch names and defaults.
+struct TransformerOptions {
+  int64_t d_model = 512;
+  int64_t nhead = 8;
+  int64_t num_encoder_layers = 6;
+  int64_t num_decoder_layers = 6;
+  int64_t dim_feedforward = 2048;
+  Activation activation = Activation::relu;
+  double layer_norm_eps = 1e-5;
+  bool batch_first = false;
+  bool norm_first = false;
+  // A custom encoder / decoder may have no final norm (DETR's post-norm encoder has none).
+  bool encoder_norm = true;
+  bool decoder_norm = true;
+};
+
+// Throws vitscope::Error("bad_options") when the options cannot make a model (nhead not
+// dividing d_model, non-positive sizes, absurd layer counts, eps not positive).
+void validate(const TransformerOptions& options);
+
+class Transformer {
+ public:
+  Transformer() = default;
+  explicit Transformer(const TransformerOptions& options);
+  // custom_encoder / custom_decoder, as in PyTorch; options must describe them.
+  Transformer(const TransformerOptions& options, TransformerEncoder custom_encoder,
+              TransformerDecoder custom_decoder);
+
+  // src: (S,N,E), tgt: (T,N,E) ((N,·,E) when batch_first) -> (T,N,E).
+  // src_mask (S,S), tgt_mask (T,T), memory_mask (T,S): as (1,·,·) or (N*nhead,·,·);
+  // key padding masks (N,S), (N,T), (N,S).
+  Tensor3 forward(const Tensor3& src, const Tensor3& tgt, const AttnMask& src_mask = {},
+                  const AttnMask& tgt_mask = {}, const AttnMask& memory_mask = {},
+                  const KeyPaddingMask& src_key_padding_mask = {},
+                  const KeyPaddingMask& tgt_key_padding_mask = {},
+                  const KeyPaddingMask& memory_key_padding_mask = {}) const;
+
+  bool encoder_only() const { return decoder.layers.empty(); }
+
+  TransformerOptions options;
+  TransformerEncoder encoder;
+  TransformerDecoder decoder;
+};
+
+}  // namespace vitscope::nn

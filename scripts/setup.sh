@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs every Debian package vitscope needs to build, run and test; skips what is present.
+# Usage: scripts/setup.sh [--tools]   (--tools adds python3-torch for tools/ and bench/)
+set -euo pipefail
+
+packages=(build-essential cmake pkg-config
+          libxtensor-dev libxtensor-blas-dev libxsimd-dev libopenblas-dev
+          libopencv-dev catch2 libcli11-dev nlohmann-json3-dev)
+if [[ "${1:-}" == "--tools" ]]; then
+  packages+=(python3-torch python3-numpy)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+
+sudo_cmd=()
+if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi
+echo "installing: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -qq
+"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null

@@ -1,0 +1,22 @@
+#include "vitscope/nn/transformer_decoder.hpp"
+
+namespace vitscope::nn {
+
+TransformerDecoder::TransformerDecoder(const TransformerDecoderLayer& decoder_layer,
+                                       int64_t num_layers, std::optional<LayerNorm> norm)
+    : layers(static_cast<std::size_t>(num_layers), decoder_layer), norm(std::move(norm)) {}
+
+Tensor3 TransformerDecoder::forward(const Tensor3& tgt, const Tensor3& memory,
+                                    const AttnMask& tgt_mask, const AttnMask& memory_mask,
+                                    const KeyPaddingMask& tgt_key_padding_mask,
+                                    const KeyPaddingMask& memory_key_padding_mask) const {
+  Tensor3 output = tgt;
+  for (const TransformerDecoderLayer& layer : layers) {
+    output = layer.forward(output, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
+                           memory_key_padding_mask);
+  }
+  if (norm) output = norm->forward(output);
+  return output;
+}
+
+}  // namespace vitscope::nn

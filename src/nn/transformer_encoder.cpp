@@ -1,0 +1,19 @@
+#include "vitscope/nn/transformer_encoder.hpp"
+
+namespace vitscope::nn {
+
+TransformerEncoder::TransformerEncoder(const TransformerEncoderLayer& encoder_layer,
+                                       int64_t num_layers, std::optional<LayerNorm> norm)
+    : layers(static_cast<std::size_t>(num_layers), encoder_layer), norm(std::move(norm)) {}
+
+Tensor3 TransformerEncoder::forward(const Tensor3& src, const AttnMask& mask,
+                                    const KeyPaddingMask& src_key_padding_mask) const {
+  Tensor3 output = src;
+  for (const TransformerEncoderLayer& layer : layers) {
+    output = layer.forward(output, mask, src_key_padding_mask);
+  }
+  if (norm) output = norm->forward(output);
+  return output;
+}
+
+}  // namespace vitscope::nn

@@ -1,0 +1,144 @@
+// Module behaviour that PyTorch fixtures cannot pin down: the defined all-masked result, mask
+// equivalences, the weights hook, and layout options giving the same numbers.
+
+#include <limits>
+
+#include "support.hpp"
+#include "vitscope/model_file.hpp"
+#include "vitscope/nn/transformer.hpp"
+#include "vitscope/state_dict.hpp"
+
+using namespace vitscope;
+
+namespace {
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+Tensor3 random_tensor(std::size_t a, std::size_t b, std::size_t c, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal;
+  Tensor3 t = Tensor3::from_shape({a, b, c});
+  for (float& x : t) x = normal(rng);
+  return t;
+}
+
+// A MultiheadAttention with seeded random weights and biases: E = 8, 2 heads.
+nn::MultiheadAttention random_attention(bool batch_first = false) {
+  nn::MultiheadAttention mha(8, 2, true, false, false, 0, 0, batch_first);
+  std::mt19937_64 rng(7);
+  std::normal_distribution<float> normal(0.0f, 0.5f);
+  for (const Parameter& p : named_parameters(mha)) {
+    for (std::size_t i = 0; i < p.numel(); ++i) p.data[i] = normal(rng);
+  }
+  return mha;
+}
+
+double max_abs_diff(const Tensor3& a, const Tensor3& b) {
+  REQUIRE((a.shape() == b.shape()));
+  double worst = 0.0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    worst = std::max(worst, std::fabs(double(a.data()[i]) - double(b.data()[i])));
+  }
+  return worst;
+}
+
+}  // namespace
+
+TEST_CASE("generate_square_subsequent_mask is -inf above the diagonal", "[masks]") {
+  const Tensor2 mask = nn::generate_square_subsequent_mask(3);
+  const Tensor2 expected = {{0, -kInf, -kInf}, {0, 0, -kInf}, {0, 0, 0}};
+  REQUIRE((mask == expected));
+}
+
+TEST_CASE("a bool mask becomes 0 / -inf", "[masks]") {
+  const Tensor2 bool_mask = {{1, 0}, {0, 1}};
+  const Tensor2 expected = {{-kInf, 0}, {0, -kInf}};
+  REQUIRE((nn::additive_from_bool(bool_mask) == expected));
+}
+
+TEST_CASE("a query whose keys are all masked gets zero weights and the out_proj bias",
+          "[masks][attention]") {
+  const nn::MultiheadAttention mha = random_attention();
+  const Tensor3 x = random_tensor(3, 2, 8, 1);  // (L=3, N=2, E=8)
+  // Row 1 of every (batch, head) masks all three keys; rows 0 and 2 mask none.
+  Tensor2 mask = xt::zeros<float>({3, 3});
+  for (std::size_t s = 0; s < 3; ++s) mask(1, s) = -kInf;
+  const auto result = mha.forward(x, x, x, {}, true, nn::attn_mask_2d(mask), false);
+
+  for (std::size_t n = 0; n < 2; ++n) {
+    for (std::size_t h = 0; h < 2; ++h) {
+      for (std::size_t s = 0; s < 3; ++s) REQUIRE(result.attn_output_weights(n, h, 1, s) == 0.0f);
+      float row_sum = 0.0f;
+      for (std::size_t s = 0; s < 3; ++s) row_sum += result.attn_output_weights(n, h, 0, s);
+      REQUIRE(row_sum == Approx(1.0f));
+    }
+    for (std::size_t e = 0; e < 8; ++e) {
+      REQUIRE(result.attn_output(1, n, e) == Approx(mha.out_proj.bias(e)).margin(1e-6));
+    }
+  }
+}
+
+TEST_CASE("bool and float masks with the same meaning give the same result", "[masks][attention]") {
+  const nn::MultiheadAttention mha = random_attention();
+  const Tensor3 q = random_tensor(3, 2, 8, 2);
+  const Tensor3 kv = random_tensor(4, 2, 8, 3);
+  const Tensor2 kpm_bool = {{0, 0, 1, 0}, {1, 0, 0, 0}};
+  const Tensor2 kpm_float = {{0, 0, -kInf, 0}, {-kInf, 0, 0, 0}};
+  const auto with_bool = mha.forward(q, kv, kv, nn::additive_from_bool(kpm_bool));
+  const auto with_float = mha.forward(q, kv, kv, kpm_float);
+  REQUIRE(max_abs_diff(with_bool.attn_output, with_float.attn_output) == 0.0);
+  // A masked key gets no weight at all.
+  REQUIRE(with_bool.attn_output_weights(0, 0, 1, 2) == 0.0f);
+  REQUIRE(with_bool.attn_output_weights(1, 0, 0, 0) == 0.0f);
+}
+
+TEST_CASE("the weights hook sees per-head weights and leaves the output unchanged",
+          "[attention]") {
+  nn::MultiheadAttention mha = random_attention();
+  const Tensor3 x = random_tensor(5, 2, 8, 4);
+  const auto plain = mha.forward(x, x, x, {}, false);
+  REQUIRE(plain.attn_output_weights.size() == 0);
+
+  Tensor4 hooked;
+  mha.weights_hook = [&hooked](const Tensor4& w) { hooked = w; };
+  const auto with_hook = mha.forward(x, x, x, {}, false);
+  REQUIRE(max_abs_diff(plain.attn_output, with_hook.attn_output) == 0.0);
+  REQUIRE((hooked.shape() == std::array<std::size_t, 4>{2, 2, 5, 5}));
+
+  const auto averaged = mha.forward(x, x, x, {}, true, {}, true);
+  REQUIRE((averaged.attn_output_weights.shape() == std::array<std::size_t, 4>{2, 1, 5, 5}));
+  for (std::size_t l = 0; l < 5; ++l) {
+    const float mean = (hooked(1, 0, l, 3) + hooked(1, 1, l, 3)) / 2.0f;
+    REQUIRE(averaged.attn_output_weights(1, 0, l, 3) == Approx(mean));
+  }
+}
+
+TEST_CASE("batch_first gives the transposed result of sequence-first", "[attention]") {
+  const nn::MultiheadAttention seq_first = random_attention(false);
+  const nn::MultiheadAttention batch_first = random_attention(true);
+  const Tensor3 x = random_tensor(4, 3, 8, 5);  // (L,N,E)
+  const Tensor3 x_bf = xt::transpose(x, {1, 0, 2});
+  const Tensor3 out = seq_first.forward(x, x, x).attn_output;
+  const Tensor3 out_bf = batch_first.forward(x_bf, x_bf, x_bf).attn_output;
+  REQUIRE(max_abs_diff(Tensor3(xt::transpose(out_bf, {1, 0, 2})), out) < 1e-6);
+}
+
+TEST_CASE("mismatched shapes are errors, not crashes", "[attention]") {
+  const nn::MultiheadAttention mha = random_attention();
+  const Tensor3 x = random_tensor(3, 2, 8, 6);
+  const Tensor3 wrong_features = random_tensor(3, 2, 7, 6);
+  const Tensor3 wrong_batch = random_tensor(3, 1, 8, 6);
+  const auto code_of = [](auto&& call) {
+    try {
+      call();
+    } catch (const Error& e) {
+      return e.code();
+    }
+    return std::string("no error");
+  };
+  REQUIRE(code_of([&] { mha.forward(wrong_features, x, x); }) == "shape_mismatch");
+  REQUIRE(code_of([&] { mha.forward(x, wrong_batch, wrong_batch); }) == "shape_mismatch");
+  REQUIRE(code_of([&] { mha.forward(x, x, x, xt::zeros<float>({2, 4})); }) == "shape_mismatch");
+  REQUIRE(code_of([&] { mha.forward(x, x, x, {}, true, xt::zeros<float>({5, 3, 3})); }) ==
+          "shape_mismatch");
+}
