@@ -48,6 +48,38 @@ void softmax_row(float* row, std::size_t n) {
   for (std::size_t j = 0; j < n; ++j) row[j] *= inv;
 }
 
+// scores (L,S_ext) += the (L,S) attn_mask plane and the (S) key padding row, both optional; the
+// extra bias_kv / zero-attention keys past S are never masked, as PyTorch pads masks with 0.
+void add_masks(float* scores, std::size_t L, std::size_t S_ext, std::size_t S,
+               const float* attn_mask_plane, const float* key_padding_row) {
+  for (std::size_t l = 0; l < L; ++l) {
+    float* row = scores + l * S_ext;
+    if (attn_mask_plane) {
+      const float* mask_row = attn_mask_plane + l * S;
+      for (std::size_t s = 0; s < S; ++s) row[s] += mask_row[s];
+    }
+    if (key_padding_row) {
+      for (std::size_t s = 0; s < S; ++s) row[s] += key_padding_row[s];
+    }
+  }
+}
+
+// (N,nh,L,S) -> (N,1,L,S): sum then divide, as PyTorch's sum(dim=1) / num_heads.
+Tensor4 average_heads(const Tensor4& weights) {
+  const std::size_t N = weights.shape(0), nh = weights.shape(1);
+  const std::size_t plane = weights.shape(2) * weights.shape(3);
+  Tensor4 mean = xt::zeros<float>({N, std::size_t{1}, weights.shape(2), weights.shape(3)});
+  for (std::size_t n = 0; n < N; ++n) {
+    float* out = mean.data() + n * plane;
+    for (std::size_t h = 0; h < nh; ++h) {
+      const float* w = weights.data() + (n * nh + h) * plane;
+      for (std::size_t i = 0; i < plane; ++i) out[i] += w[i];
+    }
+    for (std::size_t i = 0; i < plane; ++i) out[i] /= static_cast<float>(nh);
+  }
+  return mean;
+}
+
 }  // namespace
 
 MultiheadAttention::MultiheadAttention(int64_t embed_dim, int64_t num_heads, bool bias,
@@ -151,19 +183,11 @@ MultiheadAttentionOutput MultiheadAttention::forward(const Tensor3& query, const
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(L),
                   static_cast<int>(S_ext), static_cast<int>(Dh), scale, q.data() + col, ld,
                   k.data() + col, ld, 0.0f, scores.data(), static_cast<int>(S_ext));
-      const float* mask = has_attn_mask
-                              ? attn_mask.data() + (attn_mask.shape(0) == 1 ? 0 : n * nh + h) * L * S
-                              : nullptr;
-      for (std::size_t l = 0; l < L; ++l) {
-        float* row = scores.data() + l * S_ext;
-        if (mask) {
-          for (std::size_t s = 0; s < S; ++s) row[s] += mask[l * S + s];
-        }
-        if (has_kpm) {
-          for (std::size_t s = 0; s < S; ++s) row[s] += key_padding_mask(n, s);
-        }
-        softmax_row(row, S_ext);
-      }
+      const std::size_t mask_plane = attn_mask.shape(0) == 1 ? 0 : n * nh + h;
+      add_masks(scores.data(), L, S_ext, S,
+                has_attn_mask ? attn_mask.data() + mask_plane * L * S : nullptr,
+                has_kpm ? key_padding_mask.data() + n * S : nullptr);
+      for (std::size_t l = 0; l < L; ++l) softmax_row(scores.data() + l * S_ext, S_ext);
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(L),
                   static_cast<int>(Dh), static_cast<int>(S_ext), 1.0f, scores.data(),
                   static_cast<int>(S_ext), v.data() + col, ld, 0.0f, attn.data() + col, ld);
@@ -179,22 +203,7 @@ MultiheadAttentionOutput MultiheadAttention::forward(const Tensor3& query, const
   if (batch_first) result.attn_output = swap_first_two(result.attn_output);
   if (weights_hook) weights_hook(weights);
   if (need_weights) {
-    if (average_attn_weights) {
-      // Sum then divide, as PyTorch's sum(dim=1) / num_heads.
-      Tensor4 mean = xt::zeros<float>({N, std::size_t{1}, L, S_ext});
-      const std::size_t plane = L * S_ext;
-      for (std::size_t n = 0; n < N; ++n) {
-        float* out = mean.data() + n * plane;
-        for (std::size_t h = 0; h < nh; ++h) {
-          const float* w = weights.data() + (n * nh + h) * plane;
-          for (std::size_t i = 0; i < plane; ++i) out[i] += w[i];
-        }
-        for (std::size_t i = 0; i < plane; ++i) out[i] /= static_cast<float>(nh);
-      }
-      result.attn_output_weights = std::move(mean);
-    } else {
-      result.attn_output_weights = std::move(weights);
-    }
+    result.attn_output_weights = average_attn_weights ? average_heads(weights) : std::move(weights);
   }
   return result;
 }
