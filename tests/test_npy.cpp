@@ -1,10 +1,12 @@
 #include <unistd.h>
 
-#include <catch2/catch.hpp>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
+
+#include <catch2/catch.hpp>
 
 #include "vitscope/error.hpp"
 #include "vitscope/io/npy.hpp"
@@ -33,7 +35,8 @@ struct TempDir {
   }
   std::string file(const std::string& bytes, const std::string& name = "a.npy") const {
     const std::string path = (dir / name).string();
-    std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    std::ofstream(path, std::ios::binary)
+        .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     return path;
   }
 };
@@ -60,7 +63,8 @@ std::string npy_file(const std::string& header, const std::string& data = "", in
   std::string out = "\x93NUMPY";
   out += static_cast<char>(major);
   out += '\0';
-  for (int i = 0; i < (major == 1 ? 2 : 4); ++i) out += static_cast<char>((header_len >> (8 * i)) & 0xFF);
+  for (int i = 0; i < (major == 1 ? 2 : 4); ++i)
+    out += static_cast<char>((header_len >> (8 * i)) & 0xFF);
   return out + header + data;
 }
 
@@ -102,6 +106,16 @@ TEST_CASE("npy: header length limits", "[npy]") {
   CHECK(read_code(npy_file("{}", "", 3, 0xFFFFFFFFULL)) == "npy_bad_header");
   CHECK(read_code(npy_file(dict("<f4", "False", "()"), "", 1, 0xFFFF)) == "npy_bad_header");
   CHECK(read_code(npy_file("{}", "", 1, 3)) == "npy_bad_header");
+  // The cap applies before the file size is looked at.
+  TempDir tmp;
+  const std::string path = tmp.file(npy_file("{}", std::string(2 << 20, ' '), 2, (1 << 20) + 1));
+  try {
+    read_npy(path);
+    FAIL("no error thrown");
+  } catch (const vitscope::Error& e) {
+    CHECK(e.code() == "npy_bad_header");
+    CHECK(std::string(e.what()) == path + ": header length 1048577 exceeds the 1048576-byte limit");
+  }
 }
 
 TEST_CASE("npy: malformed header dict", "[npy]") {
@@ -136,7 +150,8 @@ TEST_CASE("npy: malformed header dict", "[npy]") {
     CHECK(read_code(npy_file(header, d)) == "npy_bad_header");
   }
   // "((((...": deep nesting is an error, not a stack overflow.
-  const std::string deep = "{'descr': '<f4', 'fortran_order': False, 'shape': " + std::string(100000, '(');
+  const std::string deep =
+      "{'descr': '<f4', 'fortran_order': False, 'shape': " + std::string(100000, '(');
   CHECK(read_code(npy_file(deep, "", 2)) == "npy_bad_header");
 }
 
@@ -158,7 +173,8 @@ TEST_CASE("npy: header parsing is tolerant of layout", "[npy]") {
   }
   TempDir tmp;
   for (const int major : {2, 3}) {
-    const auto a = read_npy(tmp.file(npy_file(dict("<f4", "False", "(5,)"), f32_bytes({1, 2, 3, 4, 5}), major)));
+    const auto a = read_npy(
+        tmp.file(npy_file(dict("<f4", "False", "(5,)"), f32_bytes({1, 2, 3, 4, 5}), major)));
     CHECK(a.shape == Shape{5});
     CHECK(a.data == std::vector<float>{1, 2, 3, 4, 5});
   }
@@ -203,14 +219,16 @@ TEST_CASE("npy: data size must match the shape", "[npy]") {
   CHECK(read_code(npy_file(dict("<f4", "False", "(4611686018427387904,)"), "")) ==
         "npy_size_mismatch");
   TempDir tmp;
-  const auto empty = read_npy(tmp.file(npy_file(dict("<f4", "False", "(4294967296, 0, 4294967296)"))));
-  CHECK(empty.shape == Shape{4294967296ULL, 0, 4294967296ULL});
+  const auto empty =
+      read_npy(tmp.file(npy_file(dict("<f4", "False", "(4294967296, 4294967296, 0)"))));
+  CHECK(empty.shape == Shape{4294967296ULL, 4294967296ULL, 0});
   CHECK(empty.data.empty());
 }
 
 TEST_CASE("npy: bool arrays", "[npy]") {
   TempDir tmp;
-  const auto a = read_npy(tmp.file(npy_file(dict("|b1", "False", "(2, 2)"), std::string("\x00\x01\x01\x00", 4))));
+  const auto a = read_npy(
+      tmp.file(npy_file(dict("|b1", "False", "(2, 2)"), std::string("\x00\x01\x01\x00", 4))));
   CHECK(a.dtype == NpyDType::Bool);
   CHECK(a.shape == Shape{2, 2});
   CHECK(a.data == std::vector<float>{0, 1, 1, 0});
@@ -255,7 +273,8 @@ TEST_CASE("npy: written bytes follow numpy's format 1.0 layout", "[npy]") {
 
 TEST_CASE("npy: writer errors", "[npy]") {
   TempDir tmp;
-  CHECK(error_code([&] { write_npy((tmp.dir / "x.npy").string(), nullptr, {2}); }) == "invalid_argument");
+  CHECK(error_code([&] { write_npy((tmp.dir / "x.npy").string(), nullptr, {2}); }) ==
+        "invalid_argument");
   const float one = 1.0f;
   CHECK(error_code([&] { write_npy((tmp.dir / "missing" / "x.npy").string(), &one, {}); }) ==
         "write_failed");

@@ -1,6 +1,5 @@
 #include <unistd.h>
 
-#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -9,6 +8,8 @@
 #include <limits>
 #include <string>
 #include <vector>
+
+#include <catch2/catch.hpp>
 
 #include "vitscope/error.hpp"
 #include "vitscope/io/safetensors.hpp"
@@ -36,7 +37,8 @@ struct TempDir {
   }
   std::string file(const std::string& bytes, const std::string& name = "t.safetensors") const {
     const std::string path = (dir / name).string();
-    std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    std::ofstream(path, std::ios::binary)
+        .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     return path;
   }
 };
@@ -90,7 +92,8 @@ const std::string kEntryA = R"("a":{"dtype":"F32","shape":[2],"data_offsets":[0,
 
 TEST_CASE("safetensors: unreadable file is io_error", "[safetensors]") {
   TempDir tmp;
-  CHECK(error_code([&] { read_safetensors((tmp.dir / "missing.safetensors").string()); }) == "io_error");
+  CHECK(error_code([&] { read_safetensors((tmp.dir / "missing.safetensors").string()); }) ==
+        "io_error");
   CHECK(error_code([&] { read_safetensors(tmp.dir.string()); }) == "io_error");
 }
 
@@ -105,7 +108,8 @@ TEST_CASE("safetensors: header length checks", "[safetensors]") {
   CHECK(read_code(le64(100'000'000) + "{}") == "header_out_of_bounds");
   CHECK(read_code(le64(3) + "{}") == "header_out_of_bounds");
   // N = 2^64 - 8 would wrap 8 + N around to 0 with naive arithmetic.
-  CHECK(read_code(le64(std::numeric_limits<std::uint64_t>::max() - 7) + "{}") == "header_too_large");
+  CHECK(read_code(le64(std::numeric_limits<std::uint64_t>::max() - 7) + "{}") ==
+        "header_too_large");
 }
 
 TEST_CASE("safetensors: error message is one line starting with the path and naming the numbers",
@@ -188,6 +192,10 @@ TEST_CASE("safetensors: entries with wrong types", "[safetensors]") {
     INFO(header);
     CHECK(read_code(st_file(header, std::string(8, '\0'))) == "invalid_header_entry");
   }
+  // Deep nesting is parsed without recursion and reported without printing it.
+  const std::string deep = R"({"a":{"dtype":"F32","shape":)" + std::string(1'000'000, '[') +
+                           std::string(1'000'000, ']') + R"(,"data_offsets":[0,8]}})";
+  CHECK(read_code(st_file(deep, std::string(8, '\0'))) == "invalid_header_entry");
 }
 
 TEST_CASE("safetensors: unknown fields and trailing header spaces are allowed", "[safetensors]") {
@@ -221,40 +229,54 @@ TEST_CASE("safetensors: duplicate top-level keys", "[safetensors]") {
                           std::string(8, '\0'))) == "duplicate_tensor_name");
   // Same key nested deeper is not a tensor name.
   TempDir tmp;
-  const auto file = read_safetensors(tmp.file(
-      st_file(R"({"__metadata__":{"a":"x"},)" + kEntryA + "}", f32_bytes({1.0f, 2.0f}))));
+  const auto file = read_safetensors(
+      tmp.file(st_file(R"({"__metadata__":{"a":"x"},)" + kEntryA + "}", f32_bytes({1.0f, 2.0f}))));
   CHECK(file.metadata.at("a") == "x");
 }
 
 TEST_CASE("safetensors: offsets must tile the data section", "[safetensors]") {
   const auto two = [](const std::string& b_offsets) {
-    return st_file("{" + kEntryA + R"(,"b":{"dtype":"F32","shape":[1],"data_offsets":)" +
-                       b_offsets + "}}",
-                   std::string(12, '\0'));
+    return st_file(
+        "{" + kEntryA + R"(,"b":{"dtype":"F32","shape":[1],"data_offsets":)" + b_offsets + "}}",
+        std::string(12, '\0'));
   };
   CHECK(read_code(two("[12,16]")) == "offsets_not_tiling");  // gap
   CHECK(read_code(two("[4,8]")) == "offsets_not_tiling");    // overlap
   CHECK(read_code(two("[0,4]")) == "offsets_not_tiling");    // overlap at 0
   CHECK(read_code(st_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
                           std::string(8, '\0'))) == "offsets_not_tiling");
+
+  // Zero-size tensors may sit at any boundary; they come before the tensor starting there.
+  TempDir tmp;
+  const std::string header = "{" + kEntryA +
+                             R"(,"z":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},)" +
+                             R"("y":{"dtype":"F16","shape":[0,3],"data_offsets":[8,8]},)" +
+                             R"("m":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})";
+  const auto file = read_safetensors(tmp.file(st_file(header, f32_bytes({1, 2, 3}))));
+  std::vector<std::string> names;
+  for (const auto& t : file.tensors) names.push_back(t.name);
+  CHECK(names == std::vector<std::string>{"z", "a", "y", "m"});
+  CHECK(file.tensors[3].data == std::vector<float>{3});
 }
 
 TEST_CASE("safetensors: tensor sizes", "[safetensors]") {
-  CHECK(read_code(st_file(R"({"a":{"dtype":"F32","shape":[4611686018427387904],"data_offsets":[0,8]}})",
-                          std::string(8, '\0'))) == "tensor_size_overflow");
-  CHECK(read_code(st_file(R"({"a":{"dtype":"F16","shape":[4294967296,4294967296],"data_offsets":[0,8]}})",
-                          std::string(8, '\0'))) == "tensor_size_overflow");
+  CHECK(read_code(
+            st_file(R"({"a":{"dtype":"F32","shape":[4611686018427387904],"data_offsets":[0,8]}})",
+                    std::string(8, '\0'))) == "tensor_size_overflow");
+  CHECK(read_code(
+            st_file(R"({"a":{"dtype":"F16","shape":[4294967296,4294967296],"data_offsets":[0,8]}})",
+                    std::string(8, '\0'))) == "tensor_size_overflow");
   CHECK(read_code(st_file(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})",
                           std::string(8, '\0'))) == "tensor_size_mismatch");
   CHECK(read_code(st_file(R"({"a":{"dtype":"BF16","shape":[2],"data_offsets":[0,8]}})",
                           std::string(8, '\0'))) == "tensor_size_mismatch");
   // A zero dimension makes the product 0 even though the others alone would overflow.
   TempDir tmp;
-  const auto file = read_safetensors(tmp.file(st_file(
-      R"({"a":{"dtype":"F32","shape":[4294967296,0,4294967296],"data_offsets":[0,0]}})")));
+  const auto file = read_safetensors(tmp.file(
+      st_file(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296,0],"data_offsets":[0,0]}})")));
   REQUIRE(file.tensors.size() == 1);
   CHECK(file.tensors[0].data.empty());
-  CHECK(file.tensors[0].shape == vitscope::Shape{4294967296ULL, 0, 4294967296ULL});
+  CHECK(file.tensors[0].shape == vitscope::Shape{4294967296ULL, 4294967296ULL, 0});
 }
 
 TEST_CASE("safetensors: data section must end at the file end", "[safetensors]") {
@@ -336,6 +358,7 @@ TEST_CASE("safetensors: write then read round trip", "[safetensors]") {
   std::uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(bytes[i]);
   CHECK((8 + n) % 8 == 0);
+  CHECK(bytes.find_last_not_of(' ', 8 + n - 1) >= n);  // padding is under 8 spaces
   CHECK(bytes.compare(8, 16, "{\"__metadata__\":") == 0);
   CHECK(bytes.size() == 8 + n + 4 * (6 + 1 + 4));
   CHECK(std::distance(fs::directory_iterator(tmp.dir), fs::directory_iterator()) == 1);
@@ -355,13 +378,18 @@ TEST_CASE("safetensors: no metadata means no __metadata__ key", "[safetensors]")
 TEST_CASE("safetensors: writer rejects bad input and cleans up on failure", "[safetensors]") {
   TempDir tmp;
   const std::string path = (tmp.dir / "w.safetensors").string();
-  CHECK(error_code([&] { write_safetensors(path, {{"x", {2, 2}, {1, 2, 3}}}, {}); }) ==
-        "invalid_argument");
-  CHECK(error_code([&] { write_safetensors(path, {{"x", {1}, {1}}, {"x", {1}, {2}}}, {}); }) ==
-        "invalid_argument");
-  CHECK(error_code([&] { write_safetensors(path, {{"__metadata__", {1}, {1}}}, {}); }) ==
-        "invalid_argument");
-  CHECK(error_code([&] { write_safetensors(path, {{"\xFF", {1}, {1}}}, {}); }) == "invalid_argument");
+  CHECK(error_code([&] {
+          write_safetensors(path, {{"x", {2, 2}, {1, 2, 3}}}, {});
+        }) == "invalid_argument");
+  CHECK(error_code([&] {
+          write_safetensors(path, {{"x", {1}, {1}}, {"x", {1}, {2}}}, {});
+        }) == "invalid_argument");
+  CHECK(error_code([&] {
+          write_safetensors(path, {{"__metadata__", {1}, {1}}}, {});
+        }) == "invalid_argument");
+  CHECK(error_code([&] {
+          write_safetensors(path, {{"\xFF", {1}, {1}}}, {});
+        }) == "invalid_argument");
   CHECK_FALSE(fs::exists(path));
 
   CHECK(error_code([&] {

@@ -85,8 +85,14 @@ void run_bench(const BenchOptions& o) {
   std::mt19937 rng(kSeed);
   const Tensor3 src = random_sequence(o.src_len, o.batch, model.options, rng);
   const Tensor3 tgt = decode ? random_sequence(o.tgt_len, o.batch, model.options, rng) : Tensor3{};
-  const std::vector<double> times = time_runs(
-      [&] { decode ? model.forward(src, tgt) : model.encoder.forward(src); }, o.warmup, o.repeat);
+  const auto forward = [&] {
+    if (decode) {
+      model.forward(src, tgt);
+    } else {
+      model.encoder.forward(src);
+    }
+  };
+  const std::vector<double> times = time_runs(forward, o.warmup, o.repeat);
 
   nlohmann::ordered_json report;
   report["load_ms"] = load_ms;
@@ -110,7 +116,9 @@ Command add_bench_command(CLI::App& app) {
       "bench",
       "Time model loading and forward passes on seeded random inputs; prints one JSON object. "
       "Without --tgt-len, or for an encoder-only model, times the encoder alone.");
-  command->add_option("--model", o.model, "model file (.safetensors)")->required();
+  command->add_option("--model", o.model, "model file (.safetensors)")
+      ->type_name("FILE")
+      ->required();
   command->add_option("--src-len", o.src_len, "source length S")
       ->required()
       ->check(CLI::Range(1, 65536));

@@ -66,7 +66,8 @@ std::string dims_text(std::size_t a, std::size_t b, std::size_t c) {
   return "(" + std::to_string(a) + ", " + std::to_string(b) + ", " + std::to_string(c) + ")";
 }
 
-[[noreturn]] void reject_shape(const InputFile& file, const Shape& shape, const std::string& expected) {
+[[noreturn]] void reject_shape(const InputFile& file, const Shape& shape,
+                               const std::string& expected) {
   throw Error("bad_input",
               file.label() + ": shape " + shape_to_string(shape) + ", expected " + expected);
 }
@@ -80,9 +81,11 @@ Tensor3 read_sequence(const InputFile& file, const nn::TransformerOptions& model
   Tensor3 x = io::read_tensor3(file.path, file.label());
   const std::string E = std::to_string(model.d_model);
   if (x.shape(0) == 0 || x.shape(1) == 0 || x.shape(2) != static_cast<std::size_t>(model.d_model)) {
-    const std::string layout = model.batch_first ? "(N, " + len_name + ", " + E + ") (batch_first)"
-                                                 : "(" + len_name + ", N, " + E + ")";
-    reject_shape(file, shape_of(x), layout + " with d_model " + E + " and N, " + len_name + " > 0");
+    const std::string layout =
+        model.batch_first ? "(N, " + len_name + ", " + E + ")" : "(" + len_name + ", N, " + E + ")";
+    reject_shape(file, shape_of(x),
+                 layout + ", N and " + len_name + " at least 1 (d_model " + E +
+                     (model.batch_first ? ", batch_first)" : ", sequence first)"));
   }
   return x;
 }
@@ -92,9 +95,14 @@ nn::AttnMask read_attn_mask(const InputFile& file, std::size_t L, std::size_t S,
   const io::NpyArray array = io::read_npy(file.path);
   nn::AttnMask mask = io::to_attn_mask(array, file.label());
   const Shape& shape = array.shape;
-  const bool fits = shape.size() == 2 ? shape[0] == L && shape[1] == S
-                                      : shape[0] == dims.batch_heads && shape[1] == L && shape[2] == S;
-  if (!fits) reject_shape(file, shape, dims_text(L, S) + " or " + dims_text(dims.batch_heads, L, S));
+  const bool fits = shape.size() == 2
+                        ? shape[0] == L && shape[1] == S
+                        : shape[0] == dims.batch_heads && shape[1] == L && shape[2] == S;
+  if (!fits) {
+    reject_shape(file, shape,
+                 "(L, S) = " + dims_text(L, S) +
+                     " or (N*nhead, L, S) = " + dims_text(dims.batch_heads, L, S));
+  }
   return mask;
 }
 
@@ -139,7 +147,8 @@ void require_target_for_target_masks(const ForwardOptions& o) {
 
 void require_decoder(const nn::Transformer& model, const ForwardOptions& o) {
   if (tgt_file(o).given() && model.encoder_only()) {
-    throw UsageError(o.model + " is an encoder-only model (num_decoder_layers 0): it has no decoder "
+    throw UsageError(o.model +
+                     " is an encoder-only model (num_decoder_layers 0): it has no decoder "
                      "to run --tgt through; drop --tgt and the target masks to run its encoder");
   }
 }
@@ -181,14 +190,18 @@ class AttentionRecorder {
  public:
   explicit AttentionRecorder(nn::Transformer& model) {
     for (const auto& [name, module] : named_attention_modules(model)) {
-      module->weights_hook = [this, name = name](const Tensor4& weights) { weights_[name] = weights; };
+      module->weights_hook = [this, name = name](const Tensor4& weights) {
+        weights_[name] = weights;
+      };
     }
   }
   AttentionRecorder(const AttentionRecorder&) = delete;
   AttentionRecorder& operator=(const AttentionRecorder&) = delete;
 
   void write(const std::filesystem::path& dir) const {
-    for (const auto& [name, weights] : weights_) io::write_npy((dir / (name + ".npy")).string(), weights);
+    for (const auto& [name, weights] : weights_) {
+      io::write_npy((dir / (name + ".npy")).string(), weights);
+    }
   }
 
  private:
@@ -234,10 +247,13 @@ Command add_forward_command(CLI::App& app) {
       "forward",
       "Run a model on .npy inputs (shaped as PyTorch shapes them for the model's batch_first). "
       "Without --tgt, or for an encoder-only model, runs the encoder alone.");
-  command->add_option("--model", o.model, "model file (.safetensors)")->required();
+  command->add_option("--model", o.model, "model file (.safetensors)")
+      ->type_name("FILE")
+      ->required();
   add_input_option(*command, "--src", o.src, "source sequence (S,N,E), or (N,S,E) when batch_first")
       ->required();
-  add_input_option(*command, "--tgt", o.tgt, "target sequence (T,N,E), or (N,T,E) when batch_first");
+  add_input_option(*command, "--tgt", o.tgt,
+                   "target sequence (T,N,E), or (N,T,E) when batch_first");
   add_input_option(*command, "--src-mask", o.src_mask, "float or bool mask (S,S) or (N*nhead,S,S)");
   add_input_option(*command, "--tgt-mask", o.tgt_mask, "float or bool mask (T,T) or (N*nhead,T,T)");
   add_input_option(*command, "--memory-mask", o.memory_mask,
@@ -249,9 +265,10 @@ Command add_forward_command(CLI::App& app) {
   add_input_option(*command, "--memory-key-padding-mask", o.memory_key_padding_mask,
                    "float or bool mask (N,S); true = ignore");
   command->add_option("--out", o.out, "output .npy file (float32)")->required()->type_name("NPY");
-  command->add_option("--attn-dir", o.attn_dir,
-                      "write each attention module's per-head weights (N,nhead,L,S) to "
-                      "DIR/<module path>.npy (DIR is created if missing)")
+  command
+      ->add_option("--attn-dir", o.attn_dir,
+                   "write each attention module's per-head weights (N,nhead,L,S) to "
+                   "DIR/<module path>.npy (DIR is created if missing)")
       ->type_name("DIR");
   add_threads_option(*command, o.threads);
   return {command, [options] { run_forward(*options); }};

@@ -71,9 +71,11 @@ void run_info(const InfoOptions& options) {
 
 Command add_info_command(CLI::App& app) {
   auto options = std::make_shared<InfoOptions>();
-  CLI::App* command =
-      app.add_subcommand("info", "Print a model's architecture, options, parameter count and metadata");
-  command->add_option("model", options->model, "model file (.safetensors)")->required();
+  CLI::App* command = app.add_subcommand(
+      "info", "Print a model's architecture, options, parameter count and metadata");
+  command->add_option("model", options->model, "model file (.safetensors)")
+      ->type_name("FILE")
+      ->required();
   command->add_flag("--json", options->json, "print one JSON object");
   return {command, [options] { run_info(*options); }};
 }

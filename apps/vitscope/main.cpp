@@ -4,6 +4,7 @@
 // model), 2 usage error (CLI11's parse errors and UsageError).
 
 #include <iostream>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -54,6 +55,9 @@ int main(int argc, char** argv) {
   } catch (const vitscope::cli::UsageError& e) {
     report_error(e.what());
     return kUsageExit;
+  } catch (const std::bad_alloc&) {
+    report_error("out of memory (inputs or model too large)");
+    return kBadInputExit;
   } catch (const std::exception& e) {
     report_error(e.what());
     return kBadInputExit;

@@ -91,10 +91,12 @@ class HeaderParser {
   static constexpr int kMaxDepth = 32;
 
   [[noreturn]] void error(const std::string& what) const {
-    fail("npy_bad_header", path_, "header " + what + " (at byte " + std::to_string(pos_) + ")");
+    fail("npy_bad_header", path_,
+         "header " + what + " (at header byte " + std::to_string(pos_) + ")");
   }
   void skip_space() {
-    while (pos_ < s_.size() && (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\r' || s_[pos_] == '\n'))
+    while (pos_ < s_.size() &&
+           (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\r' || s_[pos_] == '\n'))
       ++pos_;
   }
   bool consume(char c) {
@@ -109,12 +111,14 @@ class HeaderParser {
   }
   bool at_digit() const { return pos_ < s_.size() && s_[pos_] >= '0' && s_[pos_] <= '9'; }
   bool at_letter() const {
-    return pos_ < s_.size() && (std::isalpha(static_cast<unsigned char>(s_[pos_])) || s_[pos_] == '_');
+    return pos_ < s_.size() &&
+           (std::isalpha(static_cast<unsigned char>(s_[pos_])) || s_[pos_] == '_');
   }
 
-  // Printable ASCII without escapes is all npy descr and key strings need, and keeps messages clean.
+  // Printable ASCII, no escapes: enough for npy keys and descrs, and safe to echo in messages.
   std::string parse_string() {
-    if (pos_ >= s_.size() || (s_[pos_] != '\'' && s_[pos_] != '"')) error("expects a quoted string");
+    if (pos_ >= s_.size() || (s_[pos_] != '\'' && s_[pos_] != '"'))
+      error("expects a quoted string");
     const char quote = s_[pos_++];
     std::string out;
     while (pos_ < s_.size() && s_[pos_] != quote) {
@@ -156,10 +160,14 @@ class HeaderParser {
     } else if (at_letter()) {
       std::string word;
       while (at_letter() || at_digit()) word += s_[pos_++];
-      if (word == "True") v.kind = PyValue::Kind::True;
-      else if (word == "False") v.kind = PyValue::Kind::False;
-      else if (word == "None") v.kind = PyValue::Kind::None;
-      else error("has an unknown name '" + word + "'");
+      if (word == "True")
+        v.kind = PyValue::Kind::True;
+      else if (word == "False")
+        v.kind = PyValue::Kind::False;
+      else if (word == "None")
+        v.kind = PyValue::Kind::None;
+      else
+        error("has an unknown name '" + word + "'");
     } else {
       error("has an unexpected character");
     }
@@ -197,8 +205,12 @@ struct Header {
 Header interpret_header(const std::string& text, const std::string& path) {
   std::map<std::string, PyValue> dict = HeaderParser(text, path).parse_dict();
   const auto bad = [&](const std::string& what) { fail("npy_bad_header", path, "header " + what); };
-  if (dict.size() != 3 || !dict.count("descr") || !dict.count("fortran_order") || !dict.count("shape"))
-    bad("must have exactly the keys 'descr', 'fortran_order' and 'shape'");
+  if (dict.size() != 3 || !dict.count("descr") || !dict.count("fortran_order") ||
+      !dict.count("shape")) {
+    std::string keys;
+    for (const auto& entry : dict) keys += (keys.empty() ? "'" : ", '") + entry.first + "'";
+    bad("has keys {" + keys + "}; need exactly 'descr', 'fortran_order' and 'shape'");
+  }
   Header h;
   const PyValue& fortran = dict["fortran_order"];
   if (fortran.kind != PyValue::Kind::True && fortran.kind != PyValue::Kind::False)
@@ -207,7 +219,8 @@ Header interpret_header(const std::string& text, const std::string& path) {
   const PyValue& shape = dict["shape"];
   if (shape.kind != PyValue::Kind::Tuple) bad("'shape' is not a tuple");
   for (const PyValue& d : shape.items) {
-    if (d.kind != PyValue::Kind::Int) bad("'shape' holds something other than a non-negative integer");
+    if (d.kind != PyValue::Kind::Int)
+      bad("'shape' holds something other than a non-negative integer");
     h.shape.push_back(static_cast<std::size_t>(d.number));
   }
   const PyValue& descr = dict["descr"];
@@ -216,12 +229,14 @@ Header interpret_header(const std::string& text, const std::string& path) {
   return h;
 }
 
-void read_exact(std::ifstream& in, std::uint64_t offset, char* out, std::uint64_t n, const std::string& path) {
+void read_exact(std::ifstream& in, std::uint64_t offset, char* out, std::uint64_t n,
+                const std::string& path) {
   if (n == 0) return;
   in.seekg(static_cast<std::streamoff>(offset));
   in.read(out, static_cast<std::streamsize>(n));
   if (!in || static_cast<std::uint64_t>(in.gcount()) != n)
-    fail("npy_io_error", path, "cannot read " + std::to_string(n) + " bytes at offset " + std::to_string(offset));
+    fail("npy_io_error", path,
+         "cannot read " + std::to_string(n) + " bytes at offset " + std::to_string(offset));
 }
 
 }  // namespace
@@ -236,8 +251,8 @@ NpyArray read_npy(const std::string& path) {
 
   const auto too_short = [&](std::uint64_t needed) {
     fail("npy_bad_magic", path,
-         "file is " + std::to_string(file_size) + " bytes, shorter than the " + std::to_string(needed) +
-             "-byte npy preamble");
+         "file is " + std::to_string(file_size) + " bytes, shorter than the " +
+             std::to_string(needed) + "-byte npy preamble");
   };
   if (file_size < 10) too_short(10);
   unsigned char pre[12];
@@ -256,11 +271,12 @@ NpyArray read_npy(const std::string& path) {
     preamble = 12;
     if (file_size < preamble) too_short(preamble);
     read_exact(in, 10, reinterpret_cast<char*>(pre + 10), 2, path);
-    header_len |= (static_cast<std::uint64_t>(pre[10]) << 16) | (static_cast<std::uint64_t>(pre[11]) << 24);
+    header_len |=
+        (static_cast<std::uint64_t>(pre[10]) << 16) | (static_cast<std::uint64_t>(pre[11]) << 24);
     if (header_len > kMaxHeaderV2)
       fail("npy_bad_header", path,
-           "header length " + std::to_string(header_len) + " exceeds the " + std::to_string(kMaxHeaderV2) +
-               "-byte limit");
+           "header length " + std::to_string(header_len) + " exceeds the " +
+               std::to_string(kMaxHeaderV2) + "-byte limit");
   }
   if (header_len > file_size - preamble)
     fail("npy_bad_header", path,
@@ -276,9 +292,10 @@ NpyArray read_npy(const std::string& path) {
     result.dtype = NpyDType::Bool;
     itemsize = 1;
   } else if (!h.descr_is_string || h.descr != "<f4") {
+    const std::string what =
+        h.descr_is_string ? "dtype '" + h.descr + "' is" : "a structured or non-string descr is";
     fail("npy_unsupported_dtype", path,
-         "dtype " + (h.descr_is_string ? "'" + h.descr + "'" : std::string("(structured or not a string)")) +
-             " is not supported; need float32 ('<f4') or bool ('|b1')");
+         what + " not supported; need float32 ('<f4') or bool ('|b1')");
   }
   if (h.fortran_order)
     fail("npy_fortran_order", path, "array is in Fortran order; only C order is supported");
@@ -287,7 +304,8 @@ NpyArray read_npy(const std::string& path) {
   const std::uint64_t data_bytes = file_size - data_start;
   const auto count = element_count(h.shape);
   if (!count || *count > std::numeric_limits<std::uint64_t>::max() / itemsize)
-    fail("npy_size_mismatch", path, "shape " + shape_to_string(h.shape) + " has more bytes than fit in 64 bits");
+    fail("npy_size_mismatch", path,
+         "shape " + shape_to_string(h.shape) + " has more bytes than fit in 64 bits");
   if (*count * itemsize != data_bytes)
     fail("npy_size_mismatch", path,
          "shape " + shape_to_string(h.shape) + " needs " + std::to_string(*count * itemsize) +
@@ -304,7 +322,8 @@ NpyArray read_npy(const std::string& path) {
   for (std::size_t i = 0; i < raw.size(); ++i) {
     if (raw[i] > 1)
       fail("npy_invalid_bool", path,
-           "bool element " + std::to_string(i) + " has byte value " + std::to_string(raw[i]) + ", not 0 or 1");
+           "bool element " + std::to_string(i) + " has byte value " + std::to_string(raw[i]) +
+               ", not 0 or 1");
     result.data[i] = raw[i];
   }
   return result;
@@ -312,22 +331,27 @@ NpyArray read_npy(const std::string& path) {
 
 void write_npy(const std::string& path, const float* data, const Shape& shape) {
   const auto count = element_count(shape);
-  if (!count || *count > std::numeric_limits<std::size_t>::max() / sizeof(float) || (*count > 0 && !data))
-    fail("invalid_argument", path, "cannot write shape " + shape_to_string(shape) + " from the given data");
+  if (!count || *count > std::numeric_limits<std::size_t>::max() / sizeof(float) ||
+      (*count > 0 && !data))
+    fail("invalid_argument", path,
+         "cannot write shape " + shape_to_string(shape) + " from the given data");
   std::string shape_repr = shape_to_string(shape);
-  if (shape.size() == 1) shape_repr.insert(shape_repr.size() - 1, ",");  // Python's (5,) tuple syntax
+  if (shape.size() == 1)
+    shape_repr.insert(shape_repr.size() - 1, ",");  // Python's (5,) tuple syntax
   std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': " + shape_repr + ", }";
   // numpy aligns the data to 64 bytes: 10-byte preamble + header + '\n'.
   header.append((64 - (10 + header.size() + 1) % 64) % 64, ' ');
   header += '\n';
   if (header.size() > 0xFFFF)
-    fail("invalid_argument", path, "header of " + std::to_string(header.size()) + " bytes is too long for npy 1.0");
+    fail("invalid_argument", path,
+         "header of " + std::to_string(header.size()) + " bytes is too long for npy 1.0");
 
   std::string bytes = kMagic + '\x01' + '\x00';
   bytes += static_cast<char>(header.size() & 0xFF);
   bytes += static_cast<char>(header.size() >> 8);
   bytes += header;
-  bytes.append(reinterpret_cast<const char*>(data), static_cast<std::size_t>(*count) * sizeof(float));
+  bytes.append(reinterpret_cast<const char*>(data),
+               static_cast<std::size_t>(*count) * sizeof(float));
   write_file_atomically(path, bytes);
 }
 

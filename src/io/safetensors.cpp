@@ -22,6 +22,7 @@
 #include "vitscope/io/safetensors.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -63,12 +64,13 @@ struct Entry {
   throw Error(code, path + ": " + what);
 }
 
-// JSON quoting escapes control characters, which keeps messages on one line whatever the names hold.
+// JSON quoting escapes control characters, so messages stay on one line whatever names hold.
 std::string quoted(const std::string& name) {
   return json(name).dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-bool is_valid_utf8(const std::string& s) {
+// Returns the offset of the first byte that does not start a valid UTF-8 sequence, if any.
+std::optional<std::size_t> find_invalid_utf8(const std::string& s) {
   std::size_t i = 0;
   while (i < s.size()) {
     const auto b0 = static_cast<unsigned char>(s[i]);
@@ -88,19 +90,19 @@ bool is_valid_utf8(const std::string& s) {
       len = 4;
       cp = b0 & 0x07;
     } else {
-      return false;
+      return i;
     }
-    if (s.size() - i < len) return false;
+    if (s.size() - i < len) return i;
     for (std::size_t k = 1; k < len; ++k) {
       const auto b = static_cast<unsigned char>(s[i + k]);
-      if ((b & 0xC0) != 0x80) return false;
+      if ((b & 0xC0) != 0x80) return i;
       cp = (cp << 6) | (b & 0x3F);
     }
     static constexpr std::uint32_t kMinForLength[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < kMinForLength[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+    if (cp < kMinForLength[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
     i += len;
   }
-  return true;
+  return std::nullopt;
 }
 
 std::optional<std::uint64_t> as_u64(const json& j) {
@@ -202,8 +204,10 @@ void check_entry_types(const std::string& name, const json& entry, const std::st
   if (dtype == entry.end() || !dtype->is_string()) bad("\"dtype\" is missing or not a string");
   const auto shape = entry.find("shape");
   if (shape == entry.end() || !shape->is_array()) bad("\"shape\" is missing or not an array");
-  for (const auto& d : *shape)
-    if (!as_u64(d)) bad("\"shape\" holds " + d.dump() + ", not a non-negative integer");
+  for (const auto& d : *shape)  // only scalars are dumped: a deeply nested array would recurse
+    if (!as_u64(d))
+      bad("\"shape\" holds " + (d.is_primitive() ? d.dump() : std::string(d.type_name())) +
+          ", not a non-negative integer");
   const auto offsets = entry.find("data_offsets");
   if (offsets == entry.end() || !offsets->is_array() || offsets->size() != 2 ||
       !as_u64((*offsets)[0]) || !as_u64((*offsets)[1]))
@@ -218,11 +222,12 @@ DType parse_dtype(const std::string& name, const std::string& dtype, const std::
   if (dtype == "F32") return DType::F32;
   if (dtype == "F16") return DType::F16;
   if (dtype == "BF16") return DType::BF16;
-  static const std::set<std::string> kOtherDtypes = {"BOOL", "U8",  "I8",  "F8_E5M2", "F8_E4M3", "I16",
-                                                     "U16",  "I32", "U32", "F64",     "I64",     "U64"};
+  static const std::set<std::string> kOtherDtypes = {
+      "BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3", "I16", "U16", "I32", "U32", "F64", "I64", "U64"};
   if (kOtherDtypes.count(dtype))
     fail("unsupported_dtype", path,
-         "tensor " + quoted(name) + " has dtype " + dtype + "; only F32, F16 and BF16 are supported");
+         "tensor " + quoted(name) + " has dtype " + dtype +
+             "; only F32, F16 and BF16 are supported");
   fail("unknown_dtype", path, "tensor " + quoted(name) + " has unknown dtype " + quoted(dtype));
 }
 
@@ -247,9 +252,10 @@ std::vector<Entry> validate_header(const json& header, const std::string& path,
     e.end = *as_u64(entry["data_offsets"][1]);
     entries.push_back(std::move(e));
   }
-  if (duplicate) fail("duplicate_tensor_name", path, "header key " + quoted(*duplicate) + " appears twice");
+  if (duplicate)
+    fail("duplicate_tensor_name", path, "header key " + quoted(*duplicate) + " appears twice");
 
-  // Zero-size ranges sort before the range that starts where they sit, so they never break the tiling.
+  // Zero-size ranges sort before the range starting where they sit, so they never break tiling.
   std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
     return std::tie(a.begin, a.end, a.name) < std::tie(b.begin, b.end, b.name);
   });
@@ -272,8 +278,8 @@ std::vector<Entry> validate_header(const json& header, const std::string& path,
     if (*bytes != e.end - e.begin)
       fail("tensor_size_mismatch", path,
            "tensor " + quoted(e.name) + " of shape " + shape_to_string(e.shape) + " needs " +
-               std::to_string(*bytes) + " bytes but data_offsets [" + std::to_string(e.begin) + ", " +
-               std::to_string(e.end) + "] span " + std::to_string(e.end - e.begin));
+               std::to_string(*bytes) + " bytes but data_offsets [" + std::to_string(e.begin) +
+               ", " + std::to_string(e.end) + "] span " + std::to_string(e.end - e.begin));
   }
   return entries;
 }
@@ -321,7 +327,9 @@ SafetensorsFile read_safetensors(const std::string& path) {
 
   std::string header_text(static_cast<std::size_t>(header_len), '\0');
   read_exact(in, 8, header_text.data(), header_len, path);
-  if (!is_valid_utf8(header_text)) fail("header_not_utf8", path, "header is not valid UTF-8");
+  if (const auto bad = find_invalid_utf8(header_text))
+    fail("header_not_utf8", path,
+         "header byte " + std::to_string(*bad) + " starts an invalid UTF-8 sequence");
   std::optional<std::string> duplicate;
   const json header = parse_header(header_text, path, duplicate);
   const std::vector<Entry> entries = validate_header(header, path, duplicate);
@@ -331,8 +339,9 @@ SafetensorsFile read_safetensors(const std::string& path) {
   const std::uint64_t available = file_size - data_start;
   if (data_size > available)
     fail("offsets_out_of_bounds", path,
-         "data section of " + std::to_string(data_size) + " bytes runs past the end of the file, which has " +
-             std::to_string(available) + " bytes after the header");
+         "data section of " + std::to_string(data_size) +
+             " bytes runs past the end of the file, which has " + std::to_string(available) +
+             " bytes after the header");
   if (data_size < available)
     fail("trailing_data", path,
          std::to_string(available - data_size) + " bytes follow the " + std::to_string(data_size) +
@@ -376,7 +385,8 @@ void write_safetensors(const std::string& path, const std::vector<NamedTensor>& 
   std::string bytes;
   bytes.reserve(8 + header_text.size() + offset);
   for (int i = 0; i < 8; ++i)
-    bytes.push_back(static_cast<char>((static_cast<std::uint64_t>(header_text.size()) >> (8 * i)) & 0xFF));
+    bytes.push_back(
+        static_cast<char>((static_cast<std::uint64_t>(header_text.size()) >> (8 * i)) & 0xFF));
   bytes += header_text;
   for (const NamedTensor& t : tensors)
     bytes.append(reinterpret_cast<const char*>(t.data.data()), t.data.size() * sizeof(float));
