@@ -2,8 +2,12 @@
 // Shared by the tests: fixture paths and the one way results are compared with PyTorch's.
 
 #include <cmath>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
+#include <system_error>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -15,6 +19,55 @@ namespace vitscope::test {
 
 inline std::string fixture_path(const std::string& case_name, const std::string& file) {
   return std::string(VITSCOPE_FIXTURES_DIR) + "/" + case_name + "/" + file;
+}
+
+// A fresh, uniquely named directory under the system temp dir, removed with everything in it.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern =
+        (std::filesystem::temp_directory_path() / "vitscope_test_XXXXXX").string();
+    REQUIRE(mkdtemp(pattern.data()) != nullptr);
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const std::filesystem::path& path() const { return path_; }
+
+  // Where name goes inside the directory; creates nothing.
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+  // Writes bytes verbatim to name inside the directory and returns its path.
+  std::string write(const std::string& name, const std::string& bytes) const {
+    const std::string path = file(name);
+    std::ofstream(path, std::ios::binary)
+        .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    return path;
+  }
+
+ private:
+  std::filesystem::path path_;
+};
+
+inline std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// The code of the vitscope::Error that f throws, or "no error" when it returns normally.
+template <class F>
+std::string error_code(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.code();
+  }
+  return "no error";
 }
 
 inline nlohmann::json read_case(const std::string& case_name) {

@@ -6,7 +6,6 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <set>
 #include <string>
 #include <vector>
@@ -24,42 +23,18 @@ namespace {
 using vitscope::io::NpyArray;
 using vitscope::io::read_npy;
 using vitscope::test::fixture_path;
+using vitscope::test::read_bytes;
 using vitscope::test::read_case;
+using vitscope::test::TempDir;
 
 const std::string kTinyModel = std::string(VITSCOPE_ASSETS_DIR) + "/models/tiny.safetensors";
 const std::string kTinySrc = std::string(VITSCOPE_ASSETS_DIR) + "/inputs/src.npy";
-
-// A fresh directory under the system temp dir, removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "vitscope_cli_XXXXXX").string();
-    REQUIRE(mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
 
 // s as one /bin/sh word, whatever characters the temp or build paths hold.
 std::string quote(const std::string& s) {
   std::string quoted = "'";
   for (char c : s) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
   return quoted + "'";
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 struct Run {
@@ -76,7 +51,7 @@ Run run_cli(const std::string& args) {
   const int status = std::system(command.c_str());
   INFO(command);
   REQUIRE(WIFEXITED(status));  // never killed by a signal
-  return {WEXITSTATUS(status), read_text(dir.file("stdout")), read_text(dir.file("stderr"))};
+  return {WEXITSTATUS(status), read_bytes(dir.file("stdout")), read_bytes(dir.file("stderr"))};
 }
 
 // A bad-input failure: exit 1 and exactly one "vitscope: error: ..." line on stderr.
@@ -149,14 +124,14 @@ std::set<std::string> file_names(const std::string& dir) {
 
 }  // namespace
 
-TEST_CASE("--help exits 0 for every command", "[cli]") {
+TEST_CASE("vitscope --help exits 0 for every command", "[cli]") {
   const std::string command = GENERATE(as<std::string>{}, "", "info ", "forward ", "bench ");
   const Run run = run_cli(command + "--help");
   CHECK(run.exit_code == 0);
   CHECK(run.out.find("Usage:") != std::string::npos);
 }
 
-TEST_CASE("--version exits 0", "[cli]") {
+TEST_CASE("vitscope --version exits 0", "[cli]") {
   const Run run = run_cli("--version");
   CHECK(run.exit_code == 0);
   CHECK_FALSE(run.out.empty());
@@ -219,7 +194,7 @@ TEST_CASE("bad input files exit 1 with one error line", "[cli]") {
                                " --src " + quote(kTinySrc) + " --out " + quote(dir.file("o.npy"))));
   }
   SECTION("truncated model") {
-    const std::string bytes = read_text(kTinyModel);
+    const std::string bytes = read_bytes(kTinyModel);
     std::ofstream(dir.file("truncated.safetensors"), std::ios::binary)
         << bytes.substr(0, bytes.size() / 2);
     require_error_line(run_cli("info " + quote(dir.file("truncated.safetensors"))));

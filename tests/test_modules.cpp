@@ -9,6 +9,7 @@
 #include "vitscope/state_dict.hpp"
 
 using namespace vitscope;
+using test::error_code;
 
 namespace {
 
@@ -128,17 +129,10 @@ TEST_CASE("mismatched shapes are errors, not crashes", "[attention]") {
   const Tensor3 x = random_tensor(3, 2, 8, 6);
   const Tensor3 wrong_features = random_tensor(3, 2, 7, 6);
   const Tensor3 wrong_batch = random_tensor(3, 1, 8, 6);
-  const auto code_of = [](auto&& call) {
-    try {
-      call();
-    } catch (const Error& e) {
-      return e.code();
-    }
-    return std::string("no error");
-  };
-  REQUIRE(code_of([&] { mha.forward(wrong_features, x, x); }) == "shape_mismatch");
-  REQUIRE(code_of([&] { mha.forward(x, wrong_batch, wrong_batch); }) == "shape_mismatch");
-  REQUIRE(code_of([&] { mha.forward(x, x, x, xt::zeros<float>({2, 4})); }) == "shape_mismatch");
-  REQUIRE(code_of([&] { mha.forward(x, x, x, {}, true, xt::zeros<float>({5, 3, 3})); }) ==
-          "shape_mismatch");
+  REQUIRE(error_code([&] { mha.forward(wrong_features, x, x); }) == "shape_mismatch");
+  REQUIRE(error_code([&] { mha.forward(x, wrong_batch, wrong_batch); }) == "shape_mismatch");
+  REQUIRE(error_code([&] { mha.forward(x, x, x, xt::zeros<float>({2, 4})); }) == "shape_mismatch");
+  REQUIRE(error_code([&] {
+            mha.forward(x, x, x, {}, true, xt::zeros<float>({5, 3, 3}));
+          }) == "shape_mismatch");
 }

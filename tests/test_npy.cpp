@@ -1,13 +1,11 @@
-#include <unistd.h>
-
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
 #include <string>
 #include <vector>
 
 #include <catch2/catch.hpp>
 
+#include "support.hpp"
 #include "vitscope/error.hpp"
 #include "vitscope/io/npy.hpp"
 
@@ -16,45 +14,11 @@ using vitscope::Shape;
 using vitscope::io::NpyDType;
 using vitscope::io::read_npy;
 using vitscope::io::write_npy;
+using vitscope::test::error_code;
+using vitscope::test::read_bytes;
+using vitscope::test::TempDir;
 
 namespace {
-
-// A fresh directory per test case, removed with everything in it afterwards.
-struct TempDir {
-  fs::path dir;
-  TempDir() {
-    static int counter = 0;
-    dir = fs::temp_directory_path() /
-          ("vitscope-npy-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string file(const std::string& bytes, const std::string& name = "a.npy") const {
-    const std::string path = (dir / name).string();
-    std::ofstream(path, std::ios::binary)
-        .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    return path;
-  }
-};
-
-template <class F>
-std::string error_code(F&& f) {
-  try {
-    f();
-  } catch (const vitscope::Error& e) {
-    return e.code();
-  }
-  return "(no error)";
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
 
 // Preamble for format major.0 with the given header length field, then header and data verbatim.
 std::string npy_file(const std::string& header, const std::string& data = "", int major = 1,
@@ -78,7 +42,7 @@ std::string dict(const std::string& descr, const std::string& fortran, const std
 
 std::string read_code(const std::string& bytes) {
   TempDir tmp;
-  const std::string path = tmp.file(bytes);
+  const std::string path = tmp.write("a.npy", bytes);
   return error_code([&] { read_npy(path); });
 }
 
@@ -86,8 +50,8 @@ std::string read_code(const std::string& bytes) {
 
 TEST_CASE("npy: unreadable file", "[npy]") {
   TempDir tmp;
-  CHECK(error_code([&] { read_npy((tmp.dir / "missing.npy").string()); }) == "npy_io_error");
-  CHECK(error_code([&] { read_npy(tmp.dir.string()); }) == "npy_io_error");
+  CHECK(error_code([&] { read_npy(tmp.file("missing.npy")); }) == "npy_io_error");
+  CHECK(error_code([&] { read_npy(tmp.path().string()); }) == "npy_io_error");
 }
 
 TEST_CASE("npy: preamble", "[npy]") {
@@ -108,7 +72,8 @@ TEST_CASE("npy: header length limits", "[npy]") {
   CHECK(read_code(npy_file("{}", "", 1, 3)) == "npy_bad_header");
   // The cap applies before the file size is looked at.
   TempDir tmp;
-  const std::string path = tmp.file(npy_file("{}", std::string(2 << 20, ' '), 2, (1 << 20) + 1));
+  const std::string path =
+      tmp.write("a.npy", npy_file("{}", std::string(2 << 20, ' '), 2, (1 << 20) + 1));
   try {
     read_npy(path);
     FAIL("no error thrown");
@@ -167,18 +132,19 @@ TEST_CASE("npy: header parsing is tolerant of layout", "[npy]") {
   for (const char* header : good) {
     INFO(header);
     TempDir tmp;
-    const auto a = read_npy(tmp.file(npy_file(header, d)));
+    const auto a = read_npy(tmp.write("a.npy", npy_file(header, d)));
     CHECK(a.shape == Shape{2, 3});
     CHECK(a.data == std::vector<float>{1, 2, 3, 4, 5, 6});
   }
   TempDir tmp;
   for (const int major : {2, 3}) {
-    const auto a = read_npy(
-        tmp.file(npy_file(dict("<f4", "False", "(5,)"), f32_bytes({1, 2, 3, 4, 5}), major)));
+    const auto a = read_npy(tmp.write(
+        "a.npy", npy_file(dict("<f4", "False", "(5,)"), f32_bytes({1, 2, 3, 4, 5}), major)));
     CHECK(a.shape == Shape{5});
     CHECK(a.data == std::vector<float>{1, 2, 3, 4, 5});
   }
-  const auto scalar = read_npy(tmp.file(npy_file(dict("<f4", "False", "()"), f32_bytes({-0.5f}))));
+  const auto scalar =
+      read_npy(tmp.write("a.npy", npy_file(dict("<f4", "False", "()"), f32_bytes({-0.5f}))));
   CHECK(scalar.shape.empty());
   CHECK(scalar.data == std::vector<float>{-0.5f});
 }
@@ -192,7 +158,8 @@ TEST_CASE("npy: only float32 and bool", "[npy]") {
   CHECK(read_code(npy_file("{'descr': [('x', '<f4')], 'fortran_order': False, 'shape': (1,)}",
                            std::string(4, '\0'))) == "npy_unsupported_dtype");
   TempDir tmp;
-  const std::string path = tmp.file(npy_file(dict("<f8", "False", "(1,)"), std::string(8, '\0')));
+  const std::string path =
+      tmp.write("a.npy", npy_file(dict("<f8", "False", "(1,)"), std::string(8, '\0')));
   try {
     read_npy(path);
     FAIL("no error thrown");
@@ -220,15 +187,15 @@ TEST_CASE("npy: data size must match the shape", "[npy]") {
         "npy_size_mismatch");
   TempDir tmp;
   const auto empty =
-      read_npy(tmp.file(npy_file(dict("<f4", "False", "(4294967296, 4294967296, 0)"))));
+      read_npy(tmp.write("a.npy", npy_file(dict("<f4", "False", "(4294967296, 4294967296, 0)"))));
   CHECK(empty.shape == Shape{4294967296ULL, 4294967296ULL, 0});
   CHECK(empty.data.empty());
 }
 
 TEST_CASE("npy: bool arrays", "[npy]") {
   TempDir tmp;
-  const auto a = read_npy(
-      tmp.file(npy_file(dict("|b1", "False", "(2, 2)"), std::string("\x00\x01\x01\x00", 4))));
+  const auto a = read_npy(tmp.write(
+      "a.npy", npy_file(dict("|b1", "False", "(2, 2)"), std::string("\x00\x01\x01\x00", 4))));
   CHECK(a.dtype == NpyDType::Bool);
   CHECK(a.shape == Shape{2, 2});
   CHECK(a.data == std::vector<float>{0, 1, 1, 0});
@@ -245,38 +212,36 @@ TEST_CASE("npy: write then read round trip, ranks 0 to 4", "[npy]") {
     for (const std::size_t d : shape) n *= d;
     std::vector<float> data(n);
     for (std::size_t i = 0; i < n; ++i) data[i] = 0.5f * static_cast<float>(i) - 3.0f;
-    const std::string path = (tmp.dir / "r.npy").string();
+    const std::string path = tmp.file("r.npy");
     write_npy(path, data.data(), shape);
     const auto a = read_npy(path);
     CHECK(a.dtype == NpyDType::Float32);
     CHECK(a.shape == shape);
     CHECK(a.data == data);
-    const std::string bytes = slurp(path);
+    const std::string bytes = read_bytes(path);
     CHECK(bytes.size() % 64 == n * 4 % 64);
     CHECK(bytes.size() >= 64);
     CHECK(bytes[bytes.size() - n * 4 - 1] == '\n');
   }
-  CHECK(std::distance(fs::directory_iterator(tmp.dir), fs::directory_iterator()) == 1);
+  CHECK(std::distance(fs::directory_iterator(tmp.path()), fs::directory_iterator()) == 1);
 }
 
 TEST_CASE("npy: written bytes follow numpy's format 1.0 layout", "[npy]") {
   TempDir tmp;
-  const std::string path = (tmp.dir / "f.npy").string();
+  const std::string path = tmp.file("f.npy");
   const float data[] = {1.0f, -2.0f};
   write_npy(path, data, {2});
   const std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }";
   const std::string expected = std::string("\x93NUMPY\x01\x00\x76\x00", 10) + header +
                                std::string(128 - 10 - header.size() - 1, ' ') + "\n" +
                                f32_bytes({1.0f, -2.0f});
-  CHECK(slurp(path) == expected);
+  CHECK(read_bytes(path) == expected);
 }
 
 TEST_CASE("npy: writer errors", "[npy]") {
   TempDir tmp;
-  CHECK(error_code([&] { write_npy((tmp.dir / "x.npy").string(), nullptr, {2}); }) ==
-        "invalid_argument");
+  CHECK(error_code([&] { write_npy(tmp.file("x.npy"), nullptr, {2}); }) == "invalid_argument");
   const float one = 1.0f;
-  CHECK(error_code([&] { write_npy((tmp.dir / "missing" / "x.npy").string(), &one, {}); }) ==
-        "write_failed");
-  CHECK(std::distance(fs::directory_iterator(tmp.dir), fs::directory_iterator()) == 0);
+  CHECK(error_code([&] { write_npy(tmp.file("missing/x.npy"), &one, {}); }) == "write_failed");
+  CHECK(std::distance(fs::directory_iterator(tmp.path()), fs::directory_iterator()) == 0);
 }

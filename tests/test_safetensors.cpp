@@ -1,16 +1,14 @@
-#include <unistd.h>
-
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <string>
 #include <vector>
 
 #include <catch2/catch.hpp>
 
+#include "support.hpp"
 #include "vitscope/error.hpp"
 #include "vitscope/io/safetensors.hpp"
 
@@ -18,40 +16,11 @@ namespace fs = std::filesystem;
 using vitscope::io::NamedTensor;
 using vitscope::io::read_safetensors;
 using vitscope::io::write_safetensors;
+using vitscope::test::error_code;
+using vitscope::test::read_bytes;
+using vitscope::test::TempDir;
 
 namespace {
-
-// A fresh directory per test case, removed with everything in it afterwards.
-struct TempDir {
-  fs::path dir;
-  TempDir() {
-    static int counter = 0;
-    dir = fs::temp_directory_path() /
-          ("vitscope-st-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string file(const std::string& bytes, const std::string& name = "t.safetensors") const {
-    const std::string path = (dir / name).string();
-    std::ofstream(path, std::ios::binary)
-        .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    return path;
-  }
-};
-
-template <class F>
-std::string error_code(F&& f) {
-  try {
-    f();
-  } catch (const vitscope::Error& e) {
-    return e.code();
-  }
-  return "(no error)";
-}
 
 std::string le64(std::uint64_t v) {
   std::string out;
@@ -81,7 +50,7 @@ std::uint32_t bits_of(float f) {
 
 std::string read_code(const std::string& bytes) {
   TempDir tmp;
-  const std::string path = tmp.file(bytes);
+  const std::string path = tmp.write("t.safetensors", bytes);
   return error_code([&] { read_safetensors(path); });
 }
 
@@ -92,9 +61,8 @@ const std::string kEntryA = R"("a":{"dtype":"F32","shape":[2],"data_offsets":[0,
 
 TEST_CASE("safetensors: unreadable file is io_error", "[safetensors]") {
   TempDir tmp;
-  CHECK(error_code([&] { read_safetensors((tmp.dir / "missing.safetensors").string()); }) ==
-        "io_error");
-  CHECK(error_code([&] { read_safetensors(tmp.dir.string()); }) == "io_error");
+  CHECK(error_code([&] { read_safetensors(tmp.file("missing.safetensors")); }) == "io_error");
+  CHECK(error_code([&] { read_safetensors(tmp.path().string()); }) == "io_error");
 }
 
 TEST_CASE("safetensors: file shorter than 8 bytes", "[safetensors]") {
@@ -115,7 +83,7 @@ TEST_CASE("safetensors: header length checks", "[safetensors]") {
 TEST_CASE("safetensors: error message is one line starting with the path and naming the numbers",
           "[safetensors]") {
   TempDir tmp;
-  const std::string path = tmp.file(le64(4294967296ULL) + "{}");
+  const std::string path = tmp.write("t.safetensors", le64(4294967296ULL) + "{}");
   try {
     read_safetensors(path);
     FAIL("no error thrown");
@@ -124,7 +92,7 @@ TEST_CASE("safetensors: error message is one line starting with the path and nam
     CHECK(std::string(e.what()) ==
           path + ": header length 4294967296 exceeds the 100000000-byte limit");
   }
-  const std::string path2 = tmp.file(st_file("{\"a\n\":{}}"), "nl.safetensors");
+  const std::string path2 = tmp.write("nl.safetensors", st_file("{\"a\n\":{}}"));
   try {
     read_safetensors(path2);
     FAIL("no error thrown");
@@ -152,9 +120,10 @@ TEST_CASE("safetensors: header must be valid UTF-8", "[safetensors]") {
   // 2-, 3- and 4-byte characters at the edges of their ranges are accepted.
   const std::string name = "\xC2\x80\xE2\x82\xAC\xED\x9F\xBF\xF0\x9D\x84\x9E\xF4\x8F\xBF\xBF";
   TempDir tmp;
-  const std::string path =
-      tmp.file(st_file("{\"" + name + "\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[0,4]}}",
-                       f32_bytes({1.5f})));
+  const std::string path = tmp.write(
+      "t.safetensors",
+      st_file("{\"" + name + "\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[0,4]}}",
+              f32_bytes({1.5f})));
   const auto file = read_safetensors(path);
   REQUIRE(file.tensors.size() == 1);
   CHECK(file.tensors[0].name == name);
@@ -202,7 +171,8 @@ TEST_CASE("safetensors: unknown fields and trailing header spaces are allowed", 
   TempDir tmp;
   const std::string header =
       R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"extra":[1]},"__metadata__":{}}   )";
-  const auto file = read_safetensors(tmp.file(st_file(header, f32_bytes({1.0f, -1.0f}))));
+  const auto file =
+      read_safetensors(tmp.write("t.safetensors", st_file(header, f32_bytes({1.0f, -1.0f}))));
   REQUIRE(file.tensors.size() == 1);
   CHECK(file.tensors[0].data == std::vector<float>{1.0f, -1.0f});
   CHECK(file.metadata.empty());
@@ -230,7 +200,8 @@ TEST_CASE("safetensors: duplicate top-level keys", "[safetensors]") {
   // Same key nested deeper is not a tensor name.
   TempDir tmp;
   const auto file = read_safetensors(
-      tmp.file(st_file(R"({"__metadata__":{"a":"x"},)" + kEntryA + "}", f32_bytes({1.0f, 2.0f}))));
+      tmp.write("t.safetensors",
+                st_file(R"({"__metadata__":{"a":"x"},)" + kEntryA + "}", f32_bytes({1.0f, 2.0f}))));
   CHECK(file.metadata.at("a") == "x");
 }
 
@@ -252,7 +223,8 @@ TEST_CASE("safetensors: offsets must tile the data section", "[safetensors]") {
                              R"(,"z":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},)" +
                              R"("y":{"dtype":"F16","shape":[0,3],"data_offsets":[8,8]},)" +
                              R"("m":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})";
-  const auto file = read_safetensors(tmp.file(st_file(header, f32_bytes({1, 2, 3}))));
+  const auto file =
+      read_safetensors(tmp.write("t.safetensors", st_file(header, f32_bytes({1, 2, 3}))));
   std::vector<std::string> names;
   for (const auto& t : file.tensors) names.push_back(t.name);
   CHECK(names == std::vector<std::string>{"z", "a", "y", "m"});
@@ -272,7 +244,8 @@ TEST_CASE("safetensors: tensor sizes", "[safetensors]") {
                           std::string(8, '\0'))) == "tensor_size_mismatch");
   // A zero dimension makes the product 0 even though the others alone would overflow.
   TempDir tmp;
-  const auto file = read_safetensors(tmp.file(
+  const auto file = read_safetensors(tmp.write(
+      "t.safetensors",
       st_file(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296,0],"data_offsets":[0,0]}})")));
   REQUIRE(file.tensors.size() == 1);
   CHECK(file.tensors[0].data.empty());
@@ -305,7 +278,8 @@ TEST_CASE("safetensors: F16 and BF16 are widened exactly", "[safetensors]") {
   const std::string header = R"({"h":{"dtype":"F16","shape":[9],"data_offsets":[0,18]},)"
                              R"("b":{"dtype":"BF16","shape":[7],"data_offsets":[18,32]}})";
   TempDir tmp;
-  const auto file = read_safetensors(tmp.file(st_file(header, u16_bytes(f16) + u16_bytes(bf16))));
+  const auto file = read_safetensors(
+      tmp.write("t.safetensors", st_file(header, u16_bytes(f16) + u16_bytes(bf16))));
   REQUIRE(file.tensors.size() == 2);
   REQUIRE(file.tensors[0].name == "h");
   const std::vector<float>& h = file.tensors[0].data;
@@ -333,7 +307,7 @@ TEST_CASE("safetensors: F16 and BF16 are widened exactly", "[safetensors]") {
 
 TEST_CASE("safetensors: write then read round trip", "[safetensors]") {
   TempDir tmp;
-  const std::string path = (tmp.dir / "model.safetensors").string();
+  const std::string path = tmp.file("model.safetensors");
   const std::vector<NamedTensor> tensors = {
       {"blocks.0.weight", {2, 3}, {1, 2, 3, 4, 5, -6.5f}},
       {"empty", {0, 4}, {}},
@@ -353,23 +327,21 @@ TEST_CASE("safetensors: write then read round trip", "[safetensors]") {
     CHECK(file.tensors[i].data == tensors[i].data);
   }
 
-  std::ifstream in(path, std::ios::binary);
-  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string bytes = read_bytes(path);
   std::uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(bytes[i]);
   CHECK((8 + n) % 8 == 0);
   CHECK(bytes.find_last_not_of(' ', 8 + n - 1) >= n);  // padding is under 8 spaces
   CHECK(bytes.compare(8, 16, "{\"__metadata__\":") == 0);
   CHECK(bytes.size() == 8 + n + 4 * (6 + 1 + 4));
-  CHECK(std::distance(fs::directory_iterator(tmp.dir), fs::directory_iterator()) == 1);
+  CHECK(std::distance(fs::directory_iterator(tmp.path()), fs::directory_iterator()) == 1);
 }
 
 TEST_CASE("safetensors: no metadata means no __metadata__ key", "[safetensors]") {
   TempDir tmp;
-  const std::string path = (tmp.dir / "m.safetensors").string();
+  const std::string path = tmp.file("m.safetensors");
   write_safetensors(path, {{"x", {1}, {7.0f}}}, {});
-  std::ifstream in(path, std::ios::binary);
-  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string bytes = read_bytes(path);
   CHECK(bytes.find("__metadata__") == std::string::npos);
   CHECK(bytes.compare(8, 5, "{\"x\":") == 0);
   CHECK(read_safetensors(path).tensors.at(0).data == std::vector<float>{7.0f});
@@ -377,7 +349,7 @@ TEST_CASE("safetensors: no metadata means no __metadata__ key", "[safetensors]")
 
 TEST_CASE("safetensors: writer rejects bad input and cleans up on failure", "[safetensors]") {
   TempDir tmp;
-  const std::string path = (tmp.dir / "w.safetensors").string();
+  const std::string path = tmp.file("w.safetensors");
   CHECK(error_code([&] {
           write_safetensors(path, {{"x", {2, 2}, {1, 2, 3}}}, {});
         }) == "invalid_argument");
@@ -392,12 +364,10 @@ TEST_CASE("safetensors: writer rejects bad input and cleans up on failure", "[sa
         }) == "invalid_argument");
   CHECK_FALSE(fs::exists(path));
 
-  CHECK(error_code([&] {
-          write_safetensors((tmp.dir / "no" / "such" / "dir.safetensors").string(), {}, {});
-        }) == "write_failed");
-  // Renaming a file over a non-empty directory fails after the temp file was written.
-  fs::create_directories(tmp.dir / "occupied" / "inner");
-  CHECK(error_code([&] { write_safetensors((tmp.dir / "occupied").string(), {}, {}); }) ==
+  CHECK(error_code([&] { write_safetensors(tmp.file("no/such/dir.safetensors"), {}, {}); }) ==
         "write_failed");
-  CHECK(std::distance(fs::directory_iterator(tmp.dir), fs::directory_iterator()) == 1);
+  // Renaming a file over a non-empty directory fails after the temp file was written.
+  fs::create_directories(tmp.path() / "occupied" / "inner");
+  CHECK(error_code([&] { write_safetensors(tmp.file("occupied"), {}, {}); }) == "write_failed");
+  CHECK(std::distance(fs::directory_iterator(tmp.path()), fs::directory_iterator()) == 1);
 }

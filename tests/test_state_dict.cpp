@@ -1,13 +1,12 @@
 // state_dict keys, strict loading, seeded initialisation and model files.
 
-#include <filesystem>
-
 #include "support.hpp"
 #include "vitscope/io/safetensors.hpp"
 #include "vitscope/model_file.hpp"
 #include "vitscope/state_dict.hpp"
 
 using namespace vitscope;
+using test::error_code;
 
 namespace {
 
@@ -19,21 +18,6 @@ nn::TransformerOptions small_options() {
   o.num_decoder_layers = 1;
   o.dim_feedforward = 16;
   return o;
-}
-
-std::string temp_path(const std::string& name) {
-  const auto dir = std::filesystem::temp_directory_path() / "vitscope_state_dict_test";
-  std::filesystem::create_directories(dir);
-  return (dir / name).string();
-}
-
-std::string error_code_of(const std::function<void()>& call) {
-  try {
-    call();
-  } catch (const Error& e) {
-    return e.code();
-  }
-  return "no error";
 }
 
 std::map<std::string, Shape> keys_and_shapes(nn::Transformer& model) {
@@ -87,7 +71,8 @@ TEST_CASE("a saved model loads back identically and computes the same", "[state_
   options.norm_first = true;
   nn::Transformer model(options);
   reset_parameters(model, 3);
-  const std::string path = temp_path("roundtrip.safetensors");
+  const test::TempDir dir;
+  const std::string path = dir.file("roundtrip.safetensors");
   save_transformer(model, path);
 
   TransformerFile loaded = load_transformer(path);
@@ -127,7 +112,8 @@ TEST_CASE("strict loading names missing, unexpected and wrong-shape tensors", "[
 
 TEST_CASE("metadata that cannot make a model is rejected", "[state_dict]") {
   nn::Transformer model(small_options());
-  const std::string path = temp_path("bad_metadata.safetensors");
+  const test::TempDir dir;
+  const std::string path = dir.file("bad_metadata.safetensors");
   auto write_with = [&](const std::string& key, const std::string& value) {
     std::vector<io::NamedTensor> tensors;
     for (const Parameter& p : named_parameters(model)) {
@@ -148,7 +134,7 @@ TEST_CASE("metadata that cannot make a model is rejected", "[state_dict]") {
   for (const auto& [key, value] : bad) {
     INFO(key << " = '" << value << "'");
     write_with(key, value);
-    REQUIRE(error_code_of([&] { load_transformer(path); }) == "bad_metadata");
+    REQUIRE(error_code([&] { load_transformer(path); }) == "bad_metadata");
   }
 }
 
@@ -160,5 +146,5 @@ TEST_CASE("an encoder-only model has no decoder tensors and refuses a target", "
   REQUIRE(model.encoder_only());
   for (const Parameter& p : named_parameters(model)) REQUIRE(p.name.rfind("encoder.", 0) == 0);
   const Tensor3 x = xt::zeros<float>({3, 1, 8});
-  REQUIRE(error_code_of([&] { model.forward(x, x); }) == "encoder_only");
+  REQUIRE(error_code([&] { model.forward(x, x); }) == "encoder_only");
 }

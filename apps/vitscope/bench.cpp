@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
+#include "model_option.hpp"
 #include "threads.hpp"
 #include "vitscope/model_file.hpp"
 
@@ -116,9 +117,7 @@ Command add_bench_command(CLI::App& app) {
       "bench",
       "Time model loading and forward passes on seeded random inputs; prints one JSON object. "
       "Without --tgt-len, or for an encoder-only model, times the encoder alone.");
-  command->add_option("--model", o.model, "model file (.safetensors)")
-      ->type_name("FILE")
-      ->required();
+  add_model_option(*command, "--model", o.model);
   command->add_option("--src-len", o.src_len, "source length S")
       ->required()
       ->check(CLI::Range(1, 65536));

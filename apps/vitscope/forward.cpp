@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "model_option.hpp"
 #include "threads.hpp"
 #include "vitscope/error.hpp"
 #include "vitscope/io/npy.hpp"
@@ -247,9 +248,7 @@ Command add_forward_command(CLI::App& app) {
       "forward",
       "Run a model on .npy inputs (shaped as PyTorch shapes them for the model's batch_first). "
       "Without --tgt, or for an encoder-only model, runs the encoder alone.");
-  command->add_option("--model", o.model, "model file (.safetensors)")
-      ->type_name("FILE")
-      ->required();
+  add_model_option(*command, "--model", o.model);
   add_input_option(*command, "--src", o.src, "source sequence (S,N,E), or (N,S,E) when batch_first")
       ->required();
   add_input_option(*command, "--tgt", o.tgt,

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
+#include "model_option.hpp"
 #include "vitscope/model_file.hpp"
 #include "vitscope/state_dict.hpp"
 
@@ -73,9 +74,7 @@ Command add_info_command(CLI::App& app) {
   auto options = std::make_shared<InfoOptions>();
   CLI::App* command = app.add_subcommand(
       "info", "Print a model's architecture, options, parameter count and metadata");
-  command->add_option("model", options->model, "model file (.safetensors)")
-      ->type_name("FILE")
-      ->required();
+  add_model_option(*command, "model", options->model);
   command->add_flag("--json", options->json, "print one JSON object");
   return {command, [options] { run_info(*options); }};
 }

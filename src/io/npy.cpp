@@ -13,44 +13,27 @@
 
 #include "vitscope/io/npy.hpp"
 
-#include <algorithm>
 #include <cctype>
-#include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <limits>
 #include <map>
-#include <optional>
 
-#include "vitscope/error.hpp"
+#include "binary_file.hpp"
 #include "vitscope/io/atomic_file.hpp"
-
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-#error "vitscope reads and writes little-endian data by memcpy and needs a little-endian host"
-#endif
 
 namespace vitscope::io {
 namespace {
 
-static_assert(sizeof(std::size_t) == 8, "shape dimensions are parsed as 64-bit sizes");
+using detail::element_count;
+using detail::fail;
+using detail::open_for_reading;
+using detail::read_exact;
 
 const std::string kMagic = "\x93NUMPY";
+const std::string kIoError = "npy_io_error";
 constexpr std::uint64_t kMaxHeaderV2 = 1 << 20;
-
-[[noreturn]] void fail(const std::string& code, const std::string& path, const std::string& what) {
-  throw Error(code, path + ": " + what);
-}
-
-std::optional<std::uint64_t> element_count(const Shape& shape) {
-  if (std::find(shape.begin(), shape.end(), 0) != shape.end()) return 0;
-  std::uint64_t n = 1;
-  for (const std::size_t d : shape) {
-    if (d > std::numeric_limits<std::uint64_t>::max() / n) return std::nullopt;
-    n *= d;
-  }
-  return n;
-}
 
 // The subset of Python literals that npy headers use: str, int, True/False/None, tuple, list.
 struct PyValue {
@@ -229,25 +212,11 @@ Header interpret_header(const std::string& text, const std::string& path) {
   return h;
 }
 
-void read_exact(std::ifstream& in, std::uint64_t offset, char* out, std::uint64_t n,
-                const std::string& path) {
-  if (n == 0) return;
-  in.seekg(static_cast<std::streamoff>(offset));
-  in.read(out, static_cast<std::streamsize>(n));
-  if (!in || static_cast<std::uint64_t>(in.gcount()) != n)
-    fail("npy_io_error", path,
-         "cannot read " + std::to_string(n) + " bytes at offset " + std::to_string(offset));
-}
-
 }  // namespace
 
 NpyArray read_npy(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("npy_io_error", path, std::string("cannot open: ") + std::strerror(errno));
-  in.seekg(0, std::ios::end);
-  const std::streamoff end_pos = in.tellg();
-  if (!in || end_pos < 0) fail("npy_io_error", path, "cannot determine the file size");
-  const auto file_size = static_cast<std::uint64_t>(end_pos);
+  std::ifstream in;
+  const std::uint64_t file_size = open_for_reading(in, path, kIoError);
 
   const auto too_short = [&](std::uint64_t needed) {
     fail("npy_bad_magic", path,
@@ -256,7 +225,7 @@ NpyArray read_npy(const std::string& path) {
   };
   if (file_size < 10) too_short(10);
   unsigned char pre[12];
-  read_exact(in, 0, reinterpret_cast<char*>(pre), 10, path);
+  read_exact(in, 0, reinterpret_cast<char*>(pre), 10, path, kIoError);
   if (std::memcmp(pre, kMagic.data(), kMagic.size()) != 0)
     fail("npy_bad_magic", path, "file does not start with the npy magic \"\\x93NUMPY\"");
   const unsigned major = pre[6];
@@ -270,7 +239,7 @@ NpyArray read_npy(const std::string& path) {
   if (major >= 2) {
     preamble = 12;
     if (file_size < preamble) too_short(preamble);
-    read_exact(in, 10, reinterpret_cast<char*>(pre + 10), 2, path);
+    read_exact(in, 10, reinterpret_cast<char*>(pre + 10), 2, path, kIoError);
     header_len |=
         (static_cast<std::uint64_t>(pre[10]) << 16) | (static_cast<std::uint64_t>(pre[11]) << 24);
     if (header_len > kMaxHeaderV2)
@@ -283,7 +252,7 @@ NpyArray read_npy(const std::string& path) {
          "header length " + std::to_string(header_len) + " runs past the end of the " +
              std::to_string(file_size) + "-byte file");
   std::string text(static_cast<std::size_t>(header_len), '\0');
-  read_exact(in, preamble, text.data(), header_len, path);
+  read_exact(in, preamble, text.data(), header_len, path, kIoError);
   const Header h = interpret_header(text, path);
 
   NpyArray result;
@@ -314,11 +283,12 @@ NpyArray read_npy(const std::string& path) {
   result.shape = h.shape;
   result.data.resize(static_cast<std::size_t>(*count));
   if (result.dtype == NpyDType::Float32) {
-    read_exact(in, data_start, reinterpret_cast<char*>(result.data.data()), data_bytes, path);
+    read_exact(in, data_start, reinterpret_cast<char*>(result.data.data()), data_bytes, path,
+               kIoError);
     return result;
   }
   std::vector<unsigned char> raw(static_cast<std::size_t>(*count));
-  read_exact(in, data_start, reinterpret_cast<char*>(raw.data()), data_bytes, path);
+  read_exact(in, data_start, reinterpret_cast<char*>(raw.data()), data_bytes, path, kIoError);
   for (std::size_t i = 0; i < raw.size(); ++i) {
     if (raw[i] > 1)
       fail("npy_invalid_bool", path,

@@ -22,33 +22,32 @@
 #include "vitscope/io/safetensors.hpp"
 
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <fstream>
-#include <limits>
 #include <optional>
 #include <set>
 #include <tuple>
 
 #include <nlohmann/json.hpp>
 
-#include "vitscope/error.hpp"
+#include "binary_file.hpp"
 #include "vitscope/io/atomic_file.hpp"
-
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-#error "vitscope reads and writes little-endian data by memcpy and needs a little-endian host"
-#endif
 
 namespace vitscope::io {
 namespace {
 
+using detail::checked_mul;
+using detail::element_count;
+using detail::fail;
+using detail::open_for_reading;
+using detail::read_exact;
 using json = nlohmann::json;
-static_assert(sizeof(std::size_t) == 8, "shape dimensions are parsed as 64-bit sizes");
 
 constexpr std::uint64_t kMaxHeaderBytes = 100'000'000;
 const std::string kMetadataKey = "__metadata__";
+const std::string kIoError = "io_error";
 
 enum class DType { F32, F16, BF16 };
 
@@ -59,10 +58,6 @@ struct Entry {
   std::uint64_t begin = 0;
   std::uint64_t end = 0;
 };
-
-[[noreturn]] void fail(const std::string& code, const std::string& path, const std::string& what) {
-  throw Error(code, path + ": " + what);
-}
 
 // JSON quoting escapes control characters, so messages stay on one line whatever names hold.
 std::string quoted(const std::string& name) {
@@ -113,23 +108,6 @@ std::optional<std::uint64_t> as_u64(const json& j) {
   return static_cast<std::uint64_t>(v);
 }
 
-std::optional<std::uint64_t> checked_mul(std::uint64_t a, std::uint64_t b) {
-  if (a != 0 && b > std::numeric_limits<std::uint64_t>::max() / a) return std::nullopt;
-  return a * b;
-}
-
-// Mathematical product: any zero dimension makes it 0 even if the others would overflow.
-std::optional<std::uint64_t> element_count(const Shape& shape) {
-  if (std::find(shape.begin(), shape.end(), 0) != shape.end()) return 0;
-  std::uint64_t n = 1;
-  for (const std::size_t d : shape) {
-    const auto next = checked_mul(n, d);
-    if (!next) return std::nullopt;
-    n = *next;
-  }
-  return n;
-}
-
 float f16_to_f32(std::uint16_t h) {
   const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
   const std::uint32_t exponent = (h >> 10) & 0x1Fu;
@@ -157,16 +135,6 @@ float bf16_to_f32(std::uint16_t h) {
 }
 
 std::size_t dtype_size(DType d) { return d == DType::F32 ? 4 : 2; }
-
-void read_exact(std::ifstream& in, std::uint64_t offset, char* out, std::uint64_t n,
-                const std::string& path) {
-  if (n == 0) return;
-  in.seekg(static_cast<std::streamoff>(offset));
-  in.read(out, static_cast<std::streamsize>(n));
-  if (!in || static_cast<std::uint64_t>(in.gcount()) != n)
-    fail("io_error", path,
-         "cannot read " + std::to_string(n) + " bytes at offset " + std::to_string(offset));
-}
 
 // Parses the header while recording the first repeated top-level key, which nlohmann::json would
 // otherwise silently drop. The repeat is reported later, at its place in the check order.
@@ -289,11 +257,12 @@ std::vector<float> read_tensor_data(std::ifstream& in, std::uint64_t data_start,
   const std::uint64_t bytes = e.end - e.begin;
   std::vector<float> out(static_cast<std::size_t>(bytes / dtype_size(e.dtype)));
   if (e.dtype == DType::F32) {
-    read_exact(in, data_start + e.begin, reinterpret_cast<char*>(out.data()), bytes, path);
+    read_exact(in, data_start + e.begin, reinterpret_cast<char*>(out.data()), bytes, path,
+               kIoError);
     return out;
   }
   std::vector<std::uint16_t> half(out.size());
-  read_exact(in, data_start + e.begin, reinterpret_cast<char*>(half.data()), bytes, path);
+  read_exact(in, data_start + e.begin, reinterpret_cast<char*>(half.data()), bytes, path, kIoError);
   const auto convert = e.dtype == DType::F16 ? f16_to_f32 : bf16_to_f32;
   std::transform(half.begin(), half.end(), out.begin(), convert);
   return out;
@@ -302,18 +271,14 @@ std::vector<float> read_tensor_data(std::ifstream& in, std::uint64_t data_start,
 }  // namespace
 
 SafetensorsFile read_safetensors(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("io_error", path, std::string("cannot open: ") + std::strerror(errno));
-  in.seekg(0, std::ios::end);
-  const std::streamoff end_pos = in.tellg();
-  if (!in || end_pos < 0) fail("io_error", path, "cannot determine the file size");
-  const auto file_size = static_cast<std::uint64_t>(end_pos);
+  std::ifstream in;
+  const std::uint64_t file_size = open_for_reading(in, path, kIoError);
 
   if (file_size < 8)
     fail("file_too_short", path,
          "file is " + std::to_string(file_size) + " bytes, shorter than the 8-byte header length");
   unsigned char len_bytes[8];
-  read_exact(in, 0, reinterpret_cast<char*>(len_bytes), 8, path);
+  read_exact(in, 0, reinterpret_cast<char*>(len_bytes), 8, path, kIoError);
   std::uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | len_bytes[i];
   if (header_len > kMaxHeaderBytes)
@@ -326,7 +291,7 @@ SafetensorsFile read_safetensors(const std::string& path) {
              std::to_string(file_size) + "-byte file");
 
   std::string header_text(static_cast<std::size_t>(header_len), '\0');
-  read_exact(in, 8, header_text.data(), header_len, path);
+  read_exact(in, 8, header_text.data(), header_len, path, kIoError);
   if (const auto bad = find_invalid_utf8(header_text))
     fail("header_not_utf8", path,
          "header byte " + std::to_string(*bad) + " starts an invalid UTF-8 sequence");
