@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds vitscope and its tests (Release, -j2) and runs the whole suite.
+# Installs what is missing, builds vitscope and its tests and runs the whole suite twice: in the
+# Release build, then in a build under AddressSanitizer and UndefinedBehaviorSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
+
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j2
 ctest --test-dir build --output-on-failure -j2
+
+cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVITSCOPE_SANITIZE=ON
+cmake --build build-sanitize -j2
+ctest --test-dir build-sanitize --output-on-failure -j2
