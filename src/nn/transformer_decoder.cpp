@@ -9,11 +9,13 @@ TransformerDecoder::TransformerDecoder(const TransformerDecoderLayer& decoder_la
 Tensor3 TransformerDecoder::forward(const Tensor3& tgt, const Tensor3& memory,
                                     const AttnMask& tgt_mask, const AttnMask& memory_mask,
                                     const KeyPaddingMask& tgt_key_padding_mask,
-                                    const KeyPaddingMask& memory_key_padding_mask) const {
+                                    const KeyPaddingMask& memory_key_padding_mask,
+                                    const Tensor3& pos, const Tensor3& query_pos) const {
   Tensor3 output = tgt;
-  for (const TransformerDecoderLayer& layer : layers) {
-    output = layer.forward(output, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
-                           memory_key_padding_mask);
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    output = layers[i].forward(output, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
+                               memory_key_padding_mask, pos, query_pos);
+    if (layer_output_hook) layer_output_hook(i, output);
   }
   if (norm) output = norm->forward(output);
   return output;

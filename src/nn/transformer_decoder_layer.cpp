@@ -21,18 +21,20 @@ TransformerDecoderLayer::TransformerDecoderLayer(int64_t d_model, int64_t nhead,
 Tensor3 TransformerDecoderLayer::forward(const Tensor3& tgt, const Tensor3& memory,
                                          const AttnMask& tgt_mask, const AttnMask& memory_mask,
                                          const KeyPaddingMask& tgt_key_padding_mask,
-                                         const KeyPaddingMask& memory_key_padding_mask) const {
+                                         const KeyPaddingMask& memory_key_padding_mask,
+                                         const Tensor3& pos, const Tensor3& query_pos) const {
   Tensor3 x = tgt;
   if (norm_first) {
     // x = x + sa(norm1(x)); x = x + mha(norm2(x), memory); x = x + ff(norm3(x))
-    add_in_place(x, sa_block(norm1.forward(x), tgt_mask, tgt_key_padding_mask));
-    add_in_place(x, mha_block(norm2.forward(x), memory, memory_mask, memory_key_padding_mask));
+    add_in_place(x, sa_block(norm1.forward(x), tgt_mask, tgt_key_padding_mask, query_pos));
+    add_in_place(x, mha_block(norm2.forward(x), memory, memory_mask, memory_key_padding_mask, pos,
+                              query_pos));
     add_in_place(x, ff_block(norm3.forward(x)));
   } else {
     // x = norm1(x + sa(x)); x = norm2(x + mha(x, memory)); x = norm3(x + ff(x))
-    add_in_place(x, sa_block(x, tgt_mask, tgt_key_padding_mask));
+    add_in_place(x, sa_block(x, tgt_mask, tgt_key_padding_mask, query_pos));
     x = norm1.forward(x);
-    add_in_place(x, mha_block(x, memory, memory_mask, memory_key_padding_mask));
+    add_in_place(x, mha_block(x, memory, memory_mask, memory_key_padding_mask, pos, query_pos));
     x = norm2.forward(x);
     add_in_place(x, ff_block(x));
     x = norm3.forward(x);
@@ -41,14 +43,21 @@ Tensor3 TransformerDecoderLayer::forward(const Tensor3& tgt, const Tensor3& memo
 }
 
 Tensor3 TransformerDecoderLayer::sa_block(const Tensor3& x, const AttnMask& attn_mask,
-                                          const KeyPaddingMask& key_padding_mask) const {
-  return self_attn.forward(x, x, x, key_padding_mask, false, attn_mask).attn_output;
+                                          const KeyPaddingMask& key_padding_mask,
+                                          const Tensor3& query_pos) const {
+  Tensor3 storage;
+  const Tensor3& qk = with_pos_embed(x, query_pos, storage);
+  return self_attn.forward(qk, qk, x, key_padding_mask, false, attn_mask).attn_output;
 }
 
 Tensor3 TransformerDecoderLayer::mha_block(const Tensor3& x, const Tensor3& mem,
                                            const AttnMask& attn_mask,
-                                           const KeyPaddingMask& key_padding_mask) const {
-  return multihead_attn.forward(x, mem, mem, key_padding_mask, false, attn_mask).attn_output;
+                                           const KeyPaddingMask& key_padding_mask,
+                                           const Tensor3& pos, const Tensor3& query_pos) const {
+  Tensor3 query_storage, key_storage;
+  const Tensor3& query = with_pos_embed(x, query_pos, query_storage);
+  const Tensor3& key = with_pos_embed(mem, pos, key_storage);
+  return multihead_attn.forward(query, key, mem, key_padding_mask, false, attn_mask).attn_output;
 }
 
 Tensor3 TransformerDecoderLayer::ff_block(const Tensor3& x) const {

@@ -7,10 +7,12 @@ TransformerEncoder::TransformerEncoder(const TransformerEncoderLayer& encoder_la
     : layers(static_cast<std::size_t>(num_layers), encoder_layer), norm(std::move(norm)) {}
 
 Tensor3 TransformerEncoder::forward(const Tensor3& src, const AttnMask& mask,
-                                    const KeyPaddingMask& src_key_padding_mask) const {
+                                    const KeyPaddingMask& src_key_padding_mask,
+                                    const Tensor3& pos) const {
   Tensor3 output = src;
-  for (const TransformerEncoderLayer& layer : layers) {
-    output = layer.forward(output, mask, src_key_padding_mask);
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    output = layers[i].forward(output, mask, src_key_padding_mask, pos);
+    if (layer_output_hook) layer_output_hook(i, output);
   }
   if (norm) output = norm->forward(output);
   return output;

@@ -17,15 +17,16 @@ TransformerEncoderLayer::TransformerEncoderLayer(int64_t d_model, int64_t nhead,
       norm_first(norm_first) {}
 
 Tensor3 TransformerEncoderLayer::forward(const Tensor3& src, const AttnMask& src_mask,
-                                         const KeyPaddingMask& src_key_padding_mask) const {
+                                         const KeyPaddingMask& src_key_padding_mask,
+                                         const Tensor3& pos) const {
   Tensor3 x = src;
   if (norm_first) {
     // x = x + sa(norm1(x)); x = x + ff(norm2(x))
-    add_in_place(x, sa_block(norm1.forward(x), src_mask, src_key_padding_mask));
+    add_in_place(x, sa_block(norm1.forward(x), src_mask, src_key_padding_mask, pos));
     add_in_place(x, ff_block(norm2.forward(x)));
   } else {
     // x = norm1(x + sa(x)); x = norm2(x + ff(x))
-    add_in_place(x, sa_block(x, src_mask, src_key_padding_mask));
+    add_in_place(x, sa_block(x, src_mask, src_key_padding_mask, pos));
     x = norm1.forward(x);
     add_in_place(x, ff_block(x));
     x = norm2.forward(x);
@@ -34,8 +35,11 @@ Tensor3 TransformerEncoderLayer::forward(const Tensor3& src, const AttnMask& src
 }
 
 Tensor3 TransformerEncoderLayer::sa_block(const Tensor3& x, const AttnMask& attn_mask,
-                                          const KeyPaddingMask& key_padding_mask) const {
-  return self_attn.forward(x, x, x, key_padding_mask, false, attn_mask).attn_output;
+                                          const KeyPaddingMask& key_padding_mask,
+                                          const Tensor3& pos) const {
+  Tensor3 storage;
+  const Tensor3& qk = with_pos_embed(x, pos, storage);
+  return self_attn.forward(qk, qk, x, key_padding_mask, false, attn_mask).attn_output;
 }
 
 Tensor3 TransformerEncoderLayer::ff_block(const Tensor3& x) const {

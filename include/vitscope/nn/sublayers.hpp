@@ -14,6 +14,15 @@ inline void add_in_place(Tensor3& x, const Tensor3& y) {
   for (std::size_t i = 0, n = x.size(); i < n; ++i) a[i] += b[i];
 }
 
+// DETR's with_pos_embed: x + pos, or x itself when pos is empty (no position given). `storage`
+// holds the sum so the common no-position case costs no copy.
+inline const Tensor3& with_pos_embed(const Tensor3& x, const Tensor3& pos, Tensor3& storage) {
+  if (pos.size() == 0) return x;
+  storage = x;
+  add_in_place(storage, pos);
+  return storage;
+}
+
 // x (..., E) -> linear2(activation(linear1(x))) (..., E)
 inline Tensor3 feed_forward(const Linear& linear1, Activation activation, const Linear& linear2,
                             const Tensor3& x) {

@@ -1,6 +1,7 @@
 #pragma once
 // nn::TransformerDecoder, as torch.nn.TransformerDecoder: a stack of layers, then an optional norm.
 
+#include <functional>
 #include <optional>
 #include <vector>
 
@@ -16,14 +17,19 @@ class TransformerDecoder {
   TransformerDecoder(const TransformerDecoderLayer& decoder_layer, int64_t num_layers,
                      std::optional<LayerNorm> norm = std::nullopt);
 
-  // tgt: (T,N,E), memory: (S,N,E) ((N,·,E) when batch_first) -> (T,N,E)
+  // tgt: (T,N,E), memory: (S,N,E) ((N,·,E) when batch_first) -> (T,N,E).
+  // pos, query_pos: see TransformerDecoderLayer.
   Tensor3 forward(const Tensor3& tgt, const Tensor3& memory, const AttnMask& tgt_mask = {},
                   const AttnMask& memory_mask = {},
                   const KeyPaddingMask& tgt_key_padding_mask = {},
-                  const KeyPaddingMask& memory_key_padding_mask = {}) const;
+                  const KeyPaddingMask& memory_key_padding_mask = {}, const Tensor3& pos = {},
+                  const Tensor3& query_pos = {}) const;
 
   std::vector<TransformerDecoderLayer> layers;
   std::optional<LayerNorm> norm;  // (E)
+
+  // When set, receives each layer's output (index, (T,N,E)) as the forward pass goes.
+  std::function<void(std::size_t, const Tensor3&)> layer_output_hook;
 };
 
 }  // namespace vitscope::nn

@@ -19,8 +19,10 @@ class TransformerEncoderLayer {
                           bool batch_first = false, bool norm_first = false);
 
   // src: (S,N,E), or (N,S,E) when batch_first -> same shape.
+  // pos (same shape as src), DETR's extension: added to the self-attention queries and keys (not
+  // the values); empty, the layer is exactly PyTorch's.
   Tensor3 forward(const Tensor3& src, const AttnMask& src_mask = {},
-                  const KeyPaddingMask& src_key_padding_mask = {}) const;
+                  const KeyPaddingMask& src_key_padding_mask = {}, const Tensor3& pos = {}) const;
 
   MultiheadAttention self_attn;  // E -> E
   Linear linear1;                // E -> dim_feedforward
@@ -33,7 +35,7 @@ class TransformerEncoderLayer {
  private:
   // x: (S,N,E) -> self-attention output (S,N,E)
   Tensor3 sa_block(const Tensor3& x, const AttnMask& attn_mask,
-                   const KeyPaddingMask& key_padding_mask) const;
+                   const KeyPaddingMask& key_padding_mask, const Tensor3& pos) const;
   // x: (S,N,E) -> linear2(activation(linear1(x))) (S,N,E)
   Tensor3 ff_block(const Tensor3& x) const;
 };
