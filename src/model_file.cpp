@@ -1,12 +1,11 @@
 #include "vitscope/model_file.hpp"
 
-#include <cerrno>
-#include <cstdlib>
 #include <sstream>
 
 #include "vitscope/error.hpp"
 #include "vitscope/io/safetensors.hpp"
 #include "vitscope/state_dict.hpp"
+#include "metadata_reader.hpp"
 
 namespace vitscope {
 
@@ -15,66 +14,6 @@ namespace {
 using Metadata = std::map<std::string, std::string>;
 
 constexpr int64_t kMaxWidth = 1 << 16;  // embed_dim, kdim, vdim of a bare attention file
-
-// Reads typed values out of __metadata__, naming the file and key in every error.
-class MetadataReader {
- public:
-  MetadataReader(const Metadata& metadata, const std::string& source)
-      : metadata_(metadata), source_(source) {}
-
-  const std::string& text(const std::string& key) const {
-    auto it = metadata_.find(key);
-    if (it == metadata_.end()) fail(key, "is missing");
-    return it->second;
-  }
-
-  int64_t integer(const std::string& key) const {
-    const std::string& value = text(key);
-    errno = 0;
-    char* end = nullptr;
-    const long long parsed = std::strtoll(value.c_str(), &end, 10);
-    if (value.empty() || *end != '\0' || errno == ERANGE) fail(key, "'" + value + "' is not an integer");
-    return parsed;
-  }
-
-  // 0 when the key is absent: PyTorch's None for kdim / vdim.
-  int64_t integer_or_zero(const std::string& key) const {
-    return metadata_.count(key) ? integer(key) : 0;
-  }
-
-  double number(const std::string& key) const {
-    const std::string& value = text(key);
-    char* end = nullptr;
-    const double parsed = std::strtod(value.c_str(), &end);
-    if (value.empty() || *end != '\0') fail(key, "'" + value + "' is not a number");
-    return parsed;
-  }
-
-  bool flag(const std::string& key) const {
-    const std::string& value = text(key);
-    if (value == "true" || value == "True") return true;
-    if (value == "false" || value == "False") return false;
-    fail(key, "'" + value + "' is not true or false");
-  }
-
-  bool flag_or(const std::string& key, bool fallback) const {
-    return metadata_.count(key) ? flag(key) : fallback;
-  }
-
-  void expect_architecture(const std::string& architecture) const {
-    if (text("architecture") != architecture) {
-      fail("architecture", "'" + text("architecture") + "' is not " + architecture);
-    }
-  }
-
-  [[noreturn]] void fail(const std::string& key, const std::string& what) const {
-    throw Error("bad_metadata", source_ + ": metadata " + key + " " + what);
-  }
-
- private:
-  const Metadata& metadata_;
-  const std::string& source_;
-};
 
 std::string bool_text(bool b) { return b ? "true" : "false"; }
 
@@ -105,7 +44,6 @@ Metadata to_metadata(const nn::TransformerOptions& o) {
 nn::TransformerOptions transformer_options_from_metadata(const Metadata& metadata,
                                                          const std::string& source) {
   const MetadataReader read(metadata, source);
-  read.expect_architecture("Transformer");
   nn::TransformerOptions o;
   o.d_model = read.integer("d_model");
   o.nhead = read.integer("nhead");
@@ -132,6 +70,7 @@ nn::TransformerOptions transformer_options_from_metadata(const Metadata& metadat
 
 TransformerFile load_transformer(const std::string& path) {
   io::SafetensorsFile file = io::read_safetensors(path);
+  MetadataReader(file.metadata, path).expect_architecture("Transformer");
   TransformerFile result{nn::Transformer(transformer_options_from_metadata(file.metadata, path)),
                          std::move(file.metadata)};
   load_state_dict(named_parameters(result.model), file.tensors, path);

@@ -93,16 +93,16 @@ void reset_biases(LayerNorm& norm) {
 
 }  // namespace
 
-std::vector<Parameter> named_parameters(Transformer& model) {
+std::vector<Parameter> named_parameters(Transformer& model, const std::string& prefix) {
   std::vector<Parameter> out;
   for (std::size_t i = 0; i < model.encoder.layers.size(); ++i) {
-    add_encoder_layer(out, layer_prefix(kEncoderLayers, i), model.encoder.layers[i]);
+    add_encoder_layer(out, prefix + layer_prefix(kEncoderLayers, i), model.encoder.layers[i]);
   }
-  if (model.encoder.norm) add_layer_norm(out, kEncoderNorm, *model.encoder.norm);
+  if (model.encoder.norm) add_layer_norm(out, prefix + kEncoderNorm, *model.encoder.norm);
   for (std::size_t i = 0; i < model.decoder.layers.size(); ++i) {
-    add_decoder_layer(out, layer_prefix(kDecoderLayers, i), model.decoder.layers[i]);
+    add_decoder_layer(out, prefix + layer_prefix(kDecoderLayers, i), model.decoder.layers[i]);
   }
-  if (model.decoder.norm) add_layer_norm(out, kDecoderNorm, *model.decoder.norm);
+  if (model.decoder.norm) add_layer_norm(out, prefix + kDecoderNorm, *model.decoder.norm);
   return out;
 }
 

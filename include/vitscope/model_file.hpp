@@ -12,6 +12,7 @@ namespace vitscope {
 
 // "architecture" plus the options under their PyTorch names, as strings.
 std::map<std::string, std::string> to_metadata(const nn::TransformerOptions& options);
+// The options under their PyTorch names (whatever the architecture that embeds them).
 nn::TransformerOptions transformer_options_from_metadata(
     const std::map<std::string, std::string>& metadata, const std::string& source);
 

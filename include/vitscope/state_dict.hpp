@@ -27,7 +27,7 @@ struct Parameter {
 };
 
 // In state_dict order (PyTorch's registration order). Absent optional tensors are not listed.
-std::vector<Parameter> named_parameters(nn::Transformer& model);
+std::vector<Parameter> named_parameters(nn::Transformer& model, const std::string& prefix = "");
 std::vector<Parameter> named_parameters(nn::MultiheadAttention& module, const std::string& prefix = "");
 
 // Every attention module under its state_dict path ("encoder.layers.0.self_attn",

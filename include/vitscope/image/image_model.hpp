@@ -1,0 +1,81 @@
+#pragma once
+// The image model of docs/image_model.md: patch embedding, 2-D position, to_sequence, the core
+// Transformer (token or learned-query target, or encoder only), to_feature_map, optional head.
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "vitscope/image/preprocess.hpp"
+#include "vitscope/nn/linear.hpp"
+#include "vitscope/nn/transformer.hpp"
+#include "vitscope/tensor.hpp"
+
+namespace vitscope::image {
+
+enum class Position { sine, learned, none };
+enum class PositionMode { input, attention };
+enum class Target { tokens, queries };
+
+struct ImageModelOptions {
+  nn::TransformerOptions transformer;  // batch_first is always false
+  int64_t in_chans = 3;
+  int64_t patch_size = 16;
+  int64_t image_size = 224;
+  std::array<float, 3> mean = {0.485f, 0.456f, 0.406f};
+  std::array<float, 3> std = {0.229f, 0.224f, 0.225f};
+  Position position = Position::sine;
+  PositionMode position_mode = PositionMode::attention;
+  Target target = Target::tokens;
+  int64_t num_queries = 0;
+  int64_t num_classes = 0;
+  std::vector<std::string> class_names;
+};
+
+// Which output becomes the feature map: "output" (default: the decoder output for token targets,
+// else the encoder's), "encoder" (the encoder output after its norm) or one layer's output,
+// "encoder.layers.N" / "decoder.layers.N" (decoder layers only for token targets).
+struct ImageModelOutput {
+  Tensor4 features;                  // (B,E,h,w) of the chosen layer
+  Tensor4 logits;                    // (B,K,h,w) head on the token outputs; empty without a head or for queries
+  Tensor3 query_outputs;             // (B,Q,E) for learned-query models, else empty
+  Tensor3 query_logits;              // (B,Q,K) for learned-query models with a head, else empty
+  xt::xtensor<bool, 3> token_mask;   // (B,h,w) true on padding tokens
+  std::vector<std::array<std::size_t, 2>> grids;  // per image its real token grid (h_i, w_i)
+};
+
+class ImageModel {
+ public:
+  ImageModel() = default;
+  explicit ImageModel(const ImageModelOptions& options);
+
+  PreprocessOptions preprocess_options() const;
+
+  // batch from preprocess() with this model's patch size -> outputs. `layer` as described above;
+  // throws vitscope::Error("bad_layer") for a name this model does not have.
+  // Installs hooks on the transformer for the call: one forward at a time per model.
+  ImageModelOutput forward(const ImageBatch& batch, const std::string& layer = "output");
+
+  // The names `layer` accepts, in order.
+  std::vector<std::string> layer_names() const;
+
+  ImageModelOptions options;
+  Tensor4 patch_embed_weight;  // patch_embed.proj.weight (E,C,p,p)
+  Tensor1 patch_embed_bias;    // patch_embed.proj.bias (E)
+  Tensor4 pos_embed;           // (1,E,gh,gw) when position is learned, else empty
+  Tensor2 query_embed;         // query_embed.weight (Q,E) when the target is queries, else empty
+  nn::Transformer transformer;
+  nn::Linear head;             // E -> K when num_classes > 0
+};
+
+struct ImageModelFile {
+  ImageModel model;
+  std::map<std::string, std::string> metadata;
+};
+
+// Throws vitscope::Error for unreadable, malformed or non-fitting files.
+ImageModelFile load_image_model(const std::string& path);
+
+}  // namespace vitscope::image

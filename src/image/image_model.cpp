@@ -1,0 +1,308 @@
+#include "vitscope/image/image_model.hpp"
+
+#include <cmath>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "../metadata_reader.hpp"
+#include "vitscope/error.hpp"
+#include "vitscope/image/patch_embed.hpp"
+#include "vitscope/image/position.hpp"
+#include "vitscope/image/sequence.hpp"
+#include "vitscope/io/safetensors.hpp"
+#include "vitscope/model_file.hpp"
+#include "vitscope/nn/sublayers.hpp"
+#include "vitscope/state_dict.hpp"
+
+namespace vitscope::image {
+
+namespace {
+
+constexpr int64_t kMaxPatch = 1024;
+constexpr int64_t kMaxImageSize = 1 << 14;
+constexpr int64_t kMaxCount = 100000;  // queries, classes
+constexpr int64_t kMaxGrid = 1024;     // learned pos_embed rows / columns
+
+std::size_t to_size(int64_t v) { return static_cast<std::size_t>(v); }
+
+std::array<float, 3> three_numbers(const MetadataReader& read, const std::string& key) {
+  std::array<float, 3> values{};
+  std::istringstream in(read.text(key));
+  std::string item;
+  std::size_t n = 0;
+  while (std::getline(in, item, ',')) {
+    char* end = nullptr;
+    const double v = std::strtod(item.c_str(), &end);
+    if (n == 3 || item.empty() || *end != '\0' || !std::isfinite(v)) {
+      read.fail(key, "'" + read.text(key) + "' is not three comma-separated numbers");
+    }
+    values[n++] = static_cast<float>(v);
+  }
+  if (n != 3) read.fail(key, "'" + read.text(key) + "' is not three comma-separated numbers");
+  return values;
+}
+
+template <class Enum>
+Enum choice(const MetadataReader& read, const std::string& key,
+            const std::vector<std::pair<const char*, Enum>>& names) {
+  for (const auto& [name, value] : names) {
+    if (read.text(key) == name) return value;
+  }
+  std::string allowed;
+  for (const auto& [name, value] : names) allowed += (allowed.empty() ? "" : ", ") + std::string(name);
+  read.fail(key, "'" + read.text(key) + "' is not one of " + allowed);
+}
+
+int64_t bounded(const MetadataReader& read, const std::string& key, int64_t lo, int64_t hi) {
+  const int64_t v = read.integer(key);
+  if (v < lo || v > hi) {
+    read.fail(key, std::to_string(v) + " is not in " + std::to_string(lo) + ".." + std::to_string(hi));
+  }
+  return v;
+}
+
+std::vector<std::string> class_names(const MetadataReader& read, std::size_t count) {
+  nlohmann::json names = nlohmann::json::parse(read.text("class_names"), nullptr, false);
+  if (!names.is_array() || names.size() != count ||
+      !std::all_of(names.begin(), names.end(), [](const auto& n) { return n.is_string(); })) {
+    read.fail("class_names", "is not a JSON array of " + std::to_string(count) + " strings");
+  }
+  return names.get<std::vector<std::string>>();
+}
+
+ImageModelOptions options_from_metadata(const std::map<std::string, std::string>& metadata,
+                                        const std::string& source) {
+  const MetadataReader read(metadata, source);
+  read.expect_architecture("ImageTransformer");
+  ImageModelOptions o;
+  o.transformer = transformer_options_from_metadata(metadata, source);
+  if (o.transformer.batch_first) read.fail("batch_first", "must be false in an image model");
+  o.in_chans = bounded(read, "in_chans", 3, 3);
+  o.patch_size = bounded(read, "patch_size", 1, kMaxPatch);
+  o.image_size = bounded(read, "image_size", 1, kMaxImageSize);
+  o.mean = three_numbers(read, "mean");
+  o.std = three_numbers(read, "std");
+  if (std::any_of(o.std.begin(), o.std.end(), [](float s) { return !(s > 0.0f); })) {
+    read.fail("std", "must be positive");
+  }
+  o.position = choice<Position>(read, "position", {{"sine", Position::sine},
+                                                   {"learned", Position::learned},
+                                                   {"none", Position::none}});
+  if (o.position == Position::sine && o.transformer.d_model % 4 != 0) {
+    read.fail("position", "sine needs d_model divisible by 4");
+  }
+  o.position_mode = choice<PositionMode>(
+      read, "position_mode", {{"input", PositionMode::input}, {"attention", PositionMode::attention}});
+  if (o.transformer.num_decoder_layers > 0) {
+    o.target = choice<Target>(read, "target", {{"tokens", Target::tokens}, {"queries", Target::queries}});
+    if (o.target == Target::queries) o.num_queries = bounded(read, "num_queries", 1, kMaxCount);
+  }
+  o.num_classes = bounded(read, "num_classes", 0, kMaxCount);
+  if (o.num_classes > 0) o.class_names = class_names(read, to_size(o.num_classes));
+  return o;
+}
+
+// The learned pos_embed's grid is the file's own: read its shape there (checked before use).
+std::array<std::size_t, 2> pos_embed_grid(const io::SafetensorsFile& file, int64_t d_model,
+                                          const std::string& source) {
+  for (const io::NamedTensor& t : file.tensors) {
+    if (t.name != "pos_embed") continue;
+    const Shape& s = t.shape;
+    if (s.size() != 4 || s[0] != 1 || s[1] != to_size(d_model) || s[2] < 1 || s[3] < 1 ||
+        s[2] > to_size(kMaxGrid) || s[3] > to_size(kMaxGrid)) {
+      throw Error("state_dict_mismatch", source + ": pos_embed is " + shape_to_string(s) +
+                                             ", the model expects (1, " + std::to_string(d_model) +
+                                             ", gh, gw)");
+    }
+    return {s[2], s[3]};
+  }
+  throw Error("state_dict_mismatch", source + ": tensors do not fit the model: missing pos_embed");
+}
+
+std::vector<Parameter> image_parameters(ImageModel& m) {
+  std::vector<Parameter> out;
+  auto add = [&out](const std::string& name, auto& tensor) {
+    if (tensor.size() == 0) return;
+    out.push_back({name, Shape(tensor.shape().begin(), tensor.shape().end()), tensor.data()});
+  };
+  add("patch_embed.proj.weight", m.patch_embed_weight);
+  add("patch_embed.proj.bias", m.patch_embed_bias);
+  add("pos_embed", m.pos_embed);
+  add("query_embed.weight", m.query_embed);
+  for (Parameter& p : named_parameters(m.transformer, "transformer.")) out.push_back(p);
+  add("head.weight", m.head.weight);
+  add("head.bias", m.head.bias);
+  return out;
+}
+
+// Restores a stack's layer_output_hook when the forward pass ends, even by an exception.
+template <class Stack>
+class LayerCapture {
+ public:
+  LayerCapture(Stack& stack, const std::string& prefix, const std::string& wanted, Tensor3& into)
+      : stack_(stack) {
+    stack_.layer_output_hook = [prefix, &wanted, &into](std::size_t i, const Tensor3& output) {
+      if (wanted == prefix + std::to_string(i)) into = output;
+    };
+  }
+  ~LayerCapture() { stack_.layer_output_hook = nullptr; }
+  LayerCapture(const LayerCapture&) = delete;
+  LayerCapture& operator=(const LayerCapture&) = delete;
+
+ private:
+  Stack& stack_;
+};
+
+// (Q,E) -> (Q,B,E): the same queries for every image.
+Tensor3 repeat_over_batch(const Tensor2& queries, std::size_t B) {
+  const std::size_t Q = queries.shape(0), E = queries.shape(1);
+  Tensor3 out = Tensor3::from_shape({Q, B, E});
+  for (std::size_t q = 0; q < Q; ++q) {
+    for (std::size_t b = 0; b < B; ++b) std::copy_n(&queries(q, 0), E, &out(q, b, 0));
+  }
+  return out;
+}
+
+// (T,B,E) -> (B,T,E)
+Tensor3 batch_major(const Tensor3& seq) {
+  const std::size_t T = seq.shape(0), B = seq.shape(1), E = seq.shape(2);
+  Tensor3 out = Tensor3::from_shape({B, T, E});
+  for (std::size_t t = 0; t < T; ++t) {
+    for (std::size_t b = 0; b < B; ++b) std::copy_n(&seq(t, b, 0), E, &out(b, t, 0));
+  }
+  return out;
+}
+
+}  // namespace
+
+ImageModel::ImageModel(const ImageModelOptions& options)
+    : options(options), transformer(options.transformer) {
+  const std::size_t E = to_size(options.transformer.d_model), p = to_size(options.patch_size);
+  patch_embed_weight = xt::zeros<float>({E, to_size(options.in_chans), p, p});
+  patch_embed_bias = xt::zeros<float>({E});
+  if (options.target == Target::queries && !transformer.encoder_only()) {
+    query_embed = xt::zeros<float>({to_size(options.num_queries), E});
+  }
+  if (options.num_classes > 0) head = nn::Linear(options.transformer.d_model, options.num_classes);
+}
+
+PreprocessOptions ImageModel::preprocess_options() const {
+  return {static_cast<int>(options.image_size), static_cast<int>(options.patch_size), options.mean,
+          options.std};
+}
+
+std::vector<std::string> ImageModel::layer_names() const {
+  std::vector<std::string> names = {"output", "encoder"};
+  for (std::size_t i = 0; i < transformer.encoder.layers.size(); ++i) {
+    names.push_back("encoder.layers." + std::to_string(i));
+  }
+  if (options.target == Target::tokens) {
+    for (std::size_t i = 0; i < transformer.decoder.layers.size(); ++i) {
+      names.push_back("decoder.layers." + std::to_string(i));
+    }
+  }
+  return names;
+}
+
+ImageModelOutput ImageModel::forward(const ImageBatch& batch, const std::string& layer) {
+  const std::vector<std::string> names = layer_names();
+  if (std::find(names.begin(), names.end(), layer) == names.end()) {
+    throw Error("bad_layer", "no layer '" + layer + "' in this model");
+  }
+  const std::size_t B = batch.pixels.shape(0), p = to_size(options.patch_size);
+  const std::size_t E = to_size(options.transformer.d_model);
+  ImageModelOutput result;
+
+  // 1. Stem: (B,C,H,W) -> tokens (B,E,h,w).
+  const Tensor4 tokens = patch_embed(batch.pixels, patch_embed_weight, patch_embed_bias);
+  const std::size_t h = tokens.shape(2), w = tokens.shape(3);
+
+  // 2. Token mask (B,h,w): a token is padding iff its top-left pixel is; each image's real grid.
+  result.token_mask = xt::xtensor<bool, 3>::from_shape({B, h, w});
+  for (std::size_t b = 0; b < B; ++b) {
+    std::size_t rows = 0, cols = 0;
+    for (std::size_t i = 0; i < h; ++i) {
+      for (std::size_t j = 0; j < w; ++j) {
+        const bool padding = batch.pixel_mask(b, i * p, j * p);
+        result.token_mask(b, i, j) = padding;
+        if (!padding) rows = std::max(rows, i + 1), cols = std::max(cols, j + 1);
+      }
+    }
+    result.grids.push_back({rows, cols});
+  }
+
+  // 3. Position (B,E,h,w), or none.
+  Tensor4 pos;
+  if (options.position == Position::sine) pos = position_embedding_sine(result.token_mask, E);
+  if (options.position == Position::learned) {
+    pos = position_embedding_learned(pos_embed, h, w, result.grids);
+  }
+
+  // 4. to_sequence: src and pos (S,B,E); key padding mask (B,S).
+  Tensor3 src = to_sequence(tokens);
+  const Tensor3 pos_seq = pos.size() ? to_sequence(pos) : Tensor3();
+  const nn::KeyPaddingMask kpm = to_key_padding_mask(result.token_mask);
+
+  // 5. Encoder: position added once to its input (ViT), or inside every attention (DETR).
+  const bool pos_in_attention = options.position_mode == PositionMode::attention;
+  if (!pos_in_attention && pos_seq.size()) nn::add_in_place(src, pos_seq);
+  const Tensor3 no_pos;
+  const Tensor3& layer_pos = pos_in_attention ? pos_seq : no_pos;
+  Tensor3 chosen;  // the chosen layer's output, (S,B,E)
+  Tensor3 memory;
+  {
+    LayerCapture capture(transformer.encoder, "encoder.layers.", layer, chosen);
+    memory = transformer.encoder.forward(src, {}, kpm, layer_pos);
+  }
+
+  // 6. Decoder: the tokens themselves or learned queries as its target.
+  Tensor3 out = memory;
+  if (!transformer.encoder_only()) {
+    Tensor3 tgt, query_pos;
+    nn::KeyPaddingMask tgt_kpm;
+    if (options.target == Target::tokens) {
+      tgt = src;  // mode input: tokens + pos; mode attention: the bare tokens
+      query_pos = layer_pos;
+      tgt_kpm = kpm;
+    } else if (pos_in_attention) {
+      tgt = xt::zeros<float>({to_size(options.num_queries), B, E});
+      query_pos = repeat_over_batch(query_embed, B);
+    } else {
+      tgt = repeat_over_batch(query_embed, B);
+    }
+    LayerCapture capture(transformer.decoder, "decoder.layers.", layer, chosen);
+    out = transformer.decoder.forward(tgt, memory, {}, {}, tgt_kpm, kpm, layer_pos, query_pos);
+  }
+
+  // 7. Feature map of the chosen output, queries, head.
+  const bool queries = options.target == Target::queries && !transformer.encoder_only();
+  const Tensor3& token_output = queries ? memory : out;
+  if (layer == "output") chosen = token_output;
+  if (layer == "encoder") chosen = memory;
+  result.features = to_feature_map(chosen, h, w);
+  if (queries) result.query_outputs = batch_major(out);
+  if (options.num_classes > 0) {
+    const Tensor3 logits = head.forward(out);
+    if (queries) {
+      result.query_logits = batch_major(logits);
+    } else {
+      result.logits = to_feature_map(logits, h, w);
+    }
+  }
+  return result;
+}
+
+ImageModelFile load_image_model(const std::string& path) {
+  io::SafetensorsFile file = io::read_safetensors(path);
+  ImageModelOptions options = options_from_metadata(file.metadata, path);
+  ImageModelFile result{ImageModel(options), std::move(file.metadata)};
+  if (options.position == Position::learned) {
+    const auto [gh, gw] = pos_embed_grid(file, options.transformer.d_model, path);
+    result.model.pos_embed = xt::zeros<float>({std::size_t{1}, to_size(options.transformer.d_model), gh, gw});
+  }
+  load_state_dict(image_parameters(result.model), file.tensors, path);
+  return result;
+}
+
+}  // namespace vitscope::image

@@ -1,0 +1,308 @@
+#include "vitscope/image/views.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "vitscope/error.hpp"
+
+namespace vitscope::image {
+
+namespace {
+
+constexpr int kGap = 2;
+constexpr double kBlend = 0.5;
+// A component whose variance is below this share of the first one's is numerical noise; stretched
+// to 0..255 it would look like structure.
+constexpr double kMinVarianceRatio = 1e-8;
+
+void require_view_inputs(const Tensor3& tokens, const cv::Mat& image) {
+  if (tokens.size() == 0) throw Error("bad_view_input", "an empty token map has nothing to show");
+  if (image.empty() || image.type() != CV_32FC3) {
+    throw Error("bad_view_input", "views draw over a CV_32FC3 RGB image");
+  }
+}
+
+int rows_of(const Tensor3& t) { return static_cast<int>(t.shape(1)); }
+int cols_of(const Tensor3& t) { return static_cast<int>(t.shape(2)); }
+
+// Plane c of a (C,h,w) tensor, without a copy; valid while t lives.
+cv::Mat plane(const Tensor3& t, std::size_t c) {
+  const std::size_t size = t.shape(1) * t.shape(2);
+  return cv::Mat(rows_of(t), cols_of(t), CV_32F, const_cast<float*>(t.data()) + c * size);
+}
+
+cv::Mat to_bgr8(const cv::Mat& rgb) {
+  cv::Mat rgb8, bgr;
+  rgb.convertTo(rgb8, CV_8U);
+  cv::cvtColor(rgb8, bgr, cv::COLOR_RGB2BGR);
+  return bgr;
+}
+
+// values (CV_32F) -> CV_8U with lo..hi stretched to 0..255; all 0 when there is no range.
+cv::Mat stretch(const cv::Mat& values, double lo, double hi) {
+  cv::Mat out;
+  if (hi > lo) {
+    values.convertTo(out, CV_8U, 255.0 / (hi - lo), -lo * 255.0 / (hi - lo));
+  } else {
+    out = cv::Mat::zeros(values.size(), CV_8U);
+  }
+  return out;
+}
+
+cv::Mat stretch_min_max(const cv::Mat& values) {
+  double lo = 0, hi = 0;
+  cv::minMaxLoc(values, &lo, &hi);
+  return stretch(values, lo, hi);
+}
+
+// A few extreme tokens would otherwise squeeze every other one into a narrow band of colour.
+cv::Mat stretch_percentiles(const cv::Mat& values) {
+  std::vector<float> sorted(values.begin<float>(), values.end<float>());
+  std::sort(sorted.begin(), sorted.end());
+  const double last = static_cast<double>(sorted.size() - 1);
+  const float lo = sorted[static_cast<std::size_t>(std::lround(0.01 * last))];
+  const float hi = sorted[static_cast<std::size_t>(std::lround(0.99 * last))];
+  return hi > lo ? stretch(values, lo, hi) : stretch_min_max(values);
+}
+
+cv::Mat viridis(const cv::Mat& gray8) {
+  cv::Mat bgr;
+  cv::applyColorMap(gray8, bgr, cv::COLORMAP_VIRIDIS);
+  return bgr;
+}
+
+// out(y, x) = grid(rows[y], cols[x]), for any element type.
+cv::Mat sample(const cv::Mat& grid, const std::vector<int>& rows, const std::vector<int>& cols) {
+  cv::Mat out(static_cast<int>(rows.size()), static_cast<int>(cols.size()), grid.type());
+  const std::size_t elem = grid.elemSize();
+  for (int y = 0; y < out.rows; ++y) {
+    const uchar* src = grid.ptr(rows[static_cast<std::size_t>(y)]);
+    uchar* dst = out.ptr(y);
+    for (int x = 0; x < out.cols; ++x) {
+      std::memcpy(dst + x * elem, src + cols[static_cast<std::size_t>(x)] * elem, elem);
+    }
+  }
+  return out;
+}
+
+// Along one axis, the token under each original pixel: its centre, mapped onto the resized
+// image, falls in patch floor(r / p). Clamped so that a layout that does not quite fit the grid
+// still draws.
+std::vector<int> token_under_pixel(int original, int resized, int patch, int tokens) {
+  std::vector<int> index(static_cast<std::size_t>(original));
+  for (int x = 0; x < original; ++x) {
+    const double r = (x + 0.5) * resized / original;
+    index[static_cast<std::size_t>(x)] = std::min(tokens - 1, static_cast<int>(r / patch));
+  }
+  return index;
+}
+
+cv::Mat tokens_to_image(const cv::Mat& grid, const TokenLayout& layout, cv::Size image) {
+  return sample(grid,
+                token_under_pixel(image.height, layout.resized.height, layout.patch_size, grid.rows),
+                token_under_pixel(image.width, layout.resized.width, layout.patch_size, grid.cols));
+}
+
+// Each pixel repeated `factor` times in both directions.
+cv::Mat enlarge(const cv::Mat& grid, int factor) {
+  std::vector<int> rows(static_cast<std::size_t>(grid.rows * factor));
+  std::vector<int> cols(static_cast<std::size_t>(grid.cols * factor));
+  for (std::size_t y = 0; y < rows.size(); ++y) rows[y] = static_cast<int>(y) / factor;
+  for (std::size_t x = 0; x < cols.size(); ++x) cols[x] = static_cast<int>(x) / factor;
+  return sample(grid, rows, cols);
+}
+
+cv::Mat blend(const cv::Mat& bgr, const cv::Mat& overlay) {
+  cv::Mat out;
+  cv::addWeighted(bgr, 1.0 - kBlend, overlay, kBlend, 0.0, out);
+  return out;
+}
+
+// (E,h,w) -> (h*w, E) in double: one row per token.
+cv::Mat token_rows(const Tensor3& features) {
+  const cv::Mat by_channel(static_cast<int>(features.shape(0)), rows_of(features) * cols_of(features),
+                           CV_32F, const_cast<float*>(features.data()));
+  cv::Mat rows;
+  cv::Mat(by_channel.t()).convertTo(rows, CV_64F);
+  return rows;
+}
+
+// The three components (h,w) CV_32F, each with its largest-magnitude loading made positive so
+// that the colours do not flip between runs or images; zero when a component has no variance.
+std::array<cv::Mat, 3> principal_components(const Tensor3& features) {
+  const cv::Mat tokens = token_rows(features);
+  // cv::PCA works on the smaller of the E×E and token×token covariances.
+  const cv::PCA pca(tokens, cv::noArray(), cv::PCA::DATA_AS_ROW, 3);
+  const cv::Mat projected = pca.project(tokens);
+  std::array<cv::Mat, 3> components;
+  for (int k = 0; k < 3; ++k) {
+    cv::Mat component = cv::Mat::zeros(rows_of(features), cols_of(features), CV_32F);
+    const bool has_variance =
+        k < pca.eigenvalues.rows &&
+        pca.eigenvalues.at<double>(k) > kMinVarianceRatio * pca.eigenvalues.at<double>(0);
+    if (has_variance) {
+      const cv::Mat loading = pca.eigenvectors.row(k);
+      cv::Point largest;
+      cv::minMaxLoc(cv::abs(loading), nullptr, nullptr, nullptr, &largest);
+      const double sign = loading.at<double>(largest) < 0 ? -1.0 : 1.0;
+      projected.col(k).clone().reshape(1, component.rows).convertTo(component, CV_32F, sign);
+    }
+    components[static_cast<std::size_t>(k)] = component;
+  }
+  return components;
+}
+
+// Ten well-separated colours, then their lighter versions (matplotlib's tab20 order), as BGR.
+const std::array<cv::Vec3b, 20> kPalette = {{
+    {180, 119, 31},  {14, 127, 255},  {44, 160, 44},   {40, 39, 214},   {189, 103, 148},
+    {75, 86, 140},   {194, 119, 227}, {127, 127, 127}, {34, 189, 188},  {207, 190, 23},
+    {232, 199, 174}, {120, 187, 255}, {138, 223, 152}, {150, 152, 255}, {213, 176, 197},
+    {148, 156, 196}, {210, 182, 247}, {199, 199, 199}, {141, 219, 219}, {229, 218, 158},
+}};
+
+// Beyond the palette, hues a golden angle apart stay distinct from their neighbours.
+cv::Vec3b class_colour(std::size_t k) {
+  if (k < kPalette.size()) return kPalette[k];
+  const double golden = 0.6180339887498949;
+  const double hue = std::fmod(static_cast<double>(k) * golden, 1.0) * 180.0;
+  cv::Mat hsv(1, 1, CV_8UC3, cv::Scalar(hue, 200, 230));
+  cv::Mat bgr;
+  cv::cvtColor(hsv, bgr, cv::COLOR_HSV2BGR);
+  return bgr.at<cv::Vec3b>(0, 0);
+}
+
+std::string class_name(const std::vector<std::string>& names, std::size_t k) {
+  return k < names.size() ? names[k] : "class " + std::to_string(k);
+}
+
+bool is_background(const std::vector<std::string>& names, std::size_t k) {
+  if (k != 0 || names.empty()) return false;
+  std::string name = names[0];
+  std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+  return name == "background";
+}
+
+// (h,w) CV_32S: each token's highest-scoring class, the first on ties.
+cv::Mat argmax_classes(const Tensor3& logits) {
+  cv::Mat classes = cv::Mat::zeros(rows_of(logits), cols_of(logits), CV_32S);
+  cv::Mat best = plane(logits, 0).clone();
+  for (std::size_t k = 1; k < logits.shape(0); ++k) {
+    const cv::Mat better = plane(logits, k) > best;
+    plane(logits, k).copyTo(best, better);
+    classes.setTo(static_cast<int>(k), better);
+  }
+  return classes;
+}
+
+// Name and colour of each listed class, one row each, on a dark box in the top-left corner.
+void draw_legend(cv::Mat& bgr, const std::vector<std::size_t>& classes,
+                 const std::vector<std::string>& names) {
+  const int font = cv::FONT_HERSHEY_SIMPLEX;
+  const double scale = std::clamp(std::min(bgr.rows, bgr.cols) / 800.0, 0.35, 1.0);
+  int baseline = 0;
+  const int text_height = cv::getTextSize("Ag", font, scale, 1, &baseline).height;
+  const int row = text_height + baseline + 4;
+  const int pad = 4;
+  int width = 0;
+  for (std::size_t k : classes) {
+    width = std::max(width, cv::getTextSize(class_name(names, k), font, scale, 1, &baseline).width);
+  }
+  const int swatch = text_height;
+  cv::rectangle(bgr, cv::Rect(0, 0, width + swatch + 3 * pad, static_cast<int>(classes.size()) * row + pad),
+                cv::Scalar(0, 0, 0), cv::FILLED);
+  for (std::size_t i = 0; i < classes.size(); ++i) {
+    const int top = pad + static_cast<int>(i) * row;
+    const cv::Vec3b c = class_colour(classes[i]);
+    cv::rectangle(bgr, cv::Rect(pad, top, swatch, swatch), cv::Scalar(c[0], c[1], c[2]), cv::FILLED);
+    cv::putText(bgr, class_name(names, classes[i]), cv::Point(2 * pad + swatch, top + text_height),
+                font, scale, cv::Scalar(255, 255, 255), 1, cv::LINE_AA);
+  }
+}
+
+}  // namespace
+
+cv::Mat pca_view(const Tensor3& features, const cv::Mat& image, const TokenLayout& layout) {
+  require_view_inputs(features, image);
+  const std::array<cv::Mat, 3> components = principal_components(features);
+  // First component red, second green, third blue: merged in BGR order.
+  cv::Mat pca;
+  cv::merge(std::vector<cv::Mat>{stretch_percentiles(components[2]), stretch_percentiles(components[1]),
+                                 stretch_percentiles(components[0])},
+            pca);
+  cv::Mat out;
+  cv::hconcat(to_bgr8(image), tokens_to_image(pca, layout, image.size()), out);
+  return out;
+}
+
+cv::Mat channels_view(const Tensor3& features, cv::Size size, std::size_t count) {
+  const std::size_t shown = std::min(count, features.shape(0));
+  if (features.size() == 0 || shown == 0) {
+    throw Error("bad_view_input", "channels_view needs at least one channel to show");
+  }
+  std::vector<double> strength(features.shape(0));
+  for (std::size_t c = 0; c < strength.size(); ++c) strength[c] = cv::mean(cv::abs(plane(features, c)))[0];
+  std::vector<std::size_t> order(strength.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t a, std::size_t b) { return strength[a] > strength[b]; });
+
+  const int n = static_cast<int>(shown);
+  const int grid_cols = static_cast<int>(std::ceil(std::sqrt(static_cast<double>(n))));
+  const int grid_rows = (n + grid_cols - 1) / grid_cols;
+  const int h = rows_of(features), w = cols_of(features);
+  const int factor = std::max(1, std::min((size.width - (grid_cols - 1) * kGap) / (grid_cols * w),
+                                          (size.height - (grid_rows - 1) * kGap) / (grid_rows * h)));
+  const int tile_w = w * factor, tile_h = h * factor;
+  cv::Mat out(grid_rows * tile_h + (grid_rows - 1) * kGap, grid_cols * tile_w + (grid_cols - 1) * kGap,
+              CV_8UC3, cv::Scalar(255, 255, 255));
+  for (int i = 0; i < n; ++i) {
+    const cv::Rect tile((i % grid_cols) * (tile_w + kGap), (i / grid_cols) * (tile_h + kGap), tile_w, tile_h);
+    enlarge(viridis(stretch_min_max(plane(features, order[static_cast<std::size_t>(i)]))), factor)
+        .copyTo(out(tile));
+  }
+  return out;
+}
+
+cv::Mat token_norm_view(const Tensor3& features, const cv::Mat& image, const TokenLayout& layout) {
+  require_view_inputs(features, image);
+  cv::Mat squares = cv::Mat::zeros(rows_of(features), cols_of(features), CV_32F);
+  for (std::size_t c = 0; c < features.shape(0); ++c) {
+    cv::accumulateSquare(plane(features, c), squares);
+  }
+  cv::Mat norms;
+  cv::sqrt(squares, norms);
+  return blend(to_bgr8(image), tokens_to_image(viridis(stretch_min_max(norms)), layout, image.size()));
+}
+
+cv::Mat class_overlay_view(const Tensor3& logits, const cv::Mat& image, const TokenLayout& layout,
+                           const std::vector<std::string>& class_names) {
+  require_view_inputs(logits, image);
+  const cv::Mat classes = argmax_classes(logits);
+  cv::Mat colours(classes.size(), CV_8UC3);
+  cv::Mat shown(classes.size(), CV_8U);
+  std::vector<std::size_t> present;
+  for (int y = 0; y < classes.rows; ++y) {
+    for (int x = 0; x < classes.cols; ++x) {
+      const auto k = static_cast<std::size_t>(classes.at<int>(y, x));
+      colours.at<cv::Vec3b>(y, x) = class_colour(k);
+      shown.at<uchar>(y, x) = is_background(class_names, k) ? 0 : 255;
+      if (shown.at<uchar>(y, x) && std::find(present.begin(), present.end(), k) == present.end()) {
+        present.push_back(k);
+      }
+    }
+  }
+  std::sort(present.begin(), present.end());
+  cv::Mat out = to_bgr8(image);
+  blend(out, tokens_to_image(colours, layout, image.size()))
+      .copyTo(out, tokens_to_image(shown, layout, image.size()));
+  if (!present.empty()) draw_legend(out, present, class_names);
+  return out;
+}
+
+}  // namespace vitscope::image
