@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(build-essential cmake pkg-config
           libxtensor-dev libxtensor-blas-dev libxsimd-dev libopenblas-dev
-          libopencv-dev catch2 libcli11-dev nlohmann-json3-dev)
+          libopencv-dev catch2 libcli11-dev nlohmann-json3-dev zlib1g-dev)
 if [[ "${1:-}" == "--tools" ]]; then
   packages+=(python3-torch python3-numpy python3-opencv)
 fi

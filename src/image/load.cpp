@@ -1,19 +1,20 @@
 // Loading checks in this order; the first failing check decides the one error code:
-//   image_io_error           the file cannot be opened, sized or read (also: a directory)
-//   image_empty_file         0 bytes
-//   image_too_large_file     more than max_file_bytes (refused before reading)
-//   image_too_many_pixels    width * height > max_pixels: from the PNG or JPEG header before
-//                            decoding, from OpenCV's own size check (OPENCV_IO_MAX_IMAGE_*), or
-//                            after decoding for every other format
-//   image_decode_failed      OpenCV cannot decode it (its short message follows)
-//   image_out_of_memory      an allocation failed while decoding or converting
-//   image_unsupported_depth  a sample type other than 8-bit, 16-bit unsigned or float32
+//   image_io_error              the file cannot be opened, sized or read (also: a directory)
+//   image_empty_file            0 bytes
+//   image_too_large_file        more than max_file_bytes (refused before reading)
+//   image_too_many_pixels       width * height > max_pixels: from the PNG or JPEG header before
+//                               decoding, from OpenCV's own size check (OPENCV_IO_MAX_IMAGE_*),
+//                               and after decoding
+//   image_decode_failed         OpenCV cannot decode it (its short message follows)
+//   image_out_of_memory         an allocation failed while reading, decoding or converting
+//   image_unsupported_depth     a sample type other than 8-bit, 16-bit unsigned or float32
 //   image_unsupported_channels  a channel count other than 1, 3 or 4
 
 #include "vitscope/image/load.hpp"
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -57,8 +58,8 @@ struct TiffView {
   }
 };
 
-// The Orientation tag (0x0112, one SHORT) of IFD0; 1 when it is absent, out of range or the block is
-// malformed, because a broken EXIF block should not make a decodable image unreadable.
+// The Orientation tag (0x0112, one SHORT) of IFD0; 1 when it is absent, out of range or the block
+// is malformed, because a broken EXIF block should not make a decodable image unreadable.
 int exif_orientation(const uchar* data, std::size_t size) {
   if (size < 8) return 1;
   const bool big_endian = data[0] == 'M' && data[1] == 'M';
@@ -72,7 +73,8 @@ int exif_orientation(const uchar* data, std::size_t size) {
     const std::size_t entry = ifd + 2 + 12 * i;
     if (!tiff.has(entry, 12)) return 1;
     constexpr std::uint32_t kOrientation = 0x0112, kShort = 3;
-    if (tiff.u16(entry) == kOrientation && tiff.u16(entry + 2) == kShort && tiff.u32(entry + 4) == 1) {
+    if (tiff.u16(entry) == kOrientation && tiff.u16(entry + 2) == kShort &&
+        tiff.u32(entry + 4) == 1) {
       const int value = static_cast<int>(tiff.u16(entry + 8));  // left-justified in the value field
       return value >= 1 && value <= 8 ? value : 1;
     }
@@ -142,10 +144,11 @@ cv::Mat apply_orientation(const cv::Mat& m, int orientation) {
   return out;
 }
 
-// One pass from OpenCV's 1-, 3- or 4-channel (gray, BGR, BGRA) samples to RGB in [0, 255]:
-// value(sample) scales a sample to [0, 255]; alpha_max is the sample value of full opacity.
+// One pass from OpenCV's 1-, 3- or 4-channel (gray, BGR, BGRA) samples to RGB in [0, 255];
+// value(sample) scales a sample to [0, 255]. Alpha is scaled like the colours and then divided by
+// 255, the order tools/reference_model.py uses, so that 16-bit results match it to the bit.
 template <class T, class Value>
-cv::Mat to_rgb(const cv::Mat& src, Value value, float alpha_max) {
+cv::Mat to_rgb(const cv::Mat& src, Value value) {
   cv::Mat rgb(src.size(), CV_32FC3);
   const int channels = src.channels();
   for (int y = 0; y < src.rows; ++y) {
@@ -159,7 +162,7 @@ cv::Mat to_rgb(const cv::Mat& src, Value value, float alpha_max) {
         d[1] = value(s[1]);
         d[2] = value(s[0]);
       } else {
-        const float a = static_cast<float>(s[3]) / alpha_max;
+        const float a = value(s[3]) / 255;
         d[0] = value(s[2]) * a + (1 - a) * 255;
         d[1] = value(s[1]) * a + (1 - a) * 255;
         d[2] = value(s[0]) * a + (1 - a) * 255;
@@ -174,11 +177,11 @@ cv::Mat to_rgb(const cv::Mat& decoded, const std::string& path) {
   if (channels != 1 && channels != 3 && channels != 4)
     fail("image_unsupported_channels", path, std::to_string(channels) + " channels");
   switch (decoded.depth()) {
-    case CV_8U: return to_rgb<uchar>(decoded, [](float v) { return v; }, 255);
-    case CV_16U: return to_rgb<ushort>(decoded, [](float v) { return v / 257; }, 65535);
+    case CV_8U: return to_rgb<uchar>(decoded, [](float v) { return v; });
+    case CV_16U: return to_rgb<ushort>(decoded, [](float v) { return v / 257; });
     // Float images (EXR, HDR, PFM, float TIFF) are taken to be in [0, 1]; values outside are
     // scaled the same way, not clipped.
-    case CV_32F: return to_rgb<float>(decoded, [](float v) { return v * 255; }, 1);
+    case CV_32F: return to_rgb<float>(decoded, [](float v) { return v * 255; });
     default:
       fail("image_unsupported_depth", path,
            "samples of OpenCV depth " + std::to_string(decoded.depth()) +
@@ -189,7 +192,8 @@ cv::Mat to_rgb(const cv::Mat& decoded, const std::string& path) {
 void check_pixels(std::uint64_t pixels, const LoadLimits& limits, const std::string& path) {
   if (pixels > limits.max_pixels)
     fail("image_too_many_pixels", path,
-         std::to_string(pixels) + " pixels, over the limit of " + std::to_string(limits.max_pixels));
+         std::to_string(pixels) + " pixels, over the limit of " +
+             std::to_string(limits.max_pixels));
 }
 
 Bytes read_file(const std::string& path, const LoadLimits& limits) {
@@ -199,9 +203,11 @@ Bytes read_file(const std::string& path, const LoadLimits& limits) {
   if (size == 0) fail("image_empty_file", path, "the file is empty");
   if (size > limits.max_file_bytes)
     fail("image_too_large_file", path,
-         std::to_string(size) + " bytes, over the limit of " + std::to_string(limits.max_file_bytes));
+         std::to_string(size) + " bytes, over the limit of " +
+             std::to_string(limits.max_file_bytes));
   Bytes bytes(size);
   std::ifstream in(path, std::ios::binary);
+  if (!in) fail("image_io_error", path, std::string("cannot open: ") + std::strerror(errno));
   if (!in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(size)))
     fail("image_io_error", path, "cannot read its " + std::to_string(size) + " bytes");
   return bytes;
