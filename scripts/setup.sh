@@ -5,7 +5,8 @@ set -euo pipefail
 
 packages=(build-essential cmake pkg-config
           libxtensor-dev libxtensor-blas-dev libxsimd-dev libopenblas-dev
-          libopencv-dev catch2 libcli11-dev nlohmann-json3-dev zlib1g-dev)
+          libopencv-dev catch2 libcli11-dev nlohmann-json3-dev zlib1g-dev
+          clang-14 libclang-rt-14-dev)  # clang and libFuzzer for scripts/fuzz.sh
 if [[ "${1:-}" == "--tools" ]]; then
   packages+=(python3-torch python3-numpy python3-opencv)
 fi

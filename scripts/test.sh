@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds vitscope and its tests and runs the whole suite twice: in the
-# Release build, then in a build under AddressSanitizer and UndefinedBehaviorSanitizer.
+# Release build, then in a build under AddressSanitizer and UndefinedBehaviorSanitizer; then fuzzes
+# the file parsers for a minute each (scripts/fuzz.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,3 +14,5 @@ ctest --test-dir build --output-on-failure -j2
 cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVITSCOPE_SANITIZE=ON
 cmake --build build-sanitize -j2
 ctest --test-dir build-sanitize --output-on-failure -j2
+
+bash scripts/fuzz.sh

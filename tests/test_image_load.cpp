@@ -10,6 +10,7 @@
 #include "support.hpp"
 #include "vitscope/image/load.hpp"
 
+using vitscope::image::decode_image;
 using vitscope::image::has_image_extension;
 using vitscope::image::load_image;
 using vitscope::image::LoadLimits;
@@ -259,6 +260,8 @@ TEST_CASE("load: broken files", "[image]") {
   CHECK(load_code("a.png", "this is not an image\n") == "image_decode_failed");
   CHECK(load_code("a.jpg", "\xFF\xD8\xFF") == "image_decode_failed");
   CHECK(load_code("a.png", "") == "image_empty_file");
+  // Found by fuzzing: OpenCV's DICOM decoder (GDCM) aborted the process on this.
+  CHECK(load_code("a.png", std::string(128, '\0') + "DICM") == "image_decode_failed");
 
   TempDir tmp;
   CHECK(error_code([&] { load_image(tmp.file("missing.png")); }) == "image_io_error");
@@ -292,6 +295,52 @@ TEST_CASE("load: pixel and file size limits", "[image]") {
   CHECK(load_code("a.png", bytes, limits) == "image_too_large_file");
   limits.max_file_bytes = bytes.size();
   CHECK(load_code("a.png", bytes, limits) == "no error");
+}
+
+// Found by fuzzing: the header walks stopped where libjpeg and libpng go on, so a small file could
+// have OpenCV allocate any size under its own limit (1 << 30 pixels) before max_pixels was checked.
+// Each file below decodes; cut before its image data, it can only be refused from its header.
+TEST_CASE("load: max_pixels is checked wherever the decoders find the size", "[image]") {
+  const std::string jpeg = encode(".jpg", marked_image());  // 32 x 16
+  const std::string png = encode(".png", marked_image());
+  const std::string extra_chunk = png_chunk("abCD", "xx");  // ancillary, unknown to libpng
+  struct Case {
+    std::string what, name, bytes, header_only;
+  };
+  std::vector<Case> cases;
+  for (const auto& [what, segment] : std::vector<std::pair<std::string, std::string>>{
+           {"stray bytes between JPEG segments", "junk"},
+           {"a stuffed FF 00 pair", std::string("\xFF\x00", 2)},
+           {"a TEM marker", "\xFF\x01"},
+           {"an APP segment with a length under 2", std::string("\xFF\xE5\x00\x01", 4)}}) {
+    // After the APP0 segment: OpenCV recognises a JPEG by FF D8 FF.
+    const std::size_t app0_end = 4 + (std::uint8_t(jpeg[4]) << 8 | std::uint8_t(jpeg[5]));
+    const std::string bytes = jpeg.substr(0, app0_end) + segment + jpeg.substr(app0_end);
+    cases.push_back({what, "a.jpg", bytes, bytes.substr(0, bytes.find("\xFF\xDA"))});
+  }
+  const std::string png_bytes = png.substr(0, 8) + extra_chunk + png.substr(8);
+  const std::size_t ihdr_end = 8 + extra_chunk.size() + 25;
+  cases.push_back({"a PNG chunk before IHDR", "a.png", png_bytes, png_bytes.substr(0, ihdr_end)});
+
+  LoadLimits limits;
+  limits.max_pixels = 32 * 16 - 1;
+  for (const Case& c : cases) {
+    INFO(c.what);
+    CHECK(load_code(c.name, c.bytes) == "no error");
+    CHECK(load_code(c.name, c.header_only, limits) == "image_too_many_pixels");
+  }
+}
+
+TEST_CASE("load: decode_image reads bytes as load_image reads the file", "[image]") {
+  const std::string png = encode(".png", marked_image());
+  const std::vector<uchar> bytes(png.begin(), png.end());
+  CHECK(cv::norm(decode_image(bytes, "a.png"), load_bytes("a.png", png), cv::NORM_INF) == 0);
+  const std::vector<uchar> cut(bytes.begin(), bytes.begin() + 20);
+  CHECK(error_code([&] { decode_image(cut, "a.png"); }) == "image_decode_failed");
+  CHECK(error_code([&] { decode_image({}, "a.png"); }) == "image_empty_file");
+  LoadLimits limits;
+  limits.max_file_bytes = 19;
+  CHECK(error_code([&] { decode_image(cut, "a.png", limits); }) == "image_too_large_file");
 }
 
 TEST_CASE("load: image extensions", "[image]") {

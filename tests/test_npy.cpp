@@ -12,6 +12,7 @@
 namespace fs = std::filesystem;
 using vitscope::Shape;
 using vitscope::io::NpyDType;
+using vitscope::io::parse_npy;
 using vitscope::io::read_npy;
 using vitscope::io::write_npy;
 using vitscope::test::error_code;
@@ -201,6 +202,22 @@ TEST_CASE("npy: bool arrays", "[npy]") {
   CHECK(a.data == std::vector<float>{0, 1, 1, 0});
   CHECK(read_code(npy_file(dict("|b1", "False", "(3,)"), std::string("\x01\x02\x00", 3))) ==
         "npy_invalid_bool");
+}
+
+TEST_CASE("npy: parse_npy reads bytes as read_npy reads the file", "[npy]") {
+  const std::string bytes = npy_file(dict("<f4", "False", "(2,)"), f32_bytes({1.5f, -2.0f}));
+  const auto a = parse_npy(bytes, "mem.npy");
+  CHECK(a.shape == Shape{2});
+  CHECK(a.data == std::vector<float>{1.5f, -2.0f});
+  const std::string cut = bytes.substr(0, bytes.size() - 1);
+  CHECK(read_code(cut) == "npy_size_mismatch");
+  try {
+    parse_npy(cut, "mem.npy");
+    FAIL("no error");
+  } catch (const vitscope::Error& e) {
+    CHECK(e.code() == "npy_size_mismatch");
+    CHECK(std::string(e.what()).rfind("mem.npy: ", 0) == 0);
+  }
 }
 
 TEST_CASE("npy: write then read round trip, ranks 0 to 4", "[npy]") {

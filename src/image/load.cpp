@@ -1,11 +1,12 @@
 // Loading checks in this order; the first failing check decides the one error code:
-//   image_io_error              the file cannot be opened, sized or read (also: a directory)
+//   image_io_error              the file cannot be opened, sized or read (also: a directory);
+//                               never for decode_image
 //   image_empty_file            0 bytes
 //   image_too_large_file        more than max_file_bytes (refused before reading)
 //   image_too_many_pixels       width * height > max_pixels: from the PNG or JPEG header before
 //                               decoding, from OpenCV's own size check (OPENCV_IO_MAX_IMAGE_*),
 //                               and after decoding
-//   image_decode_failed         OpenCV cannot decode it (its short message follows)
+//   image_decode_failed         OpenCV cannot decode it (its short message follows), or it is DICOM
 //   image_out_of_memory         an allocation failed while reading, decoding or converting
 //   image_unsupported_depth     a sample type other than 8-bit, 16-bit unsigned or float32
 //   image_unsupported_channels  a channel count other than 1, 3 or 4
@@ -38,6 +39,8 @@ using Bytes = std::vector<uchar>;
 [[noreturn]] void fail(const std::string& code, const std::string& path, const std::string& what) {
   throw Error(code, path + ": " + what);
 }
+
+const uchar kPng[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
 
 std::uint32_t be16(const uchar* p) { return std::uint32_t(p[0]) << 8 | p[1]; }
 std::uint32_t be32(const uchar* p) { return be16(p) << 16 | be16(p + 2); }
@@ -90,30 +93,49 @@ struct HeaderInfo {
 // PNG and JPEG are sized from their headers so that max_pixels holds before OpenCV allocates: a
 // small file can claim a huge image, and OpenCV's own limit cannot be lowered from inside the
 // process (see limit_opencv_decoder). JPEG also gives its EXIF orientation, which OpenCV ignores
-// under IMREAD_UNCHANGED.
+// under IMREAD_UNCHANGED. Both walks must reach the size record wherever libpng and libjpeg would
+// find it, or a file could slip past max_pixels (fuzzing found both ways); they may look further
+// than the libraries, which only risks refusing a file that would not decode anyway.
 HeaderInfo read_header(const Bytes& d) {
   HeaderInfo info;
-  static const uchar kPng[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
-  if (d.size() >= 24 && std::memcmp(d.data(), kPng, 8) == 0 &&
-      std::memcmp(d.data() + 12, "IHDR", 4) == 0) {
-    info.pixels = std::uint64_t(be32(&d[16])) * be32(&d[20]);
+  if (d.size() >= 8 && std::memcmp(d.data(), kPng, 8) == 0) {
+    // libpng skips ancillary chunks it does not know even before IHDR.
+    for (std::size_t pos = 8; d.size() - pos >= 8;) {
+      const uchar* type = &d[pos + 4];
+      if (std::memcmp(type, "IHDR", 4) == 0) {
+        if (d.size() - pos >= 16)
+          info.pixels = std::uint64_t(be32(&d[pos + 8])) * be32(&d[pos + 12]);
+        break;
+      }
+      if (std::memcmp(type, "IDAT", 4) == 0 || std::memcmp(type, "IEND", 4) == 0) break;
+      const std::uint64_t chunk_size = 12 + std::uint64_t(be32(&d[pos]));  // length, type, CRC
+      if (chunk_size > d.size() - pos) break;
+      pos += chunk_size;
+    }
     return info;
   }
   if (d.size() < 4 || d[0] != 0xFF || d[1] != 0xD8) return info;
   bool seen_exif = false;
   std::size_t pos = 2;
-  // Marker segments up to the scan; anything malformed just ends the walk and leaves the rest to
-  // the decoder.
-  while (pos + 4 <= d.size() && d[pos] == 0xFF) {
-    const uchar marker = d[pos + 1];
-    if (marker == 0xFF) {  // fill byte before a marker
-      ++pos;
+  // Marker segments up to the scan, found as libjpeg's next_marker finds them: it skips stray
+  // bytes, fill bytes and stuffed FF 00 pairs between segments. A segment running past the end
+  // ends the walk: libjpeg then stops without an image.
+  while (true) {
+    while (pos < d.size() && d[pos] != 0xFF) ++pos;
+    while (pos < d.size() && d[pos] == 0xFF) ++pos;
+    if (pos >= d.size()) break;
+    const uchar marker = d[pos++];
+    if (marker == 0x00) continue;
+    if (marker == 0xDA || marker == 0xD9) break;  // start of scan, end of image
+    if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD8)) continue;  // TEM, RSTn, SOI
+    if (d.size() - pos < 2) break;
+    const std::size_t length = be16(&d[pos]);  // counts itself, not the marker
+    if (length < 2) {  // libjpeg skips nothing and scans on from after the length
+      pos += 2;
       continue;
     }
-    if (marker == 0xDA || marker == 0xD9) break;  // start of scan, end of image
-    const std::size_t length = be16(&d[pos + 2]);  // counts itself, not the marker
-    if (length < 2 || length > d.size() - pos - 2) break;
-    const uchar* segment = &d[pos + 4];
+    if (length > d.size() - pos) break;
+    const uchar* segment = &d[pos + 2];
     const std::size_t segment_size = length - 2;
     if (marker == 0xE1 && !seen_exif && segment_size >= 6 &&
         std::memcmp(segment, "Exif\0\0", 6) == 0) {
@@ -122,11 +144,22 @@ HeaderInfo read_header(const Bytes& d) {
     }
     const bool start_of_frame =
         marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
+    // libjpeg rejects a second frame header; the largest one is kept in case it did not.
     if (start_of_frame && segment_size >= 5)
-      info.pixels = std::uint64_t(be16(segment + 1)) * be16(segment + 3);
-    pos += 2 + length;
+      info.pixels = std::max(info.pixels, std::uint64_t(be16(segment + 1)) * be16(segment + 3));
+    pos += length;
   }
   return info;
+}
+
+// OpenCV hands a buffer with "DICM" at byte 128 that no other decoder claims to GDCM, which in
+// Debian's build asserts, aborting the process, on malformed files (found by fuzzing). DICOM is not
+// among the formats vitscope reads (has_image_extension), so such files never reach OpenCV; JPEG
+// and PNG, whose decoders OpenCV tries first, are let through whatever byte 128 holds.
+bool is_dicom(const Bytes& d) {
+  if (d.size() < 132 || std::memcmp(&d[128], "DICM", 4) != 0) return false;
+  const bool jpeg = d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF;
+  return !jpeg && std::memcmp(d.data(), kPng, 8) != 0;
 }
 
 cv::Mat apply_orientation(const cv::Mat& m, int orientation) {
@@ -196,15 +229,19 @@ void check_pixels(std::uint64_t pixels, const LoadLimits& limits, const std::str
              std::to_string(limits.max_pixels));
 }
 
-Bytes read_file(const std::string& path, const LoadLimits& limits) {
-  std::error_code ec;
-  const std::uintmax_t size = std::filesystem::file_size(path, ec);
-  if (ec) fail("image_io_error", path, "cannot read: " + ec.message());
+void check_file_size(std::uint64_t size, const LoadLimits& limits, const std::string& path) {
   if (size == 0) fail("image_empty_file", path, "the file is empty");
   if (size > limits.max_file_bytes)
     fail("image_too_large_file", path,
          std::to_string(size) + " bytes, over the limit of " +
              std::to_string(limits.max_file_bytes));
+}
+
+Bytes read_file(const std::string& path, const LoadLimits& limits) {
+  std::error_code ec;
+  const std::uintmax_t size = std::filesystem::file_size(path, ec);
+  if (ec) fail("image_io_error", path, "cannot read: " + ec.message());
+  check_file_size(size, limits, path);
   Bytes bytes(size);
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("image_io_error", path, std::string("cannot open: ") + std::strerror(errno));
@@ -223,10 +260,22 @@ void limit_opencv_decoder(std::uint64_t max_pixels) {
 }
 
 cv::Mat load_image(const std::string& path, const LoadLimits& limits) {
+  Bytes bytes;
   try {
-    const Bytes bytes = read_file(path, limits);
+    bytes = read_file(path, limits);
+  } catch (const std::bad_alloc&) {
+    fail("image_out_of_memory", path, "out of memory");
+  }
+  return decode_image(bytes, path, limits);
+}
+
+cv::Mat decode_image(const std::vector<unsigned char>& bytes, const std::string& path,
+                     const LoadLimits& limits) {
+  check_file_size(bytes.size(), limits, path);
+  try {
     const HeaderInfo header = read_header(bytes);
     check_pixels(header.pixels, limits, path);
+    if (is_dicom(bytes)) fail("image_decode_failed", path, "DICOM files are not read");
     const cv::Mat decoded = cv::imdecode(bytes, cv::IMREAD_UNCHANGED);
     if (decoded.empty()) fail("image_decode_failed", path, "not an image OpenCV can decode");
     check_pixels(decoded.total(), limits, path);

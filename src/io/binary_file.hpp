@@ -7,7 +7,9 @@
 #include <cstdint>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -66,6 +68,37 @@ inline void read_exact(std::ifstream& in, std::uint64_t offset, char* out, std::
   if (!in || static_cast<std::uint64_t>(in.gcount()) != n)
     fail(io_error_code, path,
          "cannot read " + std::to_string(n) + " bytes at offset " + std::to_string(offset));
+}
+
+// The bytes a reader parses. Files are read piecewise, so that only ranges the header has
+// justified are allocated; in-memory buffers (parse_npy, parse_safetensors) share the same parser.
+struct ByteSource {
+  std::uint64_t size = 0;
+  // Copies [offset, offset + n) to out; a range past size fails with the reader's I/O error code.
+  std::function<void(std::uint64_t offset, char* out, std::uint64_t n)> read;
+};
+
+inline ByteSource file_source(const std::string& path, const std::string& io_error_code) {
+  auto in = std::make_shared<std::ifstream>();  // shared: ByteSource must stay copyable
+  const std::uint64_t size = open_for_reading(*in, path, io_error_code);
+  return {size, [in, path, io_error_code](std::uint64_t offset, char* out, std::uint64_t n) {
+            read_exact(*in, offset, out, n, path, io_error_code);
+          }};
+}
+
+// bytes must outlive the source.
+inline ByteSource memory_source(const std::string& bytes, const std::string& name,
+                                const std::string& io_error_code) {
+  return {bytes.size(), [&bytes, name, io_error_code](std::uint64_t offset, char* out,
+                                                      std::uint64_t n) {
+            if (n == 0) return;
+            // The same short read a truncated file gives; parsers never ask for one.
+            if (offset > bytes.size() || n > bytes.size() - offset)
+              fail(io_error_code, name,
+                   "cannot read " + std::to_string(n) + " bytes at offset " +
+                       std::to_string(offset));
+            std::memcpy(out, bytes.data() + offset, static_cast<std::size_t>(n));
+          }};
 }
 
 }  // namespace vitscope::io::detail

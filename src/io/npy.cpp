@@ -1,5 +1,5 @@
 // Reading checks in this order; the first failing check decides the one error code:
-//   npy_io_error          the file cannot be opened or read
+//   npy_io_error          the file cannot be opened or read (never for parse_npy)
 //   npy_bad_magic         shorter than the preamble, no "\x93NUMPY" magic, or a version other
 //                         than 1.0, 2.0, 3.0
 //   npy_bad_header        header length over the cap (65535 for 1.0, 1 MiB for 2.0/3.0) or past the
@@ -16,7 +16,6 @@
 #include <cctype>
 #include <cstdint>
 #include <cstring>
-#include <fstream>
 #include <limits>
 #include <map>
 
@@ -26,10 +25,9 @@
 namespace vitscope::io {
 namespace {
 
+using detail::ByteSource;
 using detail::element_count;
 using detail::fail;
-using detail::open_for_reading;
-using detail::read_exact;
 
 const std::string kMagic = "\x93NUMPY";
 const std::string kIoError = "npy_io_error";
@@ -212,11 +210,8 @@ Header interpret_header(const std::string& text, const std::string& path) {
   return h;
 }
 
-}  // namespace
-
-NpyArray read_npy(const std::string& path) {
-  std::ifstream in;
-  const std::uint64_t file_size = open_for_reading(in, path, kIoError);
+NpyArray parse(const ByteSource& source, const std::string& path) {
+  const std::uint64_t file_size = source.size;
 
   const auto too_short = [&](std::uint64_t needed) {
     fail("npy_bad_magic", path,
@@ -225,7 +220,7 @@ NpyArray read_npy(const std::string& path) {
   };
   if (file_size < 10) too_short(10);
   unsigned char pre[12];
-  read_exact(in, 0, reinterpret_cast<char*>(pre), 10, path, kIoError);
+  source.read(0, reinterpret_cast<char*>(pre), 10);
   if (std::memcmp(pre, kMagic.data(), kMagic.size()) != 0)
     fail("npy_bad_magic", path, "file does not start with the npy magic \"\\x93NUMPY\"");
   const unsigned major = pre[6];
@@ -239,7 +234,7 @@ NpyArray read_npy(const std::string& path) {
   if (major >= 2) {
     preamble = 12;
     if (file_size < preamble) too_short(preamble);
-    read_exact(in, 10, reinterpret_cast<char*>(pre + 10), 2, path, kIoError);
+    source.read(10, reinterpret_cast<char*>(pre + 10), 2);
     header_len |=
         (static_cast<std::uint64_t>(pre[10]) << 16) | (static_cast<std::uint64_t>(pre[11]) << 24);
     if (header_len > kMaxHeaderV2)
@@ -252,7 +247,7 @@ NpyArray read_npy(const std::string& path) {
          "header length " + std::to_string(header_len) + " runs past the end of the " +
              std::to_string(file_size) + "-byte file");
   std::string text(static_cast<std::size_t>(header_len), '\0');
-  read_exact(in, preamble, text.data(), header_len, path, kIoError);
+  source.read(preamble, text.data(), header_len);
   const Header h = interpret_header(text, path);
 
   NpyArray result;
@@ -283,12 +278,11 @@ NpyArray read_npy(const std::string& path) {
   result.shape = h.shape;
   result.data.resize(static_cast<std::size_t>(*count));
   if (result.dtype == NpyDType::Float32) {
-    read_exact(in, data_start, reinterpret_cast<char*>(result.data.data()), data_bytes, path,
-               kIoError);
+    source.read(data_start, reinterpret_cast<char*>(result.data.data()), data_bytes);
     return result;
   }
   std::vector<unsigned char> raw(static_cast<std::size_t>(*count));
-  read_exact(in, data_start, reinterpret_cast<char*>(raw.data()), data_bytes, path, kIoError);
+  source.read(data_start, reinterpret_cast<char*>(raw.data()), data_bytes);
   for (std::size_t i = 0; i < raw.size(); ++i) {
     if (raw[i] > 1)
       fail("npy_invalid_bool", path,
@@ -297,6 +291,16 @@ NpyArray read_npy(const std::string& path) {
     result.data[i] = raw[i];
   }
   return result;
+}
+
+}  // namespace
+
+NpyArray read_npy(const std::string& path) {
+  return parse(detail::file_source(path, kIoError), path);
+}
+
+NpyArray parse_npy(const std::string& bytes, const std::string& name) {
+  return parse(detail::memory_source(bytes, name, kIoError), name);
 }
 
 void write_npy(const std::string& path, const float* data, const Shape& shape) {

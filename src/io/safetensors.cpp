@@ -1,5 +1,5 @@
 // Reading validates in this order; the first failing check decides the one error code:
-//   1. io_error              the file cannot be opened or read
+//   1. io_error              the file cannot be opened or read (never for parse_safetensors)
 //   2. file_too_short        fewer than 8 bytes
 //   3. header_too_large      header length N > 100,000,000
 //      header_out_of_bounds  8 + N > file size
@@ -25,7 +25,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <fstream>
 #include <optional>
 #include <set>
 #include <tuple>
@@ -38,11 +37,10 @@
 namespace vitscope::io {
 namespace {
 
+using detail::ByteSource;
 using detail::checked_mul;
 using detail::element_count;
 using detail::fail;
-using detail::open_for_reading;
-using detail::read_exact;
 using json = nlohmann::json;
 
 constexpr std::uint64_t kMaxHeaderBytes = 100'000'000;
@@ -150,7 +148,8 @@ json parse_header(const std::string& header, const std::string& path,
   };
   try {
     return json::parse(header, record_keys);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
+    // Not only parse_error: a number such as 1e999 throws out_of_range.
     fail("header_not_json", path, "header is not valid JSON: " + std::string(e.what()));
   }
 }
@@ -252,33 +251,28 @@ std::vector<Entry> validate_header(const json& header, const std::string& path,
   return entries;
 }
 
-std::vector<float> read_tensor_data(std::ifstream& in, std::uint64_t data_start, const Entry& e,
-                                    const std::string& path) {
+std::vector<float> read_tensor_data(const ByteSource& source, std::uint64_t data_start,
+                                    const Entry& e) {
   const std::uint64_t bytes = e.end - e.begin;
   std::vector<float> out(static_cast<std::size_t>(bytes / dtype_size(e.dtype)));
   if (e.dtype == DType::F32) {
-    read_exact(in, data_start + e.begin, reinterpret_cast<char*>(out.data()), bytes, path,
-               kIoError);
+    source.read(data_start + e.begin, reinterpret_cast<char*>(out.data()), bytes);
     return out;
   }
   std::vector<std::uint16_t> half(out.size());
-  read_exact(in, data_start + e.begin, reinterpret_cast<char*>(half.data()), bytes, path, kIoError);
+  source.read(data_start + e.begin, reinterpret_cast<char*>(half.data()), bytes);
   const auto convert = e.dtype == DType::F16 ? f16_to_f32 : bf16_to_f32;
   std::transform(half.begin(), half.end(), out.begin(), convert);
   return out;
 }
 
-}  // namespace
-
-SafetensorsFile read_safetensors(const std::string& path) {
-  std::ifstream in;
-  const std::uint64_t file_size = open_for_reading(in, path, kIoError);
-
+SafetensorsFile parse(const ByteSource& source, const std::string& path) {
+  const std::uint64_t file_size = source.size;
   if (file_size < 8)
     fail("file_too_short", path,
          "file is " + std::to_string(file_size) + " bytes, shorter than the 8-byte header length");
   unsigned char len_bytes[8];
-  read_exact(in, 0, reinterpret_cast<char*>(len_bytes), 8, path, kIoError);
+  source.read(0, reinterpret_cast<char*>(len_bytes), 8);
   std::uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | len_bytes[i];
   if (header_len > kMaxHeaderBytes)
@@ -291,7 +285,7 @@ SafetensorsFile read_safetensors(const std::string& path) {
              std::to_string(file_size) + "-byte file");
 
   std::string header_text(static_cast<std::size_t>(header_len), '\0');
-  read_exact(in, 8, header_text.data(), header_len, path, kIoError);
+  source.read(8, header_text.data(), header_len);
   if (const auto bad = find_invalid_utf8(header_text))
     fail("header_not_utf8", path,
          "header byte " + std::to_string(*bad) + " starts an invalid UTF-8 sequence");
@@ -316,8 +310,18 @@ SafetensorsFile read_safetensors(const std::string& path) {
   if (const auto meta = header.find(kMetadataKey); meta != header.end())
     for (const auto& [key, value] : meta->items()) result.metadata[key] = value.get<std::string>();
   for (const Entry& e : entries)
-    result.tensors.push_back({e.name, e.shape, read_tensor_data(in, data_start, e, path)});
+    result.tensors.push_back({e.name, e.shape, read_tensor_data(source, data_start, e)});
   return result;
+}
+
+}  // namespace
+
+SafetensorsFile read_safetensors(const std::string& path) {
+  return parse(detail::file_source(path, kIoError), path);
+}
+
+SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& name) {
+  return parse(detail::memory_source(bytes, name, kIoError), name);
 }
 
 void write_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors,

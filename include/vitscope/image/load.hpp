@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include <opencv2/core.hpp>
 
@@ -26,6 +27,10 @@ void limit_opencv_decoder(std::uint64_t max_pixels);
 // clipped), EXIF orientation of JPEGs applied. Throws vitscope::Error (codes image_*, listed in
 // src/image/load.cpp).
 cv::Mat load_image(const std::string& path, const LoadLimits& limits = {});
+
+// The same checks and result for a file's bytes already in memory; name starts error messages.
+cv::Mat decode_image(const std::vector<unsigned char>& bytes, const std::string& name,
+                     const LoadLimits& limits = {});
 
 // Whether the extension (any case) is one OpenCV decodes: .jpg .jpeg .png .bmp .tif .tiff .webp ...
 bool has_image_extension(const std::filesystem::path& path);

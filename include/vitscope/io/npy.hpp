@@ -19,6 +19,9 @@ struct NpyArray {
 // Throws vitscope::Error (codes npy_*) for unreadable, malformed, Fortran-order or other-dtype files.
 NpyArray read_npy(const std::string& path);
 
+// The same checks and result for a file's bytes already in memory; name starts error messages.
+NpyArray parse_npy(const std::string& bytes, const std::string& name);
+
 // Writes a float32 array atomically (temp file in the same folder, then rename).
 void write_npy(const std::string& path, const float* data, const Shape& shape);
 

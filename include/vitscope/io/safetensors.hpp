@@ -27,6 +27,9 @@ struct SafetensorsFile {
 // Throws vitscope::Error on an unreadable or malformed file.
 SafetensorsFile read_safetensors(const std::string& path);
 
+// The same checks and result for a file's bytes already in memory; name starts error messages.
+SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& name);
+
 // Writes F32 tensors (in the given order) and string metadata atomically: a temp file in the same
 // folder, then rename. Throws vitscope::Error if it cannot write.
 void write_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors,
