@@ -34,6 +34,7 @@ int run(int argc, char** argv) {
       vitscope::cli::add_info_command(app),
       vitscope::cli::add_forward_command(app),
       vitscope::cli::add_bench_command(app),
+      vitscope::cli::add_run_command(app),
   };
   try {
     app.parse(argc, argv);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <numeric>
@@ -104,9 +105,9 @@ std::vector<int> token_under_pixel(int original, int resized, int patch, int tok
 }
 
 cv::Mat tokens_to_image(const cv::Mat& grid, const TokenLayout& layout, cv::Size image) {
-  return sample(grid,
-                token_under_pixel(image.height, layout.resized.height, layout.patch_size, grid.rows),
-                token_under_pixel(image.width, layout.resized.width, layout.patch_size, grid.cols));
+  return sample(
+      grid, token_under_pixel(image.height, layout.resized.height, layout.patch_size, grid.rows),
+      token_under_pixel(image.width, layout.resized.width, layout.patch_size, grid.cols));
 }
 
 // Each pixel repeated `factor` times in both directions.
@@ -126,8 +127,9 @@ cv::Mat blend(const cv::Mat& bgr, const cv::Mat& overlay) {
 
 // (E,h,w) -> (h*w, E) in double: one row per token.
 cv::Mat token_rows(const Tensor3& features) {
-  const cv::Mat by_channel(static_cast<int>(features.shape(0)), rows_of(features) * cols_of(features),
-                           CV_32F, const_cast<float*>(features.data()));
+  const cv::Mat by_channel(static_cast<int>(features.shape(0)),
+                           rows_of(features) * cols_of(features), CV_32F,
+                           const_cast<float*>(features.data()));
   cv::Mat rows;
   cv::Mat(by_channel.t()).convertTo(rows, CV_64F);
   return rows;
@@ -184,7 +186,8 @@ std::string class_name(const std::vector<std::string>& names, std::size_t k) {
 bool is_background(const std::vector<std::string>& names, std::size_t k) {
   if (k != 0 || names.empty()) return false;
   std::string name = names[0];
-  std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+  std::transform(name.begin(), name.end(), name.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return name == "background";
 }
 
@@ -214,12 +217,14 @@ void draw_legend(cv::Mat& bgr, const std::vector<std::size_t>& classes,
     width = std::max(width, cv::getTextSize(class_name(names, k), font, scale, 1, &baseline).width);
   }
   const int swatch = text_height;
-  cv::rectangle(bgr, cv::Rect(0, 0, width + swatch + 3 * pad, static_cast<int>(classes.size()) * row + pad),
-                cv::Scalar(0, 0, 0), cv::FILLED);
+  cv::rectangle(
+      bgr, cv::Rect(0, 0, width + swatch + 3 * pad, static_cast<int>(classes.size()) * row + pad),
+      cv::Scalar(0, 0, 0), cv::FILLED);
   for (std::size_t i = 0; i < classes.size(); ++i) {
     const int top = pad + static_cast<int>(i) * row;
     const cv::Vec3b c = class_colour(classes[i]);
-    cv::rectangle(bgr, cv::Rect(pad, top, swatch, swatch), cv::Scalar(c[0], c[1], c[2]), cv::FILLED);
+    cv::rectangle(bgr, cv::Rect(pad, top, swatch, swatch), cv::Scalar(c[0], c[1], c[2]),
+                  cv::FILLED);
     cv::putText(bgr, class_name(names, classes[i]), cv::Point(2 * pad + swatch, top + text_height),
                 font, scale, cv::Scalar(255, 255, 255), 1, cv::LINE_AA);
   }
@@ -232,9 +237,10 @@ cv::Mat pca_view(const Tensor3& features, const cv::Mat& image, const TokenLayou
   const std::array<cv::Mat, 3> components = principal_components(features);
   // First component red, second green, third blue: merged in BGR order.
   cv::Mat pca;
-  cv::merge(std::vector<cv::Mat>{stretch_percentiles(components[2]), stretch_percentiles(components[1]),
-                                 stretch_percentiles(components[0])},
-            pca);
+  cv::merge(
+      std::vector<cv::Mat>{stretch_percentiles(components[2]), stretch_percentiles(components[1]),
+                           stretch_percentiles(components[0])},
+      pca);
   cv::Mat out;
   cv::hconcat(to_bgr8(image), tokens_to_image(pca, layout, image.size()), out);
   return out;
@@ -246,7 +252,9 @@ cv::Mat channels_view(const Tensor3& features, cv::Size size, std::size_t count)
     throw Error("bad_view_input", "channels_view needs at least one channel to show");
   }
   std::vector<double> strength(features.shape(0));
-  for (std::size_t c = 0; c < strength.size(); ++c) strength[c] = cv::mean(cv::abs(plane(features, c)))[0];
+  for (std::size_t c = 0; c < strength.size(); ++c) {
+    strength[c] = cv::mean(cv::abs(plane(features, c)))[0];
+  }
   std::vector<std::size_t> order(strength.size());
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(),
@@ -256,13 +264,15 @@ cv::Mat channels_view(const Tensor3& features, cv::Size size, std::size_t count)
   const int grid_cols = static_cast<int>(std::ceil(std::sqrt(static_cast<double>(n))));
   const int grid_rows = (n + grid_cols - 1) / grid_cols;
   const int h = rows_of(features), w = cols_of(features);
-  const int factor = std::max(1, std::min((size.width - (grid_cols - 1) * kGap) / (grid_cols * w),
-                                          (size.height - (grid_rows - 1) * kGap) / (grid_rows * h)));
+  const int factor =
+      std::max(1, std::min((size.width - (grid_cols - 1) * kGap) / (grid_cols * w),
+                           (size.height - (grid_rows - 1) * kGap) / (grid_rows * h)));
   const int tile_w = w * factor, tile_h = h * factor;
-  cv::Mat out(grid_rows * tile_h + (grid_rows - 1) * kGap, grid_cols * tile_w + (grid_cols - 1) * kGap,
-              CV_8UC3, cv::Scalar(255, 255, 255));
+  cv::Mat out(grid_rows * tile_h + (grid_rows - 1) * kGap,
+              grid_cols * tile_w + (grid_cols - 1) * kGap, CV_8UC3, cv::Scalar(255, 255, 255));
   for (int i = 0; i < n; ++i) {
-    const cv::Rect tile((i % grid_cols) * (tile_w + kGap), (i / grid_cols) * (tile_h + kGap), tile_w, tile_h);
+    const cv::Rect tile((i % grid_cols) * (tile_w + kGap), (i / grid_cols) * (tile_h + kGap),
+                        tile_w, tile_h);
     enlarge(viridis(stretch_min_max(plane(features, order[static_cast<std::size_t>(i)]))), factor)
         .copyTo(out(tile));
   }
@@ -277,31 +287,36 @@ cv::Mat token_norm_view(const Tensor3& features, const cv::Mat& image, const Tok
   }
   cv::Mat norms;
   cv::sqrt(squares, norms);
-  return blend(to_bgr8(image), tokens_to_image(viridis(stretch_min_max(norms)), layout, image.size()));
+  return blend(to_bgr8(image),
+               tokens_to_image(viridis(stretch_min_max(norms)), layout, image.size()));
 }
 
 cv::Mat class_overlay_view(const Tensor3& logits, const cv::Mat& image, const TokenLayout& layout,
                            const std::vector<std::string>& class_names) {
   require_view_inputs(logits, image);
   const cv::Mat classes = argmax_classes(logits);
+  std::vector<cv::Vec3b> palette(logits.shape(0));
+  for (std::size_t k = 0; k < palette.size(); ++k) palette[k] = class_colour(k);
   cv::Mat colours(classes.size(), CV_8UC3);
   cv::Mat shown(classes.size(), CV_8U);
-  std::vector<std::size_t> present;
+  std::vector<bool> present(palette.size(), false);
   for (int y = 0; y < classes.rows; ++y) {
     for (int x = 0; x < classes.cols; ++x) {
       const auto k = static_cast<std::size_t>(classes.at<int>(y, x));
-      colours.at<cv::Vec3b>(y, x) = class_colour(k);
-      shown.at<uchar>(y, x) = is_background(class_names, k) ? 0 : 255;
-      if (shown.at<uchar>(y, x) && std::find(present.begin(), present.end(), k) == present.end()) {
-        present.push_back(k);
-      }
+      colours.at<cv::Vec3b>(y, x) = palette[k];
+      const bool visible = !is_background(class_names, k);
+      shown.at<uchar>(y, x) = visible ? 255 : 0;
+      present[k] = present[k] || visible;
     }
   }
-  std::sort(present.begin(), present.end());
+  std::vector<std::size_t> legend;
+  for (std::size_t k = 0; k < present.size(); ++k) {
+    if (present[k]) legend.push_back(k);
+  }
   cv::Mat out = to_bgr8(image);
   blend(out, tokens_to_image(colours, layout, image.size()))
       .copyTo(out, tokens_to_image(shown, layout, image.size()));
-  if (!present.empty()) draw_legend(out, present, class_names);
+  if (!legend.empty()) draw_legend(out, legend, class_names);
   return out;
 }
 

@@ -1,0 +1,370 @@
+// vitscope run: images and folders of images through an image model, each image's features and
+// views written to its own folder under --out, and a summary.json of the whole run.
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <xtensor/xview.hpp>
+
+#include "commands.hpp"
+#include "progress.hpp"
+#include "run_inputs.hpp"
+#include "threads.hpp"
+#include "vitscope/error.hpp"
+#include "vitscope/image/image_model.hpp"
+#include "vitscope/image/load.hpp"
+#include "vitscope/image/views.hpp"
+#include "vitscope/io/atomic_file.hpp"
+#include "vitscope/io/npy_tensors.hpp"
+
+namespace vitscope::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using Json = nlohmann::ordered_json;
+
+// Written last into each image's folder: its presence means the folder is complete, and its
+// settings tell whether a rerun may reuse it.
+const std::string kRecordFile = "image.json";
+
+struct RunOptions {
+  std::vector<std::string> inputs;
+  std::string out;
+  std::string model = VITSCOPE_DEFAULT_MODEL;
+  int batch = 1;
+  int threads = 1;
+  int size = 0;  // 0: the model's image_size
+  std::string layer = "output";
+  bool overwrite = false;
+  std::int64_t max_pixels = static_cast<std::int64_t>(image::LoadLimits{}.max_pixels);
+};
+
+// One entry of summary.json.
+struct Record {
+  std::string input;
+  std::string status;                                        // "ok", "error" or "skipped"
+  std::string error;                                         // empty: null
+  std::vector<std::pair<std::string, std::string>> outputs;  // kind -> path relative to --out
+  Json size;  // [w, h] of the original image, or null
+  Json grid;  // [h_i, w_i], or null
+};
+
+Json to_json(const Record& r) {
+  Json outputs = Json::object();
+  for (const auto& [kind, path] : r.outputs) outputs[kind] = path;
+  return {{"input", r.input},
+          {"status", r.status},
+          {"error", r.error.empty() ? Json(nullptr) : Json(r.error)},
+          {"outputs", outputs},
+          {"size", r.size},
+          {"grid", r.grid}};
+}
+
+// The files of one image's folder, by kind; which kinds there are depends on the model.
+std::vector<std::pair<std::string, std::string>> output_files(const image::ImageModel& model) {
+  std::vector<std::pair<std::string, std::string>> files = {{"features", "features.npy"},
+                                                            {"pca", "pca.png"},
+                                                            {"channels", "channels.png"},
+                                                            {"token_norm", "token_norm.png"}};
+  const bool queries = model.options.target == image::Target::queries &&
+                       model.options.transformer.num_decoder_layers > 0;
+  if (model.options.num_classes > 0 && !queries) files.emplace_back("classes", "classes.png");
+  if (queries) files.emplace_back("queries", "queries.npy");
+  return files;
+}
+
+// What a run needs besides its options: the model and where everything goes.
+struct Job {
+  const RunOptions& options;
+  image::ImageModel& model;
+  image::PreprocessOptions preprocess;
+  fs::path out_dir;
+  Json settings;  // what decides an image's results: reused only when these match
+  std::vector<std::pair<std::string, std::string>> files;
+
+  fs::path folder(const Record& r) const { return out_dir / r.input; }
+};
+
+std::string json_text(const Json& json) {
+  // Replaces bytes that are not UTF-8 (file names may hold any) instead of throwing.
+  return json.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
+}
+
+void write_png(const fs::path& path, const cv::Mat& bgr) {
+  std::vector<uchar> bytes;
+  if (!cv::imencode(".png", bgr, bytes))
+    throw Error("write_failed", "cannot encode " + path.string());
+  io::write_file_atomically(path.string(), std::string(bytes.begin(), bytes.end()));
+}
+
+// An earlier run's results for r, when every file is there and they were made the same way.
+bool reuse_complete(const Job& job, Record& r) {
+  const fs::path folder = job.folder(r);
+  for (const auto& [kind, name] : job.files) {
+    std::error_code error;
+    if (!fs::exists(folder / name, error)) return false;
+  }
+  Json record;
+  try {
+    std::ifstream in(folder / kRecordFile);
+    record = Json::parse(in);
+  } catch (const Json::exception&) {
+    return false;
+  }
+  if (record.value("settings", Json()) != job.settings) return false;
+  r.status = "ok";
+  for (const auto& [kind, name] : job.files) r.outputs.emplace_back(kind, r.input + "/" + name);
+  r.size = record.value("size", Json());
+  r.grid = record.value("grid", Json());
+  return true;
+}
+
+struct Loaded {
+  std::size_t record;  // index into the records
+  cv::Mat rgb;
+};
+
+// Image b of a (B,C,h,w) batch output, cropped to its real token grid (h, w).
+Tensor3 crop(const Tensor4& t, std::size_t b, std::size_t h, std::size_t w) {
+  return xt::view(t, b, xt::all(), xt::range(std::size_t{0}, h), xt::range(std::size_t{0}, w));
+}
+
+// One image's results from the batch outputs.
+void write_outputs(const Job& job, const image::ImageModelOutput& out,
+                   const image::ImageBatch& batch, std::size_t b, const cv::Mat& rgb, Record& r) {
+  const auto [h, w] = out.grids[b];
+  const Tensor3 features = crop(out.features, b, h, w);
+  const image::TokenLayout layout{batch.resized[b], static_cast<int>(job.model.options.patch_size)};
+  const fs::path folder = job.folder(r);
+  fs::create_directories(folder);
+  // Lists each file as it is written: the summary names what is there.
+  const auto output = [&](const std::string& kind, const std::string& name) {
+    r.outputs.emplace_back(kind, r.input + "/" + name);
+    return folder / name;
+  };
+
+  io::write_npy(output("features", "features.npy").string(), features);
+  write_png(output("pca", "pca.png"), image::pca_view(features, rgb, layout));
+  write_png(output("channels", "channels.png"), image::channels_view(features, rgb.size()));
+  write_png(output("token_norm", "token_norm.png"), image::token_norm_view(features, rgb, layout));
+  if (out.logits.size() > 0) {
+    write_png(output("classes", "classes.png"),
+              image::class_overlay_view(crop(out.logits, b, h, w), rgb, layout,
+                                        job.model.options.class_names));
+  }
+  if (out.query_outputs.size() > 0) {
+    const Tensor2 queries = xt::view(out.query_outputs, b, xt::all(), xt::all());
+    io::write_npy(output("queries", "queries.npy").string(), queries);
+  }
+
+  r.status = "ok";
+  r.size = {rgb.cols, rgb.rows};
+  r.grid = {h, w};
+  const Json record = {{"settings", job.settings}, {"size", r.size}, {"grid", r.grid}};
+  io::write_file_atomically((folder / kRecordFile).string(), json_text(record));
+}
+
+void fail(Record& r, const std::string& message) {
+  r.status = "error";
+  r.error = message;
+  r.outputs.clear();
+}
+
+struct Timings {
+  double load_s = 0;
+  double forward_s = 0;
+};
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Runs the model on loaded images and writes their results; a failure of the batch fails each of
+// its images, a failure to write fails that image only.
+void run_batch(const Job& job, std::vector<Loaded>& loaded, std::vector<Record>& records,
+               Timings& timings, Progress& progress) {
+  std::vector<cv::Mat> images;
+  for (const Loaded& l : loaded) images.push_back(l.rgb);
+  std::optional<image::ImageBatch> batch;
+  std::optional<image::ImageModelOutput> out;
+  std::string batch_error;
+  try {
+    batch = image::preprocess(images, job.preprocess);
+    const Clock::time_point start = Clock::now();
+    out = job.model.forward(*batch, job.options.layer);
+    timings.forward_s += seconds_since(start);
+  } catch (const std::exception& e) {
+    batch_error = e.what();
+  }
+  for (std::size_t b = 0; b < loaded.size(); ++b) {
+    Record& r = records[loaded[b].record];
+    if (!batch_error.empty()) {
+      fail(r, batch_error);
+    } else {
+      try {
+        write_outputs(job, *out, *batch, b, loaded[b].rgb, r);
+      } catch (const std::exception& e) {
+        fail(r, e.what());
+      }
+    }
+    progress.advance(r.input, r.status);
+  }
+  loaded.clear();
+}
+
+std::vector<Record> process(const Job& job, const std::vector<InputFile>& inputs, Timings& timings,
+                            Progress& progress) {
+  std::vector<Record> records(inputs.size());
+  image::LoadLimits limits;
+  limits.max_pixels = static_cast<std::uint64_t>(job.options.max_pixels);
+  std::vector<Loaded> loaded;
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    Record& r = records[i];
+    r.input = inputs[i].relative;
+    if (!inputs[i].is_image) {
+      r.status = "skipped";
+      r.error = "not an image extension";
+    } else if (job.options.overwrite || !reuse_complete(job, r)) {
+      const Clock::time_point start = Clock::now();
+      try {
+        loaded.push_back({i, image::load_image(inputs[i].path.string(), limits)});
+      } catch (const std::exception& e) {
+        fail(r, e.what());
+      }
+      timings.load_s += seconds_since(start);
+      if (r.status.empty()) {  // loaded: its progress comes with its batch
+        if (loaded.size() == static_cast<std::size_t>(job.options.batch)) {
+          run_batch(job, loaded, records, timings, progress);
+        }
+        continue;
+      }
+    }
+    progress.advance(r.input, r.status);
+  }
+  if (!loaded.empty()) run_batch(job, loaded, records, timings, progress);
+  return records;
+}
+
+void require_layer(const image::ImageModel& model, const std::string& layer) {
+  const std::vector<std::string> names = model.layer_names();
+  if (std::find(names.begin(), names.end(), layer) != names.end()) return;
+  std::string known;
+  for (const std::string& name : names) known += (known.empty() ? "" : ", ") + name;
+  throw UsageError("--layer " + layer + ": this model's layers are " + known);
+}
+
+std::string summary_line(const std::vector<Record>& records, double total_s) {
+  std::size_t ok = 0, error = 0, skipped = 0;
+  for (const Record& r : records) {
+    (r.status == "ok" ? ok : r.status == "error" ? error : skipped) += 1;
+  }
+  std::ostringstream line;
+  line << records.size() << " images: " << ok << " ok, " << error << " error, " << skipped
+       << " skipped in " << std::fixed << std::setprecision(1) << total_s << " s ("
+       << records.size() / std::max(total_s, 1e-9) << " images/s)";
+  return line.str();
+}
+
+std::size_t error_count(const std::vector<Record>& records) {
+  return static_cast<std::size_t>(std::count_if(
+      records.begin(), records.end(), [](const Record& r) { return r.status == "error"; }));
+}
+
+void run_images(const RunOptions& o) {
+  const Clock::time_point start = Clock::now();
+  image::limit_opencv_decoder(static_cast<std::uint64_t>(o.max_pixels));
+  use_threads(o.threads);
+  const fs::path out_dir = o.out;
+  const std::vector<InputFile> inputs = collect_inputs(o.inputs, out_dir);
+
+  image::ImageModelFile file = image::load_image_model(o.model);
+  require_layer(file.model, o.layer);
+  image::PreprocessOptions preprocess = file.model.preprocess_options();
+  if (o.size > 0) preprocess.size = o.size;
+  const Json settings = {{"model", o.model}, {"layer", o.layer}, {"size", preprocess.size}};
+  const Job job{o, file.model, preprocess, out_dir, settings, output_files(file.model)};
+  fs::create_directories(out_dir);
+
+  Timings timings;
+  Progress progress(inputs.size());
+  const std::vector<Record> records = process(job, inputs, timings, progress);
+  progress.finish();
+  const double total_s = seconds_since(start);
+
+  Json images = Json::array();
+  for (const Record& r : records) images.push_back(to_json(r));
+  const Json summary = {{"model", o.model},
+                        {"settings",
+                         {{"layer", o.layer},
+                          {"size", preprocess.size},
+                          {"batch", o.batch},
+                          {"threads", o.threads},
+                          {"max_pixels", o.max_pixels},
+                          {"overwrite", o.overwrite}}},
+                        {"timings",
+                         {{"total_s", total_s},
+                          {"images_per_s", records.size() / std::max(total_s, 1e-9)},
+                          {"load_s", timings.load_s},
+                          {"forward_s", timings.forward_s}}},
+                        {"images", images}};
+  const fs::path summary_path = out_dir / "summary.json";
+  io::write_file_atomically(summary_path.string(), json_text(summary));
+
+  std::cerr << "vitscope: " << summary_line(records, total_s) << std::endl;
+  if (const std::size_t errors = error_count(records); errors > 0) {
+    throw Error("images_failed", std::to_string(errors) + " of " + std::to_string(records.size()) +
+                                     " images failed; see " + summary_path.string());
+  }
+}
+
+}  // namespace
+
+Command add_run_command(CLI::App& app) {
+  auto options = std::make_shared<RunOptions>();
+  RunOptions& o = *options;
+  CLI::App* command = app.add_subcommand(
+      "run",
+      "Run an image model on images and folders of images (searched recursively); write each "
+      "image's features and views to OUT/<its path>/ and a summary to OUT/summary.json.");
+  command->add_option("inputs", o.inputs, "image files and folders")->required()->type_name("PATH");
+  command->add_option("--out", o.out, "output folder (created if missing)")
+      ->required()
+      ->type_name("DIR");
+  command->add_option("--model", o.model, "image model file (.safetensors)")
+      ->capture_default_str()
+      ->type_name("FILE");
+  command->add_option("--batch", o.batch, "images per forward pass")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
+  command->add_option("--size", o.size, "longer image side after resizing (default: the model's)")
+      ->check(CLI::Range(1, 16384));
+  command
+      ->add_option("--layer", o.layer,
+                   "which output becomes the features: output, encoder, "
+                   "encoder.layers.N or decoder.layers.N")
+      ->capture_default_str();
+  command->add_flag("--overwrite", o.overwrite, "recompute images whose outputs are complete");
+  command->add_option("--max-pixels", o.max_pixels, "refuse images with more pixels than this")
+      ->capture_default_str()
+      ->check(CLI::Range(std::int64_t{1}, std::numeric_limits<std::int64_t>::max()));
+  add_threads_option(*command, o.threads);
+  return {command, [options] { run_images(*options); }};
+}
+
+}  // namespace vitscope::cli

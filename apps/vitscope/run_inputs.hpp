@@ -1,0 +1,25 @@
+#pragma once
+// What `vitscope run` reads: the files named on the command line and those found in folders,
+// each with the name it has in summary.json and under --out.
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace vitscope::cli {
+
+struct InputFile {
+  std::filesystem::path path;
+  // '/'-separated and unique: a folder's files keep the folder's name and their path inside it
+  // (photos/cats given, photos/cats/x/a.jpg -> "cats/x/a.jpg"); a file given directly is its name.
+  std::string relative;
+  bool is_image = false;  // by extension, as image::has_image_extension decides
+};
+
+// Every regular file of inputs, folders walked recursively (permission-denied folders skipped,
+// out_dir never entered), sorted by relative name; a file reached twice is listed once. Throws
+// UsageError for an input that does not exist or two files that would share one name.
+std::vector<InputFile> collect_inputs(const std::vector<std::string>& inputs,
+                                      const std::filesystem::path& out_dir);
+
+}  // namespace vitscope::cli
