@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <memory>
@@ -17,6 +18,7 @@
 #include "model_option.hpp"
 #include "threads.hpp"
 #include "vitscope/model_file.hpp"
+#include "vitscope/parallel.hpp"
 
 namespace vitscope::cli {
 
@@ -57,9 +59,16 @@ double median(std::vector<double> values) {
   return values.size() % 2 ? values[mid] : (values[mid - 1] + values[mid]) / 2;
 }
 
-// ru_maxrss is in KiB on Linux.
+// This process's peak resident set, in MiB: VmHWM from /proc/self/status (kB). Not ru_maxrss,
+// which Linux carries over execve from the parent: a bench started by a big process (a Python
+// script with torch loaded) would report the parent's peak.
 double peak_rss_mb() {
-  rusage usage{};
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  }
+  rusage usage{};  // no procfs: ru_maxrss, in KiB on Linux
   getrusage(RUSAGE_SELF, &usage);
   return static_cast<double>(usage.ru_maxrss) / 1024.0;
 }
@@ -105,6 +114,7 @@ void run_bench(const BenchOptions& o) {
   report["src_len"] = o.src_len;
   report["tgt_len"] = decode ? o.tgt_len : 0;
   report["peak_rss_mb"] = peak_rss_mb();
+  report["kernels"] = kernel_level();
   std::cout << report.dump() << "\n";
 }
 

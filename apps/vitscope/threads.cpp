@@ -1,9 +1,9 @@
 #include "threads.hpp"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <thread>
+
+#include "vitscope/parallel.hpp"
 
 namespace vitscope::cli {
 
@@ -20,11 +20,13 @@ int core_count() {
 
 void add_threads_option(CLI::App& command, int& threads) {
   threads = core_count();
-  command.add_option("--threads", threads, "OpenBLAS threads (default: all cores)")
+  command
+      .add_option("--threads", threads,
+                  "threads for every parallel part, BLAS included (default: all cores)")
       ->capture_default_str()
       ->check(CLI::Range(1, kMaxThreads));
 }
 
-void use_threads(int threads) { openblas_set_num_threads(threads); }
+void use_threads(int threads) { vitscope::set_num_threads(threads); }
 
 }  // namespace vitscope::cli

@@ -1,5 +1,6 @@
 #pragma once
-// --threads K, shared by every command that computes: the number of OpenBLAS threads.
+// --threads K, shared by every command that computes: the threads of vitscope's pool and of the
+// BLAS library (include/vitscope/parallel.hpp).
 
 #include <CLI/CLI.hpp>
 
@@ -8,7 +9,7 @@ namespace vitscope::cli {
 // Registers --threads on command, bound to threads, which starts at the number of cores.
 void add_threads_option(CLI::App& command, int& threads);
 
-// Makes every later BLAS call use `threads` threads.
+// Makes every later parallel part (vitscope's kernels and BLAS calls) use `threads` threads.
 void use_threads(int threads);
 
 }  // namespace vitscope::cli

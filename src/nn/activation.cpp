@@ -1,7 +1,6 @@
 #include "vitscope/nn/activation.hpp"
 
-#include <cmath>
-
+#include "kernels.hpp"
 #include "vitscope/error.hpp"
 
 namespace vitscope::nn {
@@ -17,15 +16,9 @@ std::string to_string(Activation activation) {
 }
 
 void apply_activation(Activation activation, Tensor3& x) {
-  float* v = x.data();
-  const std::size_t n = x.size();
-  if (activation == Activation::relu) {
-    for (std::size_t i = 0; i < n; ++i) v[i] = v[i] > 0.0f ? v[i] : 0.0f;
-    return;
-  }
   // PyTorch's default gelu is the exact one, x * Phi(x), not the tanh approximation.
-  constexpr float inv_sqrt2 = 0.70710678118654752440f;
-  for (std::size_t i = 0; i < n; ++i) v[i] = 0.5f * v[i] * (1.0f + std::erf(v[i] * inv_sqrt2));
+  kernels::activation(activation == Activation::relu ? kernels::Act::relu : kernels::Act::gelu,
+                      x.data(), x.size());
 }
 
 }  // namespace vitscope::nn

@@ -1,21 +1,12 @@
 #include "vitscope/nn/linear.hpp"
 
-#include <cblas.h>
+#include "kernels.hpp"
 
 namespace vitscope::nn {
 
 void linear_rows(const float* rows, std::size_t count, std::size_t k, const float* weight,
                  std::size_t n, const float* bias, float* out) {
-  if (count == 0 || n == 0) return;
-  // Start from the bias so the GEMM accumulates onto it (beta = 1) instead of a second pass.
-  float beta = 0.0f;
-  if (bias != nullptr) {
-    for (std::size_t r = 0; r < count; ++r) std::copy(bias, bias + n, out + r * n);
-    beta = 1.0f;
-  }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(count),
-              static_cast<int>(n), static_cast<int>(k), 1.0f, rows, static_cast<int>(k), weight,
-              static_cast<int>(k), beta, out, static_cast<int>(n));
+  kernels::gemm_nt(count, n, k, rows, k, weight, k, bias, out, n, kernels::Act::none);
 }
 
 Linear::Linear(int64_t in_features, int64_t out_features, bool bias)

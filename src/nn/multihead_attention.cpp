@@ -1,11 +1,10 @@
 #include "vitscope/nn/multihead_attention.hpp"
 
-#include <cblas.h>
-
 #include <cmath>
 #include <limits>
 #include <string>
 
+#include "kernels.hpp"
 #include "vitscope/error.hpp"
 
 namespace vitscope::nn {
@@ -28,40 +27,6 @@ Tensor3 swap_first_two(const Tensor3& x) {
 
 void require(bool ok, const std::string& message) {
   if (!ok) throw Error("shape_mismatch", "MultiheadAttention: " + message);
-}
-
-// Softmax of one row in place. A row with every score -inf (all keys masked) becomes zeros:
-// vitscope's defined result, see masks.hpp.
-void softmax_row(float* row, std::size_t n) {
-  float max = -std::numeric_limits<float>::infinity();
-  for (std::size_t j = 0; j < n; ++j) max = std::max(max, row[j]);
-  if (max == -std::numeric_limits<float>::infinity()) {
-    std::fill(row, row + n, 0.0f);
-    return;
-  }
-  float sum = 0.0f;
-  for (std::size_t j = 0; j < n; ++j) {
-    row[j] = std::exp(row[j] - max);
-    sum += row[j];
-  }
-  const float inv = 1.0f / sum;
-  for (std::size_t j = 0; j < n; ++j) row[j] *= inv;
-}
-
-// scores (L,S_ext) += the (L,S) attn_mask plane and the (S) key padding row, both optional; the
-// extra bias_kv / zero-attention keys past S are never masked, as PyTorch pads masks with 0.
-void add_masks(float* scores, std::size_t L, std::size_t S_ext, std::size_t S,
-               const float* attn_mask_plane, const float* key_padding_row) {
-  for (std::size_t l = 0; l < L; ++l) {
-    float* row = scores + l * S_ext;
-    if (attn_mask_plane) {
-      const float* mask_row = attn_mask_plane + l * S;
-      for (std::size_t s = 0; s < S; ++s) row[s] += mask_row[s];
-    }
-    if (key_padding_row) {
-      for (std::size_t s = 0; s < S; ++s) row[s] += key_padding_row[s];
-    }
-  }
 }
 
 // (N,nh,L,S) -> (N,1,L,S): sum then divide, as PyTorch's sum(dim=1) / num_heads.
@@ -118,23 +83,17 @@ MultiheadAttentionOutput MultiheadAttention::forward(const Tensor3& query, const
                                                      const KeyPaddingMask& key_padding_mask,
                                                      bool need_weights, const AttnMask& attn_mask,
                                                      bool average_attn_weights) const {
-  // 1. Sequence-first views: q_in (L,N,E), k_in (S,N,kdim), v_in (S,N,vdim).
-  Tensor3 q_swapped, k_swapped, v_swapped;
-  if (batch_first) {
-    q_swapped = swap_first_two(query);
-    k_swapped = swap_first_two(key);
-    v_swapped = swap_first_two(value);
-  }
-  const Tensor3& q_in = batch_first ? q_swapped : query;
-  const Tensor3& k_in = batch_first ? k_swapped : key;
-  const Tensor3& v_in = batch_first ? v_swapped : value;
-  const std::size_t L = q_in.shape(0), N = q_in.shape(1), E = to_size(embed_dim);
-  const std::size_t S = k_in.shape(0), nh = to_size(num_heads), Dh = to_size(head_dim);
-  require(q_in.shape(2) == E, "query has " + std::to_string(q_in.shape(2)) +
-                                  " features, embed_dim is " + std::to_string(E));
-  require(k_in.shape(2) == to_size(kdim) && v_in.shape(2) == to_size(vdim),
+  // 1. Shapes. Rows are kept in the caller's layout (sequence-first or batch_first): the kernels
+  //    address (position, batch) rows through strides, so nothing is transposed.
+  const std::size_t seq_dim = batch_first ? 1 : 0, batch_dim = batch_first ? 0 : 1;
+  const std::size_t L = query.shape(seq_dim), N = query.shape(batch_dim);
+  const std::size_t S = key.shape(seq_dim), E = to_size(embed_dim);
+  const std::size_t nh = to_size(num_heads), Dh = to_size(head_dim);
+  require(query.shape(2) == E, "query has " + std::to_string(query.shape(2)) +
+                                   " features, embed_dim is " + std::to_string(E));
+  require(key.shape(2) == to_size(kdim) && value.shape(2) == to_size(vdim),
           "key/value features do not match kdim/vdim");
-  require(k_in.shape(1) == N && v_in.shape(1) == N && v_in.shape(0) == S,
+  require(key.shape(batch_dim) == N && value.shape(batch_dim) == N && value.shape(seq_dim) == S,
           "query, key and value disagree on batch or key/value lengths");
   const bool has_bias_kv = bias_k.size() > 0;
   const std::size_t S_ext = S + (has_bias_kv ? 1 : 0) + (add_zero_attn ? 1 : 0);
@@ -149,58 +108,113 @@ MultiheadAttentionOutput MultiheadAttention::forward(const Tensor3& query, const
           "key_padding_mask must be (N,S) = (" + std::to_string(N) + ", " + std::to_string(S) +
               ")");
 
-  // 2. Projections: q (L,N,E); k, v (S_ext,N,E) with the bias_kv and zero-attention keys
-  //    appended after the S real ones, as PyTorch appends them.
+  // Row (i, n) of a (len, N, ·) or (N, len, ·) tensor of `width` features: its offset, in floats,
+  // is i * stride_i + n * stride_n.
+  const auto view = [&](const float* data, std::size_t len, std::size_t width) {
+    kernels::SeqView v;
+    v.data = data;
+    v.stride_i = batch_first ? width : N * width;
+    v.stride_n = batch_first ? len * width : width;
+    return v;
+  };
+
+  // 2. Projections, in one GEMM where inputs are shared: self-attention (query, key and value
+  //    the same tensor) projects with the whole (3E,E) in_proj_weight; DETR's position mode
+  //    (query and key the same, value not) projects q and k together with its first 2E rows.
   const float* b = in_proj_bias.size() ? in_proj_bias.data() : nullptr;
   const float* wq = qkv_same_embed_dim() ? in_proj_weight.data() : q_proj_weight.data();
   const float* wk = qkv_same_embed_dim() ? in_proj_weight.data() + E * E : k_proj_weight.data();
   const float* wv = qkv_same_embed_dim() ? in_proj_weight.data() + 2 * E * E : v_proj_weight.data();
-  Tensor3 q = Tensor3::from_shape({L, N, E});
-  Tensor3 k = xt::zeros<float>({S_ext, N, E});
-  Tensor3 v = xt::zeros<float>({S_ext, N, E});
-  linear_rows(q_in.data(), L * N, E, wq, E, b, q.data());
-  linear_rows(k_in.data(), S * N, to_size(kdim), wk, E, b ? b + E : nullptr, k.data());
-  linear_rows(v_in.data(), S * N, to_size(vdim), wv, E, b ? b + 2 * E : nullptr, v.data());
-  if (has_bias_kv) {
-    for (std::size_t n = 0; n < N; ++n) {
-      std::copy_n(bias_k.data(), E, k.data() + (S * N + n) * E);
-      std::copy_n(bias_v.data(), E, v.data() + (S * N + n) * E);
+  const auto same = [](const Tensor3& x, const Tensor3& y) {
+    return x.data() == y.data() && x.shape() == y.shape();
+  };
+  const bool extra_keys = has_bias_kv || add_zero_attn;
+  const bool qk_shared = qkv_same_embed_dim() && !extra_keys && same(query, key);
+  const bool qkv_shared = qk_shared && same(key, value);
+  const std::size_t Lrows = L * N, Srows = S * N;
+
+  thread_local kernels::Scratch qkv_scratch, attn_scratch;
+  kernels::AttentionArgs args;
+  Tensor3 k_ext, v_ext;  // with extra keys: (S_ext, N, E), sequence-first
+  if (qkv_shared) {
+    float* qkv = qkv_scratch.get(Lrows * 3 * E);
+    kernels::gemm_nt(Lrows, 3 * E, E, query.data(), E, wq, E, b, qkv, 3 * E, kernels::Act::none);
+    args.q = view(qkv, L, 3 * E);
+    args.k = view(qkv + E, L, 3 * E);
+    args.v = view(qkv + 2 * E, L, 3 * E);
+  } else if (qk_shared) {
+    float* qk = qkv_scratch.get(Lrows * 2 * E + Srows * E);
+    float* v = qk + Lrows * 2 * E;
+    kernels::gemm_nt(Lrows, 2 * E, E, query.data(), E, wq, E, b, qk, 2 * E, kernels::Act::none);
+    kernels::gemm_nt(Srows, E, E, value.data(), E, wv, E, b ? b + 2 * E : nullptr, v, E,
+                     kernels::Act::none);
+    args.q = view(qk, L, 2 * E);
+    args.k = view(qk + E, L, 2 * E);
+    args.v = view(v, S, E);
+  } else {
+    float* q = qkv_scratch.get(Lrows * E + (extra_keys ? 0 : 2 * Srows * E));
+    kernels::gemm_nt(Lrows, E, E, query.data(), E, wq, E, b, q, E, kernels::Act::none);
+    args.q = view(q, L, E);
+    if (!extra_keys) {
+      float* k = q + Lrows * E;
+      float* v = k + Srows * E;
+      kernels::gemm_nt(Srows, E, to_size(kdim), key.data(), to_size(kdim), wk, to_size(kdim),
+                       b ? b + E : nullptr, k, E, kernels::Act::none);
+      kernels::gemm_nt(Srows, E, to_size(vdim), value.data(), to_size(vdim), wv, to_size(vdim),
+                       b ? b + 2 * E : nullptr, v, E, kernels::Act::none);
+      args.k = view(k, S, E);
+      args.v = view(v, S, E);
+    } else {
+      // The bias_kv and zero-attention keys follow the S real ones, as PyTorch appends them:
+      // sequence-first buffers make that one more row per batch.
+      const Tensor3 k_seq = batch_first ? swap_first_two(key) : Tensor3();
+      const Tensor3 v_seq = batch_first ? swap_first_two(value) : Tensor3();
+      const Tensor3& k_in = batch_first ? k_seq : key;
+      const Tensor3& v_in = batch_first ? v_seq : value;
+      k_ext = xt::zeros<float>({S_ext, N, E});
+      v_ext = xt::zeros<float>({S_ext, N, E});
+      kernels::gemm_nt(Srows, E, to_size(kdim), k_in.data(), to_size(kdim), wk, to_size(kdim),
+                       b ? b + E : nullptr, k_ext.data(), E, kernels::Act::none);
+      kernels::gemm_nt(Srows, E, to_size(vdim), v_in.data(), to_size(vdim), wv, to_size(vdim),
+                       b ? b + 2 * E : nullptr, v_ext.data(), E, kernels::Act::none);
+      if (has_bias_kv) {
+        for (std::size_t n = 0; n < N; ++n) {
+          std::copy_n(bias_k.data(), E, k_ext.data() + (S * N + n) * E);
+          std::copy_n(bias_v.data(), E, v_ext.data() + (S * N + n) * E);
+        }
+      }
+      args.k = {k_ext.data(), N * E, E};
+      args.v = {v_ext.data(), N * E, E};
     }
   }
 
-  // 3. Per batch and head: weights = softmax(q k^T / sqrt(Dh) + masks), out = weights v.
-  //    Heads are strided column blocks of the (·,N,E) buffers, so no reshape is needed.
+  // 3. Attention per batch and head, blocked over queries: (nh x L x S) weights exist only when
+  //    someone asked for them.
   const bool want_weights = need_weights || static_cast<bool>(weights_hook);
   Tensor4 weights;
   if (want_weights) weights = Tensor4::from_shape({N, nh, L, S_ext});
-  Tensor3 attn = Tensor3::from_shape({L, N, E});
-  Tensor2 scores = Tensor2::from_shape({L, S_ext});
-  const int ld = static_cast<int>(N * E);
-  const float scale = 1.0f / std::sqrt(static_cast<float>(Dh));
-  for (std::size_t n = 0; n < N; ++n) {
-    for (std::size_t h = 0; h < nh; ++h) {
-      const std::size_t col = n * E + h * Dh;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(L),
-                  static_cast<int>(S_ext), static_cast<int>(Dh), scale, q.data() + col, ld,
-                  k.data() + col, ld, 0.0f, scores.data(), static_cast<int>(S_ext));
-      const std::size_t mask_plane = attn_mask.shape(0) == 1 ? 0 : n * nh + h;
-      add_masks(scores.data(), L, S_ext, S,
-                has_attn_mask ? attn_mask.data() + mask_plane * L * S : nullptr,
-                has_kpm ? key_padding_mask.data() + n * S : nullptr);
-      for (std::size_t l = 0; l < L; ++l) softmax_row(scores.data() + l * S_ext, S_ext);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(L),
-                  static_cast<int>(Dh), static_cast<int>(S_ext), 1.0f, scores.data(),
-                  static_cast<int>(S_ext), v.data() + col, ld, 0.0f, attn.data() + col, ld);
-      if (want_weights) {
-        std::copy(scores.begin(), scores.end(), weights.data() + (n * nh + h) * L * S_ext);
-      }
-    }
-  }
+  float* attn = attn_scratch.get(Lrows * E);
+  const kernels::SeqView out_view = view(attn, L, E);
+  args.batch = N;
+  args.heads = nh;
+  args.head_dim = Dh;
+  args.L = L;
+  args.S = S_ext;
+  args.out = attn;
+  args.out_stride_i = out_view.stride_i;
+  args.out_stride_n = out_view.stride_n;
+  args.scale = 1.0f / std::sqrt(static_cast<float>(Dh));
+  args.attn_mask = has_attn_mask ? attn_mask.data() : nullptr;
+  args.attn_mask_planes = has_attn_mask ? attn_mask.shape(0) : 0;
+  args.key_padding = has_kpm ? key_padding_mask.data() : nullptr;
+  args.S_mask = S;
+  args.weights = want_weights ? weights.data() : nullptr;
+  kernels::attention(args);
 
-  // 4. Output projection, back to the caller's layout.
+  // 4. Output projection, straight into the caller's layout.
   MultiheadAttentionOutput result;
-  result.attn_output = out_proj.forward(attn);
-  if (batch_first) result.attn_output = swap_first_two(result.attn_output);
+  result.attn_output = Tensor3::from_shape(query.shape());
+  out_proj.forward_rows(attn, Lrows, result.attn_output.data());
   if (weights_hook) weights_hook(weights);
   if (need_weights) {
     result.attn_output_weights = average_attn_weights ? average_heads(weights) : std::move(weights);

@@ -23,12 +23,9 @@ inline const Tensor3& with_pos_embed(const Tensor3& x, const Tensor3& pos, Tenso
   return storage;
 }
 
-// x (..., E) -> linear2(activation(linear1(x))) (..., E)
-inline Tensor3 feed_forward(const Linear& linear1, Activation activation, const Linear& linear2,
-                            const Tensor3& x) {
-  Tensor3 hidden = linear1.forward(x);
-  apply_activation(activation, hidden);
-  return linear2.forward(hidden);
-}
+// x (..., E) -> linear2(activation(linear1(x))) (..., E). The activation runs inside linear1's
+// GEMM, and the hidden (..., dim_feedforward) rows live in a per-thread buffer reused by every call.
+Tensor3 feed_forward(const Linear& linear1, Activation activation, const Linear& linear2,
+                     const Tensor3& x);
 
 }  // namespace vitscope::nn

@@ -1,0 +1,23 @@
+#include "vitscope/nn/sublayers.hpp"
+
+#include "kernels.hpp"
+
+namespace vitscope::nn {
+
+Tensor3 feed_forward(const Linear& linear1, Activation activation, const Linear& linear2,
+                     const Tensor3& x) {
+  const std::size_t rows = x.shape(0) * x.shape(1);
+  const std::size_t in = static_cast<std::size_t>(linear1.in_features);
+  const std::size_t hidden_width = static_cast<std::size_t>(linear1.out_features);
+  const std::size_t out_width = static_cast<std::size_t>(linear2.out_features);
+  thread_local kernels::Scratch hidden_scratch;
+  float* hidden = hidden_scratch.get(rows * hidden_width);
+  kernels::gemm_nt(rows, hidden_width, in, x.data(), in, linear1.weight.data(), in,
+                   linear1.bias.size() ? linear1.bias.data() : nullptr, hidden, hidden_width,
+                   activation == Activation::relu ? kernels::Act::relu : kernels::Act::gelu);
+  Tensor3 out = Tensor3::from_shape({x.shape(0), x.shape(1), out_width});
+  linear2.forward_rows(hidden, rows, out.data());
+  return out;
+}
+
+}  // namespace vitscope::nn
