@@ -3,6 +3,8 @@
 // Exit codes: 0 success, 1 bad input (unreadable or malformed files, shapes that do not fit the
 // model), 2 usage error (CLI11's parse errors and UsageError).
 
+#include <malloc.h>
+
 #include <iostream>
 #include <new>
 #include <string>
@@ -51,6 +53,10 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Keep multi-MB tensors in the heap instead of returning them to the kernel after every layer:
+  // glibc's defaults made each layer page-fault its buffers in again (ViT-S b8: 379 -> 335 ms).
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
   try {
     return run(argc, argv);
   } catch (const vitscope::cli::UsageError& e) {
