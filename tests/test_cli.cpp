@@ -26,33 +26,12 @@ using vitscope::test::fixture_path;
 using vitscope::test::read_bytes;
 using vitscope::test::read_case;
 using vitscope::test::TempDir;
+using vitscope::test::quote;
+using vitscope::test::Run;
+using vitscope::test::run_cli;
 
 const std::string kTinyModel = std::string(VITSCOPE_ASSETS_DIR) + "/models/tiny.safetensors";
 const std::string kTinySrc = std::string(VITSCOPE_ASSETS_DIR) + "/inputs/src.npy";
-
-// s as one /bin/sh word, whatever characters the temp or build paths hold.
-std::string quote(const std::string& s) {
-  std::string quoted = "'";
-  for (char c : s) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return quoted + "'";
-}
-
-struct Run {
-  int exit_code;
-  std::string out;
-  std::string err;
-};
-
-// Runs `vitscope <args>` (args already quoted as needed), capturing stdout and stderr.
-Run run_cli(const std::string& args) {
-  TempDir dir;
-  const std::string command = quote(VITSCOPE_CLI) + " " + args + " >" + quote(dir.file("stdout")) +
-                              " 2>" + quote(dir.file("stderr"));
-  const int status = std::system(command.c_str());
-  INFO(command);
-  REQUIRE(WIFEXITED(status));  // never killed by a signal
-  return {WEXITSTATUS(status), read_bytes(dir.file("stdout")), read_bytes(dir.file("stderr"))};
-}
 
 // A bad-input failure: exit 1 and exactly one "vitscope: error: ..." line on stderr.
 void require_error_line(const Run& run) {

@@ -30,31 +30,12 @@ using nlohmann::json;
 using vitscope::io::read_npy;
 using vitscope::test::read_bytes;
 using vitscope::test::TempDir;
+using vitscope::test::quote;
+using vitscope::test::Run;
+using vitscope::test::run_cli;
 
 const std::string kDefaultModel = std::string(VITSCOPE_ASSETS_DIR) + "/models/default.safetensors";
 constexpr int kSize = 64;  // --size: small images keep the runs fast
-
-// s as one /bin/sh word.
-std::string quote(const std::string& s) {
-  std::string quoted = "'";
-  for (char c : s) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return quoted + "'";
-}
-
-struct Run {
-  int exit_code;
-  std::string err;
-};
-
-Run run_cli(const std::string& args) {
-  TempDir dir;
-  const std::string command =
-      quote(VITSCOPE_CLI) + " " + args + " >/dev/null 2>" + quote(dir.file("stderr"));
-  const int status = std::system(command.c_str());
-  INFO(command);
-  REQUIRE(WIFEXITED(status));
-  return {WEXITSTATUS(status), read_bytes(dir.file("stderr"))};
-}
 
 json read_json(const fs::path& path) {
   std::ifstream in(path);
