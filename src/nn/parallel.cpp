@@ -59,9 +59,22 @@ struct Job {
   }
 };
 
+// Runs the whole range on the calling thread, marked as inside a region so that nested
+// parallel_for calls stay inline too.
+void run_inline(std::size_t count, const std::function<void(std::size_t, std::size_t)>& body) {
+  const bool outer = t_in_region;
+  t_in_region = true;
+  try {
+    body(0, count);
+  } catch (...) {
+    t_in_region = outer;
+    throw;
+  }
+  t_in_region = outer;
+}
+
 class Pool {
  public:
-
   int threads() const { return threads_; }
 
   void set_threads(int threads) {
@@ -104,19 +117,6 @@ class Pool {
   }
 
  private:
-  static void run_inline(std::size_t count,
-                         const std::function<void(std::size_t, std::size_t)>& body) {
-    const bool outer = t_in_region;
-    t_in_region = true;
-    try {
-      body(0, count);
-    } catch (...) {
-      t_in_region = outer;
-      throw;
-    }
-    t_in_region = outer;
-  }
-
   void start_workers() {
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -210,15 +210,7 @@ void parallel_for(std::size_t count, std::size_t grain,
   if (count == 0) return;
   grain = std::max<std::size_t>(grain, 1);
   if (count <= grain || t_in_region) {
-    const bool outer = t_in_region;
-    t_in_region = true;
-    try {
-      body(0, count);
-    } catch (...) {
-      t_in_region = outer;
-      throw;
-    }
-    t_in_region = outer;
+    run_inline(count, body);
     return;
   }
   pool().run(count, grain, body);
