@@ -1,5 +1,6 @@
 #include "vitscope/image/image_model.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
@@ -154,6 +155,34 @@ class LayerCapture {
   Stack& stack_;
 };
 
+// Hands the per-head weights of the chosen attention modules to `into` for one forward pass, and
+// removes the hooks when it ends, even by an exception.
+class AttentionCapture {
+ public:
+  AttentionCapture(nn::Transformer& transformer, const std::vector<std::string>& wanted,
+                   std::map<std::string, Tensor4>& into) {
+    const auto modules = named_attention_modules(transformer);
+    for (const std::string& path : wanted) {
+      const auto found = std::find_if(modules.begin(), modules.end(),
+                                      [&](const auto& module) { return module.first == path; });
+      if (found == modules.end()) {
+        throw Error("bad_attention_module", "no attention module '" + path + "' in this model");
+      }
+      nn::MultiheadAttention* module = found->second;
+      module->weights_hook = [&into, path](const Tensor4& weights) { into[path] = weights; };
+      hooked_.push_back(module);
+    }
+  }
+  ~AttentionCapture() {
+    for (nn::MultiheadAttention* module : hooked_) module->weights_hook = nullptr;
+  }
+  AttentionCapture(const AttentionCapture&) = delete;
+  AttentionCapture& operator=(const AttentionCapture&) = delete;
+
+ private:
+  std::vector<nn::MultiheadAttention*> hooked_;
+};
+
 // (Q,E) -> (Q,B,E): the same queries for every image.
 Tensor3 repeat_over_batch(const Tensor2& queries, std::size_t B) {
   const std::size_t Q = queries.shape(0), E = queries.shape(1);
@@ -205,7 +234,14 @@ std::vector<std::string> ImageModel::layer_names() const {
   return names;
 }
 
-ImageModelOutput ImageModel::forward(const ImageBatch& batch, const std::string& layer) {
+std::vector<std::string> ImageModel::attention_modules() {
+  std::vector<std::string> paths;
+  for (const auto& module : named_attention_modules(transformer)) paths.push_back(module.first);
+  return paths;
+}
+
+ImageModelOutput ImageModel::forward(const ImageBatch& batch, const std::string& layer,
+                                     const std::vector<std::string>& attention) {
   const std::vector<std::string> names = layer_names();
   if (std::find(names.begin(), names.end(), layer) == names.end()) {
     throw Error("bad_layer", "no layer '" + layer + "' in this model");
@@ -213,6 +249,7 @@ ImageModelOutput ImageModel::forward(const ImageBatch& batch, const std::string&
   const std::size_t B = batch.pixels.shape(0), p = to_size(options.patch_size);
   const std::size_t E = to_size(options.transformer.d_model);
   ImageModelOutput result;
+  const AttentionCapture attention_capture(transformer, attention, result.attention);
 
   // 1. Stem: (B,C,H,W) -> tokens (B,E,h,w).
   const Tensor4 tokens = patch_embed(batch.pixels, patch_embed_weight, patch_embed_bias);

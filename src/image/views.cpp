@@ -4,20 +4,21 @@
 #include <array>
 #include <cctype>
 #include <cmath>
-#include <cstring>
 #include <numeric>
 
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "drawing.hpp"
 #include "vitscope/error.hpp"
 
 namespace vitscope::image {
 
 namespace {
 
+using namespace drawing;
+
 constexpr int kGap = 2;
-constexpr double kBlend = 0.5;
 // A component whose variance is below this share of the first one's is numerical noise; stretched
 // to 0..255 it would look like structure.
 constexpr double kMinVarianceRatio = 1e-8;
@@ -38,30 +39,6 @@ cv::Mat plane(const Tensor3& t, std::size_t c) {
   return cv::Mat(rows_of(t), cols_of(t), CV_32F, const_cast<float*>(t.data()) + c * size);
 }
 
-cv::Mat to_bgr8(const cv::Mat& rgb) {
-  cv::Mat rgb8, bgr;
-  rgb.convertTo(rgb8, CV_8U);
-  cv::cvtColor(rgb8, bgr, cv::COLOR_RGB2BGR);
-  return bgr;
-}
-
-// values (CV_32F) -> CV_8U with lo..hi stretched to 0..255; all 0 when there is no range.
-cv::Mat stretch(const cv::Mat& values, double lo, double hi) {
-  cv::Mat out;
-  if (hi > lo) {
-    values.convertTo(out, CV_8U, 255.0 / (hi - lo), -lo * 255.0 / (hi - lo));
-  } else {
-    out = cv::Mat::zeros(values.size(), CV_8U);
-  }
-  return out;
-}
-
-cv::Mat stretch_min_max(const cv::Mat& values) {
-  double lo = 0, hi = 0;
-  cv::minMaxLoc(values, &lo, &hi);
-  return stretch(values, lo, hi);
-}
-
 // A few extreme tokens would otherwise squeeze every other one into a narrow band of colour.
 cv::Mat stretch_percentiles(const cv::Mat& values) {
   std::vector<float> sorted(values.begin<float>(), values.end<float>());
@@ -70,59 +47,6 @@ cv::Mat stretch_percentiles(const cv::Mat& values) {
   const float lo = sorted[static_cast<std::size_t>(std::lround(0.01 * last))];
   const float hi = sorted[static_cast<std::size_t>(std::lround(0.99 * last))];
   return hi > lo ? stretch(values, lo, hi) : stretch_min_max(values);
-}
-
-cv::Mat viridis(const cv::Mat& gray8) {
-  cv::Mat bgr;
-  cv::applyColorMap(gray8, bgr, cv::COLORMAP_VIRIDIS);
-  return bgr;
-}
-
-// out(y, x) = grid(rows[y], cols[x]), for any element type.
-cv::Mat sample(const cv::Mat& grid, const std::vector<int>& rows, const std::vector<int>& cols) {
-  cv::Mat out(static_cast<int>(rows.size()), static_cast<int>(cols.size()), grid.type());
-  const std::size_t elem = grid.elemSize();
-  for (int y = 0; y < out.rows; ++y) {
-    const uchar* src = grid.ptr(rows[static_cast<std::size_t>(y)]);
-    uchar* dst = out.ptr(y);
-    for (int x = 0; x < out.cols; ++x) {
-      std::memcpy(dst + x * elem, src + cols[static_cast<std::size_t>(x)] * elem, elem);
-    }
-  }
-  return out;
-}
-
-// Along one axis, the token under each original pixel: its centre, mapped onto the resized
-// image, falls in patch floor(r / p). Clamped so that a layout that does not quite fit the grid
-// still draws.
-std::vector<int> token_under_pixel(int original, int resized, int patch, int tokens) {
-  std::vector<int> index(static_cast<std::size_t>(original));
-  for (int x = 0; x < original; ++x) {
-    const double r = (x + 0.5) * resized / original;
-    index[static_cast<std::size_t>(x)] = std::min(tokens - 1, static_cast<int>(r / patch));
-  }
-  return index;
-}
-
-cv::Mat tokens_to_image(const cv::Mat& grid, const TokenLayout& layout, cv::Size image) {
-  return sample(
-      grid, token_under_pixel(image.height, layout.resized.height, layout.patch_size, grid.rows),
-      token_under_pixel(image.width, layout.resized.width, layout.patch_size, grid.cols));
-}
-
-// Each pixel repeated `factor` times in both directions.
-cv::Mat enlarge(const cv::Mat& grid, int factor) {
-  std::vector<int> rows(static_cast<std::size_t>(grid.rows * factor));
-  std::vector<int> cols(static_cast<std::size_t>(grid.cols * factor));
-  for (std::size_t y = 0; y < rows.size(); ++y) rows[y] = static_cast<int>(y) / factor;
-  for (std::size_t x = 0; x < cols.size(); ++x) cols[x] = static_cast<int>(x) / factor;
-  return sample(grid, rows, cols);
-}
-
-cv::Mat blend(const cv::Mat& bgr, const cv::Mat& overlay) {
-  cv::Mat out;
-  cv::addWeighted(bgr, 1.0 - kBlend, overlay, kBlend, 0.0, out);
-  return out;
 }
 
 // (E,h,w) -> (h*w, E) in double: one row per token.

@@ -44,6 +44,9 @@ struct ImageModelOutput {
   Tensor3 query_logits;              // (B,Q,K) for learned-query models with a head, else empty
   xt::xtensor<bool, 3> token_mask;   // (B,h,w) true on padding tokens
   std::vector<std::array<std::size_t, 2>> grids;  // per image its real token grid (h_i, w_i)
+  // Per captured attention module (path as attention_modules() names it), per head (B,nh,L,S)
+  // over the padded grid: L and S are h*w tokens, or Q for a query model's decoder queries.
+  std::map<std::string, Tensor4> attention;
 };
 
 class ImageModel {
@@ -55,11 +58,19 @@ class ImageModel {
 
   // batch from preprocess() with this model's patch size -> outputs. `layer` as described above;
   // throws vitscope::Error("bad_layer") for a name this model does not have.
+  // `attention` lists the attention modules whose per-head weights to capture; the others keep
+  // the fast path that never forms them. Throws vitscope::Error("bad_attention_module") for a
+  // name attention_modules() does not list.
   // Installs hooks on the transformer for the call: one forward at a time per model.
-  ImageModelOutput forward(const ImageBatch& batch, const std::string& layer = "output");
+  ImageModelOutput forward(const ImageBatch& batch, const std::string& layer = "output",
+                           const std::vector<std::string>& attention = {});
 
   // The names `layer` accepts, in order.
   std::vector<std::string> layer_names() const;
+
+  // Every attention module by path, in order: "encoder.layers.N.self_attn", then per decoder
+  // layer "decoder.layers.N.self_attn" and "decoder.layers.N.multihead_attn".
+  std::vector<std::string> attention_modules();
 
   ImageModelOptions options;
   Tensor4 patch_embed_weight;  // patch_embed.proj.weight (E,C,p,p)

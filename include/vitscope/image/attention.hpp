@@ -1,0 +1,65 @@
+#pragma once
+// Attention as people inspect it: one image's captured weights cropped to its real tokens, heads
+// fused, rolled out through the encoder (Abnar & Zuidema 2020, as vit-explain computes it), and
+// thresholded to the top share of its mass (as DINO's visualize_attention.py).
+//
+// Token indices run row by row over an image's real token grid (h_i, w_i): t = i * w_i + j.
+
+#include <array>
+#include <cstddef>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <opencv2/core.hpp>
+
+#include "vitscope/image/image_model.hpp"
+#include "vitscope/image/views.hpp"
+#include "vitscope/tensor.hpp"
+
+namespace vitscope::image {
+
+enum class HeadFusion { mean, max, min };
+
+// "mean", "max" or "min"; throws vitscope::Error("bad_head_fusion") otherwise.
+HeadFusion parse_head_fusion(const std::string& name);
+std::string to_string(HeadFusion fusion);
+
+// One image's attention, every module the forward captured, keyed by module path
+// ("encoder.layers.0.self_attn", "decoder.layers.1.multihead_attn", ...): (nh, L_i, S_i) with the
+// padding tokens removed from both axes (queries keep all Q rows).
+struct ImageAttention {
+  std::array<std::size_t, 2> grid{};  // (h_i, w_i): the image's real token grid
+  std::map<std::string, Tensor3> modules;
+
+  // The encoder self-attention modules captured, in layer order.
+  std::vector<std::string> encoder_modules() const;
+};
+
+// Image b's attention from a forward that captured some modules (ImageModel::forward's
+// `attention`). Query axes of length Q (learned queries) are kept whole.
+ImageAttention image_attention(const ImageModelOutput& output, std::size_t b);
+
+// (nh,L,S) -> (L,S): the heads' mean, maximum or minimum.
+Tensor2 fuse_heads(const Tensor3& weights, HeadFusion fusion);
+
+// Attention rollout through `layers` (each (nh,S,S), first layer first): per layer the heads are
+// fused, the lowest `discard_ratio` share of the fused entries set to 0, the identity added for the
+// residual path, (A + I) / 2, rows renormalised, and the layers multiplied: R = A_n ... A_1.
+// Row t of the result (S,S) is how much token t's final representation draws on each input token.
+Tensor2 attention_rollout(const std::vector<Tensor3>& layers, HeadFusion fusion,
+                          float discard_ratio);
+
+// DINO's masks: true on the largest entries of `map` that together hold at least `threshold` of
+// its mass (the entries whose ascending cumulative share exceeds 1 - threshold).
+std::vector<bool> top_mass_mask(const std::vector<float>& map, float threshold);
+
+// The token (row-major over `grid`) under an original-image pixel; the inverse of the drawing in
+// views.hpp, so a marked point sits on the token whose map is shown.
+std::size_t token_at(cv::Point2d pixel, cv::Size image, const TokenLayout& layout,
+                     std::array<std::size_t, 2> grid);
+
+// Row `row` of (L,S) as a (h_i, w_i) map over the key tokens.
+Tensor2 key_map(const Tensor2& weights, std::size_t row, std::array<std::size_t, 2> grid);
+
+}  // namespace vitscope::image

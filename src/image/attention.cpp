@@ -1,0 +1,203 @@
+#include "vitscope/image/attention.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include <xtensor/xbuilder.hpp>
+#include <xtensor/xmath.hpp>
+#include <xtensor/xview.hpp>
+
+#include "vitscope/error.hpp"
+
+namespace vitscope::image {
+
+namespace {
+
+// Positions in the padded (h,w) token grid of the real tokens of a (h_i,w_i) grid, row by row.
+std::vector<std::size_t> real_tokens(std::array<std::size_t, 2> grid, std::size_t padded_w) {
+  std::vector<std::size_t> index;
+  for (std::size_t i = 0; i < grid[0]; ++i) {
+    for (std::size_t j = 0; j < grid[1]; ++j) index.push_back(i * padded_w + j);
+  }
+  return index;
+}
+
+std::vector<std::size_t> all_of(std::size_t n) {
+  std::vector<std::size_t> index(n);
+  std::iota(index.begin(), index.end(), 0);
+  return index;
+}
+
+// weights(b) (nh,L,S) restricted to the given query rows and key columns.
+Tensor3 select(const Tensor4& weights, std::size_t b, const std::vector<std::size_t>& rows,
+               const std::vector<std::size_t>& cols) {
+  const std::size_t nh = weights.shape(1);
+  Tensor3 out = Tensor3::from_shape({nh, rows.size(), cols.size()});
+  for (std::size_t k = 0; k < nh; ++k) {
+    for (std::size_t l = 0; l < rows.size(); ++l) {
+      for (std::size_t s = 0; s < cols.size(); ++s) out(k, l, s) = weights(b, k, rows[l], cols[s]);
+    }
+  }
+  return out;
+}
+
+bool starts_with(const std::string& text, const std::string& prefix) {
+  return text.compare(0, prefix.size(), prefix) == 0;
+}
+
+// Indices of `values` in ascending order; ties keep index order, so results never depend on the
+// sort's implementation.
+std::vector<std::size_t> ascending_order(const std::vector<float>& values) {
+  std::vector<std::size_t> order = all_of(values.size());
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t a, std::size_t b) { return values[a] < values[b]; });
+  return order;
+}
+
+// (S,S) fused attention -> (A' + I) / 2 with rows summing to 1, where A' drops the lowest
+// discard_ratio share of A's entries.
+Tensor2 rollout_step(Tensor2 fused, float discard_ratio) {
+  const std::size_t S = fused.shape(0);
+  const std::vector<float> entries(fused.begin(), fused.end());
+  const auto discarded = static_cast<std::size_t>(std::floor(entries.size() * discard_ratio));
+  const std::vector<std::size_t> order = ascending_order(entries);
+  for (std::size_t k = 0; k < discarded; ++k) fused.data()[order[k]] = 0.0f;
+  for (std::size_t i = 0; i < S; ++i) {
+    double total = 0;
+    for (std::size_t j = 0; j < S; ++j) {
+      fused(i, j) = 0.5f * (fused(i, j) + (i == j ? 1.0f : 0.0f));
+      total += fused(i, j);
+    }
+    for (std::size_t j = 0; j < S; ++j) fused(i, j) = static_cast<float>(fused(i, j) / total);
+  }
+  return fused;
+}
+
+// a (S,S) @ b (S,S), accumulated in double: rollout multiplies many near-stochastic matrices.
+Tensor2 matmul(const Tensor2& a, const Tensor2& b) {
+  const std::size_t S = a.shape(0);
+  Tensor2 out = Tensor2::from_shape({S, S});
+  std::vector<double> row(S);
+  for (std::size_t i = 0; i < S; ++i) {
+    std::fill(row.begin(), row.end(), 0.0);
+    for (std::size_t k = 0; k < S; ++k) {
+      const double aik = a(i, k);
+      for (std::size_t j = 0; j < S; ++j) row[j] += aik * b(k, j);
+    }
+    for (std::size_t j = 0; j < S; ++j) out(i, j) = static_cast<float>(row[j]);
+  }
+  return out;
+}
+
+}  // namespace
+
+HeadFusion parse_head_fusion(const std::string& name) {
+  if (name == "mean") return HeadFusion::mean;
+  if (name == "max") return HeadFusion::max;
+  if (name == "min") return HeadFusion::min;
+  throw Error("bad_head_fusion", "head fusion '" + name + "' is not mean, max or min");
+}
+
+std::string to_string(HeadFusion fusion) {
+  switch (fusion) {
+    case HeadFusion::mean: return "mean";
+    case HeadFusion::max: return "max";
+    case HeadFusion::min: return "min";
+  }
+  return "mean";
+}
+
+std::vector<std::string> ImageAttention::encoder_modules() const {
+  std::vector<std::pair<std::size_t, std::string>> layers;
+  const std::string prefix = "encoder.layers.";
+  for (const auto& [path, weights] : modules) {
+    if (starts_with(path, prefix)) layers.emplace_back(std::stoul(path.substr(prefix.size())), path);
+  }
+  std::sort(layers.begin(), layers.end());
+  std::vector<std::string> paths;
+  for (const auto& layer : layers) paths.push_back(layer.second);
+  return paths;
+}
+
+ImageAttention image_attention(const ImageModelOutput& output, std::size_t b) {
+  if (b >= output.grids.size()) throw Error("bad_attention_input", "no image " + std::to_string(b));
+  ImageAttention result;
+  result.grid = output.grids[b];
+  const std::size_t padded_w = output.token_mask.shape(2);
+  const std::vector<std::size_t> tokens = real_tokens(result.grid, padded_w);
+  const bool queries = output.query_outputs.size() > 0;
+  const std::size_t Q = queries ? output.query_outputs.shape(1) : 0;
+  for (const auto& [path, weights] : output.attention) {
+    // Decoder rows are learned queries in a query model; its self-attention keys are too.
+    const bool decoder = starts_with(path, "decoder.");
+    const bool query_rows = queries && decoder;
+    const bool query_cols = query_rows && path.find("self_attn") != std::string::npos;
+    result.modules[path] = select(weights, b, query_rows ? all_of(Q) : tokens,
+                                  query_cols ? all_of(Q) : tokens);
+  }
+  return result;
+}
+
+Tensor2 fuse_heads(const Tensor3& weights, HeadFusion fusion) {
+  if (weights.shape(0) == 0) throw Error("bad_attention_input", "no heads to fuse");
+  switch (fusion) {
+    case HeadFusion::mean: return xt::mean(weights, {0});
+    case HeadFusion::max: return xt::amax(weights, {0});
+    case HeadFusion::min: return xt::amin(weights, {0});
+  }
+  return xt::mean(weights, {0});
+}
+
+Tensor2 attention_rollout(const std::vector<Tensor3>& layers, HeadFusion fusion,
+                          float discard_ratio) {
+  if (layers.empty()) throw Error("bad_attention_input", "rollout needs at least one layer");
+  if (!(discard_ratio >= 0.0f && discard_ratio < 1.0f)) {
+    throw Error("bad_attention_input", "the discard ratio must be in [0, 1)");
+  }
+  const std::size_t S = layers.front().shape(1);
+  Tensor2 result = xt::eye<float>(S);
+  for (const Tensor3& layer : layers) {
+    if (layer.shape(1) != S || layer.shape(2) != S) {
+      throw Error("bad_attention_input", "rollout needs square (nh,S,S) self-attention");
+    }
+    result = matmul(rollout_step(fuse_heads(layer, fusion), discard_ratio), result);
+  }
+  return result;
+}
+
+std::vector<bool> top_mass_mask(const std::vector<float>& map, float threshold) {
+  double total = 0;
+  for (float v : map) total += v;
+  std::vector<bool> keep(map.size(), false);
+  if (total <= 0) return keep;
+  double cumulative = 0;
+  for (std::size_t index : ascending_order(map)) {
+    cumulative += map[index] / total;
+    keep[index] = cumulative > 1.0 - threshold;
+  }
+  return keep;
+}
+
+std::size_t token_at(cv::Point2d pixel, cv::Size image, const TokenLayout& layout,
+                     std::array<std::size_t, 2> grid) {
+  const auto axis = [&](double at, int original, int resized, std::size_t tokens) {
+    const double x = std::clamp(std::floor(at), 0.0, original - 1.0);
+    const double r = (x + 0.5) * resized / original;
+    return std::min(tokens - 1, static_cast<std::size_t>(r / layout.patch_size));
+  };
+  const std::size_t i = axis(pixel.y, image.height, layout.resized.height, grid[0]);
+  const std::size_t j = axis(pixel.x, image.width, layout.resized.width, grid[1]);
+  return i * grid[1] + j;
+}
+
+Tensor2 key_map(const Tensor2& weights, std::size_t row, std::array<std::size_t, 2> grid) {
+  if (row >= weights.shape(0) || weights.shape(1) != grid[0] * grid[1]) {
+    throw Error("bad_attention_input", "the attention row does not fit the token grid");
+  }
+  Tensor2 map = Tensor2::from_shape({grid[0], grid[1]});
+  std::copy_n(&weights(row, 0), weights.shape(1), map.data());
+  return map;
+}
+
+}  // namespace vitscope::image

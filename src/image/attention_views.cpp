@@ -1,0 +1,204 @@
+#include "vitscope/image/attention_views.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include <opencv2/imgproc.hpp>
+#include <xtensor/xmath.hpp>
+#include <xtensor/xview.hpp>
+
+#include "drawing.hpp"
+#include "vitscope/error.hpp"
+
+namespace vitscope::image {
+
+namespace {
+
+using namespace drawing;
+
+constexpr int kGap = 4;
+constexpr double kOverlayWeight = 0.6;
+constexpr std::size_t kTilesPerRow = 4;
+const cv::Scalar kMaskTint(255, 160, 0);  // BGR: a light blue
+
+void require_canvas(const AttentionCanvas& canvas) {
+  if (canvas.image.empty() || canvas.image.type() != CV_32FC3) {
+    throw Error("bad_view_input", "attention views draw over a CV_32FC3 RGB image");
+  }
+  if (canvas.grid[0] == 0 || canvas.grid[1] == 0) {
+    throw Error("bad_view_input", "attention views need a token grid");
+  }
+}
+
+cv::Size tile_size(const AttentionCanvas& canvas) {
+  const cv::Size image = canvas.image.size();
+  const double scale = std::min(1.0, canvas.max_tile / static_cast<double>(std::max(image.width, image.height)));
+  return {std::max(1, static_cast<int>(std::lround(image.width * scale))),
+          std::max(1, static_cast<int>(std::lround(image.height * scale)))};
+}
+
+// The image as a tile's background, BGR.
+cv::Mat background(const AttentionCanvas& canvas) {
+  const cv::Size size = tile_size(canvas);
+  if (size == canvas.image.size()) return to_bgr8(canvas.image);
+  cv::Mat small;
+  cv::resize(canvas.image, small, size, 0, 0, cv::INTER_AREA);
+  return to_bgr8(small);
+}
+
+void mark_points(cv::Mat& tile, const std::vector<cv::Point2d>& points,
+                 const AttentionCanvas& canvas) {
+  const double scale = tile.cols / static_cast<double>(canvas.image.cols);
+  const int radius = std::max(4, tile.cols / 40);
+  for (const cv::Point2d& p : points) {
+    const cv::Point centre(static_cast<int>(std::lround(p.x * scale)),
+                           static_cast<int>(std::lround(p.y * scale)));
+    cv::circle(tile, centre, radius, cv::Scalar(0, 0, 0), 3, cv::LINE_AA);
+    cv::circle(tile, centre, radius, cv::Scalar(255, 255, 255), 1, cv::LINE_AA);
+  }
+}
+
+cv::Mat map_mat(const Tensor2& map, const AttentionCanvas& canvas) {
+  if (map.shape(0) != canvas.grid[0] || map.shape(1) != canvas.grid[1]) {
+    throw Error("bad_view_input", "the attention map does not fit the image's token grid");
+  }
+  return cv::Mat(static_cast<int>(map.shape(0)), static_cast<int>(map.shape(1)), CV_32F,
+                 const_cast<float*>(map.data()))
+      .clone();
+}
+
+// Tiles in rows of kTilesPerRow.
+cv::Mat wrapped(const std::vector<cv::Mat>& tiles) {
+  std::vector<cv::Mat> rows;
+  for (std::size_t start = 0; start < tiles.size(); start += kTilesPerRow) {
+    const auto end = tiles.begin() + static_cast<std::ptrdiff_t>(std::min(tiles.size(), start + kTilesPerRow));
+    rows.push_back(row_of({tiles.begin() + static_cast<std::ptrdiff_t>(start), end}, kGap));
+  }
+  return column_of(rows, kGap);
+}
+
+std::string point_caption(const cv::Point2d& p) {
+  return "(" + std::to_string(std::lround(p.x)) + ", " + std::to_string(std::lround(p.y)) + ")";
+}
+
+std::string fused_caption(HeadFusion fusion, std::size_t heads) {
+  return to_string(fusion) + " of " + std::to_string(heads) + " heads";
+}
+
+std::vector<float> values_of(const Tensor2& map) { return {map.begin(), map.end()}; }
+
+void require_points(const std::vector<cv::Point2d>& points) {
+  if (points.empty()) throw Error("bad_view_input", "this view needs at least one point");
+}
+
+// For each point a row: the fused map, then each head's, each drawn by `draw`.
+template <class Draw>
+cv::Mat montage(const Tensor3& weights, const std::vector<cv::Point2d>& points, HeadFusion fusion,
+                const AttentionCanvas& canvas, Draw draw) {
+  require_canvas(canvas);
+  require_points(points);
+  const Tensor2 fused = fuse_heads(weights, fusion);
+  std::vector<cv::Mat> rows;
+  for (const cv::Point2d& p : points) {
+    const std::size_t token = token_at(p, canvas.image.size(), canvas.layout, canvas.grid);
+    std::vector<cv::Mat> tiles = {captioned(
+        draw(key_map(fused, token, canvas.grid), p),
+        point_caption(p) + " " + fused_caption(fusion, weights.shape(0)))};
+    for (std::size_t k = 0; k < weights.shape(0); ++k) {
+      const Tensor2 head = xt::view(weights, k, xt::all(), xt::all());
+      tiles.push_back(
+          captioned(draw(key_map(head, token, canvas.grid), p), "head " + std::to_string(k)));
+    }
+    rows.push_back(row_of(tiles, kGap));
+  }
+  return column_of(rows, kGap);
+}
+
+}  // namespace
+
+cv::Mat attention_overlay(const Tensor2& map, const AttentionCanvas& canvas,
+                          const std::vector<cv::Point2d>& points) {
+  require_canvas(canvas);
+  cv::Mat tile = background(canvas);
+  const cv::Mat colours = turbo(stretch_min_max(map_mat(map, canvas)));
+  tile = blend(tile, tokens_to_image(colours, canvas.layout, tile.size()), kOverlayWeight);
+  mark_points(tile, points, canvas);
+  return tile;
+}
+
+cv::Mat mask_overlay(const std::vector<bool>& mask, const AttentionCanvas& canvas,
+                     const std::vector<cv::Point2d>& points) {
+  require_canvas(canvas);
+  if (mask.size() != canvas.grid[0] * canvas.grid[1]) {
+    throw Error("bad_view_input", "the mask does not fit the image's token grid");
+  }
+  cv::Mat tokens(static_cast<int>(canvas.grid[0]), static_cast<int>(canvas.grid[1]), CV_8U);
+  for (std::size_t t = 0; t < mask.size(); ++t) tokens.data[t] = mask[t] ? 255 : 0;
+  cv::Mat tile = background(canvas);
+  const cv::Mat inside = tokens_to_image(tokens, canvas.layout, tile.size());
+  const cv::Mat tint(tile.size(), CV_8UC3, kMaskTint);
+  blend(tile, tint, kOverlayWeight).copyTo(tile, inside);
+  std::vector<std::vector<cv::Point>> contours;
+  cv::findContours(inside, contours, cv::RETR_EXTERNAL, cv::CHAIN_APPROX_SIMPLE);
+  cv::drawContours(tile, contours, -1, cv::Scalar(255, 255, 255), 1, cv::LINE_AA);
+  mark_points(tile, points, canvas);
+  return tile;
+}
+
+cv::Mat points_view(const Tensor3& weights, const std::vector<cv::Point2d>& points,
+                    HeadFusion fusion, const AttentionCanvas& canvas) {
+  require_canvas(canvas);
+  require_points(points);
+  const Tensor2 fused = fuse_heads(weights, fusion);
+  std::vector<cv::Mat> tiles;
+  for (const cv::Point2d& p : points) {
+    const std::size_t token = token_at(p, canvas.image.size(), canvas.layout, canvas.grid);
+    tiles.push_back(captioned(attention_overlay(key_map(fused, token, canvas.grid), canvas, {p}),
+                              point_caption(p)));
+  }
+  return wrapped(tiles);
+}
+
+cv::Mat heads_view(const Tensor3& weights, const std::vector<cv::Point2d>& points,
+                   HeadFusion fusion, const AttentionCanvas& canvas) {
+  return montage(weights, points, fusion, canvas, [&](const Tensor2& map, const cv::Point2d& p) {
+    return attention_overlay(map, canvas, {p});
+  });
+}
+
+cv::Mat masks_view(const Tensor3& weights, const std::vector<cv::Point2d>& points,
+                   HeadFusion fusion, float threshold, const AttentionCanvas& canvas) {
+  return montage(weights, points, fusion, canvas, [&](const Tensor2& map, const cv::Point2d& p) {
+    return mask_overlay(top_mass_mask(values_of(map), threshold), canvas, {p});
+  });
+}
+
+cv::Mat rollout_view(const Tensor2& rollout, const std::vector<cv::Point2d>& points,
+                     const AttentionCanvas& canvas) {
+  require_canvas(canvas);
+  std::vector<cv::Mat> tiles;
+  for (const cv::Point2d& p : points) {
+    const std::size_t token = token_at(p, canvas.image.size(), canvas.layout, canvas.grid);
+    tiles.push_back(captioned(attention_overlay(key_map(rollout, token, canvas.grid), canvas, {p}),
+                              point_caption(p)));
+  }
+  const Tensor2 mean = xt::mean(rollout, {0});
+  const Tensor2 all_tokens = xt::reshape_view(mean, {canvas.grid[0], canvas.grid[1]});
+  tiles.push_back(captioned(attention_overlay(all_tokens, canvas), "all tokens"));
+  return wrapped(tiles);
+}
+
+cv::Mat cross_view(const Tensor3& weights, const std::vector<CrossRow>& rows, HeadFusion fusion,
+                   const AttentionCanvas& canvas) {
+  require_canvas(canvas);
+  if (rows.empty()) throw Error("bad_view_input", "the cross-attention view needs a row");
+  const Tensor2 fused = fuse_heads(weights, fusion);
+  std::vector<cv::Mat> tiles;
+  for (const CrossRow& row : rows) {
+    tiles.push_back(captioned(
+        attention_overlay(key_map(fused, row.row, canvas.grid), canvas, row.points), row.caption));
+  }
+  return wrapped(tiles);
+}
+
+}  // namespace vitscope::image

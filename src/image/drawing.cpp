@@ -1,0 +1,129 @@
+#include "drawing.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include <opencv2/imgproc.hpp>
+
+namespace vitscope::image::drawing {
+
+namespace {
+
+// out(y, x) = grid(rows[y], cols[x]), for any element type.
+cv::Mat sample(const cv::Mat& grid, const std::vector<int>& rows, const std::vector<int>& cols) {
+  cv::Mat out(static_cast<int>(rows.size()), static_cast<int>(cols.size()), grid.type());
+  const std::size_t elem = grid.elemSize();
+  for (int y = 0; y < out.rows; ++y) {
+    const uchar* src = grid.ptr(rows[static_cast<std::size_t>(y)]);
+    uchar* dst = out.ptr(y);
+    for (int x = 0; x < out.cols; ++x) {
+      std::memcpy(dst + x * elem, src + cols[static_cast<std::size_t>(x)] * elem, elem);
+    }
+  }
+  return out;
+}
+
+cv::Mat colormap(const cv::Mat& gray8, int map) {
+  cv::Mat bgr;
+  cv::applyColorMap(gray8, bgr, map);
+  return bgr;
+}
+
+}  // namespace
+
+cv::Mat to_bgr8(const cv::Mat& rgb) {
+  cv::Mat rgb8, bgr;
+  rgb.convertTo(rgb8, CV_8U);
+  cv::cvtColor(rgb8, bgr, cv::COLOR_RGB2BGR);
+  return bgr;
+}
+
+cv::Mat stretch(const cv::Mat& values, double lo, double hi) {
+  cv::Mat out;
+  if (hi > lo) {
+    values.convertTo(out, CV_8U, 255.0 / (hi - lo), -lo * 255.0 / (hi - lo));
+  } else {
+    out = cv::Mat::zeros(values.size(), CV_8U);
+  }
+  return out;
+}
+
+cv::Mat stretch_min_max(const cv::Mat& values) {
+  double lo = 0, hi = 0;
+  cv::minMaxLoc(values, &lo, &hi);
+  return stretch(values, lo, hi);
+}
+
+cv::Mat viridis(const cv::Mat& gray8) { return colormap(gray8, cv::COLORMAP_VIRIDIS); }
+cv::Mat turbo(const cv::Mat& gray8) { return colormap(gray8, cv::COLORMAP_TURBO); }
+
+std::vector<int> token_under_pixel(int original, int resized, int patch, int tokens) {
+  std::vector<int> index(static_cast<std::size_t>(original));
+  for (int x = 0; x < original; ++x) {
+    const double r = (x + 0.5) * resized / original;
+    index[static_cast<std::size_t>(x)] = std::min(tokens - 1, static_cast<int>(r / patch));
+  }
+  return index;
+}
+
+cv::Mat tokens_to_image(const cv::Mat& grid, const TokenLayout& layout, cv::Size image) {
+  return sample(
+      grid, token_under_pixel(image.height, layout.resized.height, layout.patch_size, grid.rows),
+      token_under_pixel(image.width, layout.resized.width, layout.patch_size, grid.cols));
+}
+
+cv::Mat enlarge(const cv::Mat& grid, int factor) {
+  std::vector<int> rows(static_cast<std::size_t>(grid.rows * factor));
+  std::vector<int> cols(static_cast<std::size_t>(grid.cols * factor));
+  for (std::size_t y = 0; y < rows.size(); ++y) rows[y] = static_cast<int>(y) / factor;
+  for (std::size_t x = 0; x < cols.size(); ++x) cols[x] = static_cast<int>(x) / factor;
+  return sample(grid, rows, cols);
+}
+
+cv::Mat blend(const cv::Mat& bgr, const cv::Mat& overlay, double overlay_weight) {
+  cv::Mat out;
+  cv::addWeighted(bgr, 1.0 - overlay_weight, overlay, overlay_weight, 0.0, out);
+  return out;
+}
+
+cv::Mat row_of(const std::vector<cv::Mat>& tiles, int gap) {
+  std::vector<cv::Mat> parts;
+  for (const cv::Mat& tile : tiles) {
+    if (!parts.empty()) parts.emplace_back(tile.rows, gap, CV_8UC3, cv::Scalar::all(255));
+    parts.push_back(tile);
+  }
+  cv::Mat out;
+  cv::hconcat(parts, out);
+  return out;
+}
+
+cv::Mat column_of(const std::vector<cv::Mat>& rows, int gap) {
+  int width = 0;
+  for (const cv::Mat& row : rows) width = std::max(width, row.cols);
+  std::vector<cv::Mat> parts;
+  for (const cv::Mat& row : rows) {
+    if (!parts.empty()) parts.emplace_back(gap, width, CV_8UC3, cv::Scalar::all(255));
+    cv::Mat padded(row.rows, width, CV_8UC3, cv::Scalar::all(255));
+    row.copyTo(padded(cv::Rect(0, 0, row.cols, row.rows)));
+    parts.push_back(padded);
+  }
+  cv::Mat out;
+  cv::vconcat(parts, out);
+  return out;
+}
+
+cv::Mat captioned(const cv::Mat& bgr, const std::string& caption) {
+  const int font = cv::FONT_HERSHEY_SIMPLEX;
+  const double scale = std::clamp(bgr.cols / 400.0, 0.35, 0.6);
+  int baseline = 0;
+  const int text_height = cv::getTextSize("Ag", font, scale, 1, &baseline).height;
+  const int strip = text_height + baseline + 6;
+  cv::Mat out(bgr.rows + strip, bgr.cols, CV_8UC3, cv::Scalar::all(0));
+  bgr.copyTo(out(cv::Rect(0, strip, bgr.cols, bgr.rows)));
+  cv::putText(out, caption, cv::Point(4, 3 + text_height), font, scale, cv::Scalar::all(255), 1,
+              cv::LINE_AA);
+  return out;
+}
+
+}  // namespace vitscope::image::drawing
