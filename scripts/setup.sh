@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # Installs every Debian package vitscope needs to build, run and test; skips what is present.
-# Usage: scripts/setup.sh [--tools]   (--tools adds python3-torch for tools/ and bench/)
+# Usage: scripts/setup.sh [--tests] [--tools]
+#   --tests adds what only the test suite uses: chromium (the gallery check), xvfb and xdotool
+#   (the vitscope-demo check); --tools adds python3-torch for tools/ and bench/.
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config
           libxtensor-dev libxtensor-blas-dev libxsimd-dev libopenblas-dev
           libopencv-dev catch2 libcli11-dev nlohmann-json3-dev zlib1g-dev
           clang-14 libclang-rt-14-dev)  # clang and libFuzzer for scripts/fuzz.sh
-if [[ "${1:-}" == "--tools" ]]; then
-  packages+=(python3-torch python3-numpy python3-opencv)
-fi
+for option in "$@"; do
+  case "$option" in
+    --tests) packages+=(chromium xvfb xauth xdotool) ;;  # xvfb-run needs xauth
+    --tools) packages+=(python3-torch python3-numpy python3-opencv) ;;
+    *) echo "setup.sh: unknown option $option" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${packages[@]}"; do

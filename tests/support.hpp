@@ -114,11 +114,12 @@ struct Run {
   std::string err;
 };
 
-// Runs `vitscope <args>` (args already quoted as needed), capturing stdout and stderr.
-inline Run run_cli(const std::string& args) {
+// Runs `vitscope <args>` (args already quoted as needed), capturing stdout and stderr. `before` is
+// shell text put in front of the command: `VAR=value `, or `cd DIR && `.
+inline Run run_cli(const std::string& args, const std::string& before = "") {
   TempDir dir;
-  const std::string command = quote(VITSCOPE_CLI) + " " + args + " >" + quote(dir.file("stdout")) +
-                              " 2>" + quote(dir.file("stderr"));
+  const std::string command = before + quote(VITSCOPE_CLI) + " " + args + " >" +
+                              quote(dir.file("stdout")) + " 2>" + quote(dir.file("stderr"));
   const int status = std::system(command.c_str());
   INFO(command);
   REQUIRE(WIFEXITED(status));  // never killed by a signal

@@ -1,7 +1,8 @@
 // vitscope: inspect, run and time torch.nn.Transformer model files.
 //
 // Exit codes: 0 success, 1 bad input (unreadable or malformed files, shapes that do not fit the
-// model), 2 usage error (CLI11's parse errors and UsageError).
+// model), 2 usage error (CLI11's parse errors and UsageError), 128 + the signal for a run stopped
+// by SIGINT or SIGTERM (130, 143).
 
 #include <malloc.h>
 
@@ -13,6 +14,8 @@
 #include <CLI/CLI.hpp>
 
 #include "commands.hpp"
+#include "interrupt.hpp"
+#include "opencv_limit.hpp"
 
 namespace {
 
@@ -53,12 +56,16 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  vitscope::cli::keep_command_line(argv);
   // Keep multi-MB tensors in the heap instead of returning them to the kernel after every layer:
   // glibc's defaults made each layer page-fault its buffers in again (ViT-S b8: 379 -> 335 ms).
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 256 << 20);
   try {
     return run(argc, argv);
+  } catch (const vitscope::cli::Interrupted& e) {
+    std::cerr << "vitscope: " << e.what() << std::endl;
+    return 128 + e.signal();
   } catch (const vitscope::cli::UsageError& e) {
     report_error(e.what());
     return kUsageExit;

@@ -21,7 +21,12 @@
 #include <xtensor/xview.hpp>
 
 #include "commands.hpp"
+#include "gallery.hpp"
+#include "image_file.hpp"
+#include "interrupt.hpp"
+#include "opencv_limit.hpp"
 #include "progress.hpp"
+#include "run_attention.hpp"
 #include "run_inputs.hpp"
 #include "threads.hpp"
 #include "vitscope/error.hpp"
@@ -53,6 +58,7 @@ struct RunOptions {
   std::string layer = "output";
   bool overwrite = false;
   std::int64_t max_pixels = static_cast<std::int64_t>(image::LoadLimits{}.max_pixels);
+  AttentionOptions attention;
 };
 
 // One entry of summary.json.
@@ -76,8 +82,10 @@ Json to_json(const Record& r) {
           {"grid", r.grid}};
 }
 
-// The files of one image's folder, by kind; which kinds there are depends on the model.
-std::vector<std::pair<std::string, std::string>> output_files(const image::ImageModel& model) {
+// The files of one image's folder, by kind; which kinds there are depends on the model and the
+// attention asked for.
+std::vector<std::pair<std::string, std::string>> output_files(const image::ImageModel& model,
+                                                              const AttentionPlan& plan) {
   std::vector<std::pair<std::string, std::string>> files = {{"features", "features.npy"},
                                                             {"pca", "pca.png"},
                                                             {"channels", "channels.png"},
@@ -86,6 +94,9 @@ std::vector<std::pair<std::string, std::string>> output_files(const image::Image
                        model.options.transformer.num_decoder_layers > 0;
   if (model.options.num_classes > 0 && !queries) files.emplace_back("classes", "classes.png");
   if (queries) files.emplace_back("queries", "queries.npy");
+  for (const auto& file : plan.files()) files.push_back(file);
+  files.emplace_back("thumbnail", kThumbnailFile);
+  files.emplace_back("page", kPageFile);
   return files;
 }
 
@@ -93,6 +104,7 @@ std::vector<std::pair<std::string, std::string>> output_files(const image::Image
 struct Job {
   const RunOptions& options;
   image::ImageModel& model;
+  const AttentionPlan& attention;
   image::PreprocessOptions preprocess;
   fs::path out_dir;
   Json settings;  // what decides an image's results: reused only when these match
@@ -104,13 +116,6 @@ struct Job {
 std::string json_text(const Json& json) {
   // Replaces bytes that are not UTF-8 (file names may hold any) instead of throwing.
   return json.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
-}
-
-void write_png(const fs::path& path, const cv::Mat& bgr) {
-  std::vector<uchar> bytes;
-  if (!cv::imencode(".png", bgr, bytes))
-    throw Error("write_failed", "cannot encode " + path.string());
-  io::write_file_atomically(path.string(), std::string(bytes.begin(), bytes.end()));
 }
 
 // An earlier run's results for r, when every file is there and they were made the same way.
@@ -172,10 +177,19 @@ void write_outputs(const Job& job, const image::ImageModelOutput& out,
     const Tensor2 queries = xt::view(out.query_outputs, b, xt::all(), xt::all());
     io::write_npy(output("queries", "queries.npy").string(), queries);
   }
+  const nlohmann::json maps = job.attention.write({out, b, rgb, batch.resized[b]}, output);
+  write_thumbnail(output("thumbnail", kThumbnailFile), rgb);
 
   r.status = "ok";
   r.size = {rgb.cols, rgb.rows};
   r.grid = {h, w};
+  std::vector<std::pair<std::string, std::string>> names;
+  for (const auto& [kind, name] : job.files) names.emplace_back(kind, name);
+  write_image_page(output("page", kPageFile), r.input, names,
+                   {{"size", std::to_string(rgb.cols) + "x" + std::to_string(rgb.rows)},
+                    {"tokens", std::to_string(h) + "x" + std::to_string(w)},
+                    {"model", job.options.model}},
+                   maps);
   const Json record = {{"settings", job.settings}, {"size", r.size}, {"grid", r.grid}};
   io::write_file_atomically((folder / kRecordFile).string(), json_text(record));
 }
@@ -196,9 +210,14 @@ double seconds_since(Clock::time_point start) {
 }
 
 // Runs the model on loaded images and writes their results; a failure of the batch fails each of
-// its images, a failure to write fails that image only.
+// its images, a failure to write fails that image only. After a signal no image is started: the
+// rest of the batch is left as not reached.
 void run_batch(const Job& job, std::vector<Loaded>& loaded, std::vector<Record>& records,
                Timings& timings, Progress& progress) {
+  if (interrupted()) {
+    loaded.clear();
+    return;
+  }
   std::vector<cv::Mat> images;
   for (const Loaded& l : loaded) images.push_back(l.rgb);
   std::optional<image::ImageBatch> batch;
@@ -207,12 +226,12 @@ void run_batch(const Job& job, std::vector<Loaded>& loaded, std::vector<Record>&
   try {
     batch = image::preprocess(images, job.preprocess);
     const Clock::time_point start = Clock::now();
-    out = job.model.forward(*batch, job.options.layer);
+    out = job.model.forward(*batch, job.options.layer, job.attention.capture());
     timings.forward_s += seconds_since(start);
   } catch (const std::exception& e) {
     batch_error = e.what();
   }
-  for (std::size_t b = 0; b < loaded.size(); ++b) {
+  for (std::size_t b = 0; b < loaded.size() && !interrupted(); ++b) {
     Record& r = records[loaded[b].record];
     if (!batch_error.empty()) {
       fail(r, batch_error);
@@ -234,9 +253,9 @@ std::vector<Record> process(const Job& job, const std::vector<InputFile>& inputs
   image::LoadLimits limits;
   limits.max_pixels = static_cast<std::uint64_t>(job.options.max_pixels);
   std::vector<Loaded> loaded;
-  for (std::size_t i = 0; i < inputs.size(); ++i) {
+  for (std::size_t i = 0; i < inputs.size(); ++i) records[i].input = inputs[i].relative;
+  for (std::size_t i = 0; i < inputs.size() && !interrupted(); ++i) {
     Record& r = records[i];
-    r.input = inputs[i].relative;
     if (!inputs[i].is_image) {
       r.status = "skipped";
       r.error = "not an image extension";
@@ -258,6 +277,13 @@ std::vector<Record> process(const Job& job, const std::vector<InputFile>& inputs
     progress.advance(r.input, r.status);
   }
   if (!loaded.empty()) run_batch(job, loaded, records, timings, progress);
+  // What a signal kept the run from reaching; a rerun does it.
+  for (Record& r : records) {
+    if (r.status.empty()) {
+      r.status = "skipped";
+      r.error = "interrupted";
+    }
+  }
   return records;
 }
 
@@ -288,7 +314,8 @@ std::size_t error_count(const std::vector<Record>& records) {
 
 void run_images(const RunOptions& o) {
   const Clock::time_point start = Clock::now();
-  image::limit_opencv_decoder(static_cast<std::uint64_t>(o.max_pixels));
+  restart_with_opencv_limit(static_cast<std::uint64_t>(o.max_pixels));
+  watch_interrupts();
   use_threads(o.threads);
   const fs::path out_dir = o.out;
   const std::vector<InputFile> inputs = collect_inputs(o.inputs, out_dir);
@@ -297,8 +324,13 @@ void run_images(const RunOptions& o) {
   require_layer(file.model, o.layer);
   image::PreprocessOptions preprocess = file.model.preprocess_options();
   if (o.size > 0) preprocess.size = o.size;
-  const Json settings = {{"model", o.model}, {"layer", o.layer}, {"size", preprocess.size}};
-  const Job job{o, file.model, preprocess, out_dir, settings, output_files(file.model)};
+  const AttentionPlan attention(o.attention, file.model);
+  const Json settings = {{"model", o.model},
+                         {"layer", o.layer},
+                         {"size", preprocess.size},
+                         {"attention", attention.settings()}};
+  const Job job{o,        file.model, attention, preprocess, out_dir,
+                settings, output_files(file.model, attention)};
   fs::create_directories(out_dir);
 
   Timings timings;
@@ -325,7 +357,13 @@ void run_images(const RunOptions& o) {
                         {"images", images}};
   const fs::path summary_path = out_dir / "summary.json";
   io::write_file_atomically(summary_path.string(), json_text(summary));
+  write_gallery(out_dir, summary);
 
+  if (const int signal = interrupted()) {
+    throw Interrupted(signal, "interrupted by " + signal_name(signal) + ": " +
+                                  summary_line(records, total_s) + "; summary in " +
+                                  summary_path.string() + "; run the same command again to finish");
+  }
   std::cerr << "vitscope: " << summary_line(records, total_s) << std::endl;
   if (const std::size_t errors = error_count(records); errors > 0) {
     throw Error("images_failed", std::to_string(errors) + " of " + std::to_string(records.size()) +
@@ -363,6 +401,7 @@ Command add_run_command(CLI::App& app) {
   command->add_option("--max-pixels", o.max_pixels, "refuse images with more pixels than this")
       ->capture_default_str()
       ->check(CLI::Range(std::int64_t{1}, std::numeric_limits<std::int64_t>::max()));
+  add_attention_options(*command, o.attention);
   add_threads_option(*command, o.threads);
   return {command, [options] { run_images(*options); }};
 }

@@ -200,4 +200,14 @@ Tensor2 key_map(const Tensor2& weights, std::size_t row, std::array<std::size_t,
   return map;
 }
 
+Tensor2 mean_key_map(const Tensor2& weights, std::array<std::size_t, 2> grid) {
+  if (weights.shape(0) == 0 || weights.shape(1) != grid[0] * grid[1]) {
+    throw Error("bad_attention_input", "the attention rows do not fit the token grid");
+  }
+  const Tensor1 mean = xt::mean(weights, {0});
+  Tensor2 map = Tensor2::from_shape({grid[0], grid[1]});
+  std::copy(mean.begin(), mean.end(), map.begin());
+  return map;
+}
+
 }  // namespace vitscope::image

@@ -182,9 +182,8 @@ cv::Mat rollout_view(const Tensor2& rollout, const std::vector<cv::Point2d>& poi
     tiles.push_back(captioned(attention_overlay(key_map(rollout, token, canvas.grid), canvas, {p}),
                               point_caption(p)));
   }
-  const Tensor2 mean = xt::mean(rollout, {0});
-  const Tensor2 all_tokens = xt::reshape_view(mean, {canvas.grid[0], canvas.grid[1]});
-  tiles.push_back(captioned(attention_overlay(all_tokens, canvas), "all tokens"));
+  tiles.push_back(
+      captioned(attention_overlay(mean_key_map(rollout, canvas.grid), canvas), "all tokens"));
   return wrapped(tiles);
 }
 

@@ -62,4 +62,7 @@ std::size_t token_at(cv::Point2d pixel, cv::Size image, const TokenLayout& layou
 // Row `row` of (L,S) as a (h_i, w_i) map over the key tokens.
 Tensor2 key_map(const Tensor2& weights, std::size_t row, std::array<std::size_t, 2> grid);
 
+// The mean of all rows of (L,S) as a (h_i, w_i) map: where attention lands on average.
+Tensor2 mean_key_map(const Tensor2& weights, std::array<std::size_t, 2> grid);
+
 }  // namespace vitscope::image

@@ -1,0 +1,390 @@
+#include "run_attention.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <sstream>
+
+#include <xtensor/xview.hpp>
+
+#include "commands.hpp"
+#include "image_file.hpp"
+#include "vitscope/image/attention_views.hpp"
+#include "vitscope/io/npy_tensors.hpp"
+
+namespace vitscope::cli {
+
+namespace {
+
+using Json = nlohmann::json;
+
+const std::vector<std::string> kViews = {"points", "heads", "masks", "rollout", "cross"};
+// Spread over the image when no --points are given, as DETR's notebook picks a few by hand.
+const std::vector<cv::Point2d> kDefaultFractions = {{0.3, 0.3}, {0.7, 0.3}, {0.3, 0.7}, {0.7, 0.7}};
+
+std::vector<std::string> split(const std::string& text, char separator) {
+  std::vector<std::string> parts;
+  std::stringstream in(text);
+  for (std::string part; std::getline(in, part, separator);) parts.push_back(part);
+  return parts;
+}
+
+double parse_coordinate(const std::string& text, const std::string& point, bool& fraction) {
+  std::size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != text.size() || text.empty() || !std::isfinite(value) || value < 0) {
+    throw UsageError("--points " + point + ": expected x,y as pixels or fractions (0.5,0.25)");
+  }
+  fraction = text.find('.') != std::string::npos;
+  if (fraction && value > 1) {
+    throw UsageError("--points " + point + ": a fraction must be at most 1");
+  }
+  return value;
+}
+
+// -1 is the last of `count` layers, as Python indexes.
+std::size_t layer_index(int layer, std::size_t count, const std::string& stack) {
+  const long n = static_cast<long>(count);
+  const long index = layer < 0 ? n + layer : layer;
+  if (index < 0 || index >= n) {
+    throw UsageError("--attention-layer " + std::to_string(layer) + ": the " + stack + " has " +
+                     std::to_string(count) + " layers");
+  }
+  return static_cast<std::size_t>(index);
+}
+
+std::string base64(const std::vector<unsigned char>& bytes) {
+  static const char* digits = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  for (std::size_t i = 0; i < bytes.size(); i += 3) {
+    const std::size_t n = std::min<std::size_t>(3, bytes.size() - i);
+    unsigned value = static_cast<unsigned>(bytes[i]) << 16;
+    if (n > 1) value |= static_cast<unsigned>(bytes[i + 1]) << 8;
+    if (n > 2) value |= bytes[i + 2];
+    for (std::size_t k = 0; k < 4; ++k) {
+      out += k <= n ? digits[(value >> (18 - 6 * k)) & 63] : '=';
+    }
+  }
+  return out;
+}
+
+// A map for the page: its maximum and each value as 0..255 of it, base64.
+Json quantised(const Tensor2& map) {
+  const float top = *std::max_element(map.begin(), map.end());
+  std::vector<unsigned char> bytes(map.size(), 0);
+  if (top > 0) {
+    std::transform(map.begin(), map.end(), bytes.begin(), [&](float v) {
+      return static_cast<unsigned char>(std::lround(std::clamp(v / top, 0.0f, 1.0f) * 255));
+    });
+  }
+  return {{"max", top}, {"q", base64(bytes)}};
+}
+
+bool is_background(const std::string& name) {
+  std::string lower = name;
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return lower == "background" || lower == "no_object" || lower == "no-object";
+}
+
+struct QueryScore {
+  std::size_t query = 0;
+  double score = 0;
+  std::string caption;
+};
+
+// Learned queries ranked as DETR's notebook keeps them: by the probability of their best class
+// that is not background; without a head, in order.
+std::vector<QueryScore> ranked_queries(const image::ImageModelOutput& out, std::size_t b,
+                                       const std::vector<std::string>& names, std::size_t keep) {
+  const std::size_t Q = out.query_outputs.shape(1);
+  std::vector<QueryScore> queries(Q);
+  for (std::size_t q = 0; q < Q; ++q) {
+    queries[q].query = q;
+    queries[q].caption = "query " + std::to_string(q);
+    if (out.query_logits.size() == 0) continue;
+    const std::size_t K = out.query_logits.shape(2);
+    double top = -INFINITY, total = 0;
+    for (std::size_t k = 0; k < K; ++k) top = std::max(top, double(out.query_logits(b, q, k)));
+    std::vector<double> p(K);
+    for (std::size_t k = 0; k < K; ++k) total += p[k] = std::exp(out.query_logits(b, q, k) - top);
+    std::size_t best = K;
+    for (std::size_t k = 0; k < K; ++k) {
+      const std::string name = k < names.size() ? names[k] : "class " + std::to_string(k);
+      if (is_background(name)) continue;
+      if (best == K || p[k] > p[best]) best = k;
+    }
+    if (best == K) continue;
+    queries[q].score = p[best] / total;
+    const std::string name = best < names.size() ? names[best] : "class " + std::to_string(best);
+    queries[q].caption += ": " + name + " " + std::to_string(std::lround(100 * queries[q].score)) + "%";
+  }
+  std::stable_sort(queries.begin(), queries.end(),
+                   [](const QueryScore& a, const QueryScore& b) { return a.score > b.score; });
+  queries.resize(std::min(keep, Q));
+  return queries;
+}
+
+std::string module_kind(const std::string& path) {
+  if (path.rfind("encoder.", 0) == 0) return "encoder self-attention";
+  if (path.find("multihead_attn") != std::string::npos) return "decoder cross-attention";
+  return "decoder self-attention";
+}
+
+std::size_t module_layer(const std::string& path) {
+  return std::stoul(split(path, '.').at(2));
+}
+
+}  // namespace
+
+void add_attention_options(CLI::App& command, AttentionOptions& o) {
+  command.add_option("--points", o.points,
+                     "reference points x,y for the attention views: pixels, or fractions of the "
+                     "image when written with a '.' (default: 0.3,0.3 0.7,0.3 0.3,0.7 0.7,0.7)")
+      ->type_name("X,Y");
+  command.add_option("--attention-views", o.views,
+                     "attention PNGs per image, comma-separated: points, heads, masks, rollout, "
+                     "cross; or none")
+      ->capture_default_str();
+  command.add_option("--attention-layers", o.layers,
+                     "layers whose attention the gallery shows and --save-attention writes: all, "
+                     "none, or indices N,M")
+      ->capture_default_str();
+  command.add_option("--attention-layer", o.layer,
+                     "the layer of the points, heads, masks and cross views (-1: the last)")
+      ->capture_default_str();
+  command.add_option("--head-fusion", o.head_fusion, "how heads combine: mean, max or min")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"mean", "max", "min"}));
+  command.add_option("--discard-ratio", o.discard_ratio,
+                     "rollout: share of the lowest attention entries dropped per layer")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0f, 0.99f));
+  command.add_option("--threshold", o.threshold,
+                     "masks: share of attention mass the kept tokens hold")
+      ->capture_default_str()
+      ->check(CLI::Range(0.01f, 1.0f));
+  command.add_option("--top-queries", o.top_queries,
+                     "cross view of a learned-query model: how many queries, best first")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  command.add_flag("--save-attention", o.save,
+                   "also write the captured maps as attention/<module>.npy (nh,L,S) per image");
+}
+
+AttentionPlan::AttentionPlan(const AttentionOptions& options, image::ImageModel& model)
+    : options_(options), model_(model), fusion_(image::parse_head_fusion(options.head_fusion)) {
+  for (const std::string& point : options.points) {
+    const std::vector<std::string> xy = split(point, ',');
+    if (xy.size() != 2) throw UsageError("--points " + point + ": expected x,y");
+    Point p;
+    bool fraction_y = false;
+    p.x = parse_coordinate(xy[0], point, p.fraction);
+    p.y = parse_coordinate(xy[1], point, fraction_y);
+    if (p.fraction != fraction_y) {
+      throw UsageError("--points " + point + ": write both as pixels or both as fractions");
+    }
+    points_.push_back(p);
+  }
+  if (points_.empty()) {
+    for (const cv::Point2d& f : kDefaultFractions) points_.push_back({f.x, f.y, true});
+  }
+  if (options.views != "none") {
+    for (const std::string& view : split(options.views, ',')) {
+      if (std::find(kViews.begin(), kViews.end(), view) == kViews.end()) {
+        throw UsageError("--attention-views " + view +
+                         ": expected points, heads, masks, rollout, cross or none");
+      }
+      views_.push_back(view);
+    }
+  }
+
+  const std::vector<std::string> modules = model.attention_modules();
+  const std::size_t encoder_layers = model.transformer.encoder.layers.size();
+  const std::size_t decoder_layers = model.transformer.decoder.layers.size();
+  const auto add = [&](const std::string& path) {
+    if (std::find(capture_.begin(), capture_.end(), path) == capture_.end()) capture_.push_back(path);
+  };
+  if (wants("points") || wants("heads") || wants("masks")) {
+    view_layer_ = "encoder.layers." +
+                  std::to_string(layer_index(options.layer, encoder_layers, "encoder")) + ".self_attn";
+    add(view_layer_);
+  }
+  if (wants("rollout")) {
+    for (std::size_t i = 0; i < encoder_layers; ++i) add("encoder.layers." + std::to_string(i) + ".self_attn");
+  }
+  if (wants("cross") && decoder_layers > 0) {
+    cross_module_ = "decoder.layers." +
+                    std::to_string(layer_index(options.layer, decoder_layers, "decoder")) +
+                    ".multihead_attn";
+    add(cross_module_);
+  }
+  if (options.layers == "all") {
+    for (const std::string& path : modules) add(path);
+  } else if (options.layers != "none") {
+    for (const std::string& index : split(options.layers, ',')) {
+      const std::string prefix = "layers." + index + ".";
+      bool found = false;
+      for (const std::string& path : modules) {
+        if (path.find(prefix) != std::string::npos) add(path), found = true;
+      }
+      if (!found) throw UsageError("--attention-layers " + options.layers + ": no layer " + index);
+    }
+  }
+  // Keep the model's order, so pages and .npy files list modules as the model runs them.
+  std::vector<std::string> ordered;
+  for (const std::string& path : modules) {
+    if (std::find(capture_.begin(), capture_.end(), path) != capture_.end()) ordered.push_back(path);
+  }
+  capture_ = ordered;
+}
+
+bool AttentionPlan::wants(const std::string& view) const {
+  return std::find(views_.begin(), views_.end(), view) != views_.end();
+}
+
+std::vector<std::pair<std::string, std::string>> AttentionPlan::files() const {
+  std::vector<std::pair<std::string, std::string>> files;
+  for (const std::string& view : views_) {
+    if (view == "cross" && cross_module_.empty()) continue;
+    files.emplace_back("attention_" + view, "attention_" + view + ".png");
+  }
+  if (options_.save) {
+    for (const std::string& path : capture_) {
+      files.emplace_back("attention:" + path, "attention/" + path + ".npy");
+    }
+  }
+  return files;
+}
+
+nlohmann::ordered_json AttentionPlan::settings() const {
+  nlohmann::ordered_json points = nlohmann::ordered_json::array();
+  for (const Point& p : points_) points.push_back({p.x, p.y, p.fraction ? "fraction" : "pixel"});
+  return {{"views", views_},      {"capture", capture_},
+          {"points", points},     {"head_fusion", options_.head_fusion},
+          {"discard_ratio", options_.discard_ratio}, {"threshold", options_.threshold},
+          {"top_queries", options_.top_queries},      {"view_layer", view_layer_},
+          {"cross_module", cross_module_},            {"save", options_.save}};
+}
+
+std::vector<cv::Point2d> AttentionPlan::pixels(cv::Size image) const {
+  std::vector<cv::Point2d> out;
+  for (const Point& p : points_) {
+    const double x = p.fraction ? p.x * (image.width - 1) : p.x;
+    const double y = p.fraction ? p.y * (image.height - 1) : p.y;
+    out.emplace_back(std::min(x, image.width - 1.0), std::min(y, image.height - 1.0));
+  }
+  return out;
+}
+
+Json AttentionPlan::write(const ImageResult& result, const OutputFile& output) const {
+  if (capture_.empty()) return Json();
+  const image::ImageAttention attention = image::image_attention(result.output, result.b);
+  const image::AttentionCanvas canvas{
+      result.rgb, {result.resized, static_cast<int>(model_.options.patch_size)}, attention.grid};
+  const std::vector<cv::Point2d> points = pixels(result.rgb.size());
+  std::vector<std::size_t> point_tokens;
+  for (const cv::Point2d& p : points) {
+    point_tokens.push_back(image::token_at(p, result.rgb.size(), canvas.layout, canvas.grid));
+  }
+  const bool queries = result.output.query_outputs.size() > 0;
+  const std::vector<QueryScore> top =
+      queries ? ranked_queries(result.output, result.b, model_.options.class_names,
+                               static_cast<std::size_t>(options_.top_queries))
+              : std::vector<QueryScore>{};
+
+  // 1. PNG views.
+  const auto png = [&](const std::string& view, const cv::Mat& bgr) {
+    write_png(output("attention_" + view, "attention_" + view + ".png"), bgr);
+  };
+  if (!view_layer_.empty()) {
+    const Tensor3& weights = attention.modules.at(view_layer_);
+    if (wants("points")) png("points", image::points_view(weights, points, fusion_, canvas));
+    if (wants("heads")) png("heads", image::heads_view(weights, points, fusion_, canvas));
+    if (wants("masks")) {
+      png("masks", image::masks_view(weights, points, fusion_, options_.threshold, canvas));
+    }
+  }
+  Tensor2 rollout;
+  if (wants("rollout")) {
+    std::vector<Tensor3> layers;
+    for (const std::string& path : attention.encoder_modules()) layers.push_back(attention.modules.at(path));
+    rollout = image::attention_rollout(layers, fusion_, options_.discard_ratio);
+    png("rollout", image::rollout_view(rollout, points, canvas));
+  }
+  if (!cross_module_.empty()) {
+    std::vector<image::CrossRow> rows;
+    if (queries) {
+      for (const QueryScore& q : top) rows.push_back({q.query, q.caption, {}});
+    } else {
+      for (std::size_t i = 0; i < points.size(); ++i) {
+        rows.push_back({point_tokens[i], "token under (" + std::to_string(std::lround(points[i].x)) +
+                                             ", " + std::to_string(std::lround(points[i].y)) + ")",
+                        {points[i]}});
+      }
+    }
+    png("cross", image::cross_view(attention.modules.at(cross_module_), rows, fusion_, canvas));
+  }
+
+  // 2. Raw maps.
+  if (options_.save) {
+    for (const std::string& path : capture_) {
+      const std::filesystem::path file = output("attention:" + path, "attention/" + path + ".npy");
+      std::filesystem::create_directories(file.parent_path());
+      io::write_npy(file.string(), attention.modules.at(path));
+    }
+  }
+
+  // 3. The explorer's maps: each captured module's rows at the points (or top queries).
+  Json modules = Json::array();
+  for (const std::string& path : capture_) {
+    const Tensor3& weights = attention.modules.at(path);
+    const bool query_rows = queries && path.rfind("decoder.", 0) == 0;
+    if (query_rows && path.find("self_attn") != std::string::npos) continue;  // (Q,Q): no image map
+    Json rows = Json::array();
+    const auto add_row = [&](std::size_t row, const std::string& label, Json point) {
+      Json heads = Json::array();
+      for (std::size_t k = 0; k < weights.shape(0); ++k) {
+        const Tensor2 head = xt::view(weights, k, xt::all(), xt::all());
+        heads.push_back(quantised(image::key_map(head, row, attention.grid)));
+      }
+      rows.push_back({{"label", label}, {"point", point}, {"heads", heads}});
+    };
+    if (query_rows) {
+      for (const QueryScore& q : top) add_row(q.query, q.caption, nullptr);
+    } else {
+      for (std::size_t i = 0; i < points.size(); ++i) {
+        add_row(point_tokens[i], "point " + std::to_string(i + 1), {points[i].x, points[i].y});
+      }
+    }
+    modules.push_back({{"name", path},
+                       {"kind", module_kind(path)},
+                       {"layer", module_layer(path)},
+                       {"rows", rows}});
+  }
+  Json rollout_rows = Json::array();
+  if (rollout.size() > 0) {
+    for (std::size_t i = 0; i < points.size(); ++i) {
+      rollout_rows.push_back({{"label", "point " + std::to_string(i + 1)},
+                              {"point", {points[i].x, points[i].y}},
+                              {"map", quantised(image::key_map(rollout, point_tokens[i], attention.grid))}});
+    }
+    rollout_rows.push_back({{"label", "all tokens"},
+                            {"point", nullptr},
+                            {"map", quantised(image::mean_key_map(rollout, attention.grid))}});
+  }
+  return {{"size", {result.rgb.cols, result.rgb.rows}},
+          {"resized", {result.resized.width, result.resized.height}},
+          {"patch", model_.options.patch_size},
+          {"grid", attention.grid},
+          {"fusion", options_.head_fusion},
+          {"modules", modules},
+          {"rollout", rollout_rows}};
+}
+
+}  // namespace vitscope::cli

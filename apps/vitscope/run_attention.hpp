@@ -1,0 +1,78 @@
+#pragma once
+// The attention part of `vitscope run`: which modules a run captures, the PNG views and .npy maps
+// it writes per image, and the maps the gallery's explorer shows.
+
+#include <cstddef>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <opencv2/core.hpp>
+
+#include "vitscope/image/attention.hpp"
+#include "vitscope/image/image_model.hpp"
+
+namespace vitscope::cli {
+
+struct AttentionOptions {
+  std::vector<std::string> points;  // "x,y": pixels, or fractions of the image when written with '.'
+  std::string views = "points,heads,masks,rollout,cross";
+  std::string layers = "all";       // captured for the gallery and --save-attention
+  int layer = -1;                   // the views' layer; -1: the last
+  std::string head_fusion = "mean";
+  float discard_ratio = 0.9f;
+  float threshold = 0.6f;
+  int top_queries = 6;
+  bool save = false;
+};
+
+void add_attention_options(CLI::App& command, AttentionOptions& options);
+
+// What one image's attention step is given.
+struct ImageResult {
+  const image::ImageModelOutput& output;
+  std::size_t b;
+  const cv::Mat& rgb;                // CV_32FC3 RGB as loaded
+  cv::Size resized;                  // as the model saw it
+};
+
+// Registers an output file (kind, name inside the image's folder) and returns its path.
+using OutputFile = std::function<std::filesystem::path(const std::string&, const std::string&)>;
+
+// A run's attention choices, checked against the model once (UsageError when they do not fit).
+class AttentionPlan {
+ public:
+  AttentionPlan(const AttentionOptions& options, image::ImageModel& model);
+
+  // Modules to capture in every forward; empty when nothing about attention was asked for.
+  const std::vector<std::string>& capture() const { return capture_; }
+  // The files every image gets, (kind, name), to tell whether an earlier run's folder is complete.
+  std::vector<std::pair<std::string, std::string>> files() const;
+  // What decides the attention outputs: reused only when these match.
+  nlohmann::ordered_json settings() const;
+
+  // Writes the views (and .npy maps) of one image; returns the explorer's maps for its page.
+  nlohmann::json write(const ImageResult& result, const OutputFile& output) const;
+
+ private:
+  struct Point {
+    double x = 0, y = 0;
+    bool fraction = false;
+  };
+  std::vector<cv::Point2d> pixels(cv::Size image) const;
+  bool wants(const std::string& view) const;
+
+  AttentionOptions options_;
+  const image::ImageModel& model_;
+  image::HeadFusion fusion_;
+  std::vector<Point> points_;
+  std::vector<std::string> views_;
+  std::vector<std::string> capture_;
+  std::string view_layer_;    // "encoder.layers.N"
+  std::string cross_module_;  // "decoder.layers.N.multihead_attn", or empty
+};
+
+}  // namespace vitscope::cli
