@@ -1,0 +1,426 @@
+#include "demo_frame.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+
+#include <opencv2/imgproc.hpp>
+#include <xtensor/xmath.hpp>
+#include <xtensor/xview.hpp>
+
+#include "vitscope/error.hpp"
+#include "vitscope/image/attention_views.hpp"
+#include "vitscope/image/preprocess.hpp"
+
+namespace vitscope::demo {
+
+namespace {
+
+using image::HeadFusion;
+
+const cv::Scalar kBackground(40, 40, 40);
+const cv::Scalar kWhite(255, 255, 255);
+const cv::Scalar kSelected(0, 220, 255);  // BGR: yellow
+constexpr int kTileGap = 4;
+constexpr int kCaptionHeight = 18;
+constexpr double kFontScale = 0.45;
+constexpr int kFont = cv::FONT_HERSHEY_SIMPLEX;
+
+// CV_32FC3 RGB [0, 255] -> CV_8UC3 BGR.
+cv::Mat to_bgr8(const cv::Mat& rgb) {
+  cv::Mat bgr;
+  cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
+  bgr.convertTo(bgr, CV_8UC3);
+  return bgr;
+}
+
+cv::Mat resized(const cv::Mat& bgr, cv::Size size) {
+  if (bgr.size() == size) return bgr;
+  cv::Mat out;
+  const bool shrinking = size.width < bgr.cols;
+  cv::resize(bgr, out, size, 0, 0, shrinking ? cv::INTER_AREA : cv::INTER_NEAREST);
+  return out;
+}
+
+void put_text(cv::Mat& frame, const std::string& text, cv::Point at) {
+  cv::putText(frame, text, at, kFont, kFontScale, kWhite, 1, cv::LINE_AA);
+}
+
+// Original-image x (or y) where token boundary k (in patches) lies.
+double boundary(std::size_t k, int patch, int resized_len, int original_len) {
+  const double r = std::min<double>(static_cast<double>(k) * patch, resized_len);
+  return r * original_len / resized_len;
+}
+
+// The image box: the image with its token grid, the selected token outlined, the point marked.
+cv::Mat image_panel(const DemoImage& image, const DemoState& state, const ImageBox& box) {
+  cv::Mat shown = resized(to_bgr8(image.rgb), box.rect.size());
+  const auto [h, w] = image.attention.grid;
+  const int p = image.layout.patch_size;
+  const cv::Size original = image.rgb.size();
+  const cv::Size r = image.layout.resized;
+  const auto x_at = [&](std::size_t j) {
+    return static_cast<int>(std::lround(boundary(j, p, r.width, original.width) * box.scale));
+  };
+  const auto y_at = [&](std::size_t i) {
+    return static_cast<int>(std::lround(boundary(i, p, r.height, original.height) * box.scale));
+  };
+  cv::Mat lines = shown.clone();
+  for (std::size_t j = 1; j < w; ++j) {
+    cv::line(lines, {x_at(j), 0}, {x_at(j), shown.rows - 1}, kWhite, 1);
+  }
+  for (std::size_t i = 1; i < h; ++i) {
+    cv::line(lines, {0, y_at(i)}, {shown.cols - 1, y_at(i)}, kWhite, 1);
+  }
+  cv::addWeighted(shown, 0.6, lines, 0.4, 0.0, shown);
+  const auto [ti, tj] = token_cell(state.token, image);
+  cv::rectangle(shown, cv::Point(x_at(tj), y_at(ti)),
+                cv::Point(x_at(tj + 1) - 1, y_at(ti + 1) - 1), kSelected, 2);
+  const cv::Point centre(static_cast<int>(std::lround(state.point.x * box.scale)),
+                         static_cast<int>(std::lround(state.point.y * box.scale)));
+  cv::circle(shown, centre, 4, cv::Scalar(0, 0, 0), 3, cv::LINE_AA);
+  cv::circle(shown, centre, 4, kWhite, 1, cv::LINE_AA);
+  return shown;
+}
+
+struct Tile {
+  Tensor2 map;  // (h,w) over the key tokens
+  std::string caption;
+};
+
+// Tiles of equal size laid out to fill the right box as fully as the image's aspect allows.
+cv::Mat tile_panel(const std::vector<Tile>& tiles, const DemoImage& image,
+                   const std::vector<cv::Point2d>& points) {
+  cv::Mat panel(kPanel, kRightWidth, CV_8UC3, kBackground);
+  const int n = static_cast<int>(tiles.size());
+  const double aspect = image.rgb.cols / static_cast<double>(image.rgb.rows);
+  int best_cols = 1;
+  double best_width = 0;
+  for (int cols = 1; cols <= n; ++cols) {
+    const int rows = (n + cols - 1) / cols;
+    const double by_width = (kRightWidth - (cols - 1) * kTileGap) / static_cast<double>(cols);
+    const double by_height =
+        ((kPanel - (rows - 1) * kTileGap) / static_cast<double>(rows) - kCaptionHeight) * aspect;
+    const double width = std::min(by_width, by_height);
+    if (width > best_width) {
+      best_width = width;
+      best_cols = cols;
+    }
+  }
+  const cv::Size tile_size(std::max(1, static_cast<int>(std::floor(best_width))),
+                           std::max(1, static_cast<int>(std::floor(best_width / aspect))));
+  image::AttentionCanvas canvas{image.rgb, image.layout, image.attention.grid,
+                                std::max(tile_size.width, tile_size.height)};
+  for (int k = 0; k < n; ++k) {
+    const int x = (k % best_cols) * (tile_size.width + kTileGap);
+    const int y = (k / best_cols) * (tile_size.height + kCaptionHeight + kTileGap);
+    const cv::Mat tile = resized(image::attention_overlay(tiles[k].map, canvas, points), tile_size);
+    tile.copyTo(panel(cv::Rect(x, y + kCaptionHeight, tile_size.width, tile_size.height)));
+    put_text(panel, tiles[k].caption, {x + 2, y + kCaptionHeight - 5});
+  }
+  return panel;
+}
+
+// One picture (CV_8UC3 BGR) fitted into the right box under a caption.
+cv::Mat picture_panel(const cv::Mat& bgr, const std::string& caption) {
+  cv::Mat panel(kPanel, kRightWidth, CV_8UC3, kBackground);
+  const double scale = std::min(kRightWidth / static_cast<double>(bgr.cols),
+                                (kPanel - kCaptionHeight) / static_cast<double>(bgr.rows));
+  const cv::Size size(std::max(1, static_cast<int>(bgr.cols * scale)),
+                      std::max(1, static_cast<int>(bgr.rows * scale)));
+  resized(bgr, size).copyTo(panel(cv::Rect(0, kCaptionHeight, size.width, size.height)));
+  put_text(panel, caption, {2, kCaptionHeight - 5});
+  return panel;
+}
+
+std::string cell_text(const std::array<std::size_t, 2>& cell) {
+  return "(" + std::to_string(cell[0]) + "," + std::to_string(cell[1]) + ")";
+}
+
+const Tensor3& module_weights(const DemoImage& image, const std::string& path) {
+  const auto found = image.attention.modules.find(path);
+  if (found == image.attention.modules.end()) {
+    throw Error("bad_demo_state", "the forward pass did not capture " + path);
+  }
+  return found->second;
+}
+
+cv::Mat attention_panel(const DemoImage& image, const DemoState& state, const ModelShape& shape) {
+  const Tensor3& weights = module_weights(image, module_path(state.kind, state.layer));
+  const Tensor2 fused = image::fuse_heads(weights, state.fusion);
+  const std::string fusion = to_string(state.fusion) + " of " + std::to_string(weights.shape(0)) + " heads";
+  std::vector<Tile> tiles;
+  if (state.kind == ModuleKind::cross && shape.queries) {
+    // Learned queries: each query's fused map over the image tokens; the click does not apply.
+    const std::size_t count = std::min(weights.shape(1), kMaxQueryTiles);
+    for (std::size_t q = 0; q < count; ++q) {
+      tiles.push_back({image::key_map(fused, q, image.attention.grid),
+                       "query " + std::to_string(q) + " " + fusion});
+    }
+    return tile_panel(tiles, image, {});
+  }
+  tiles.push_back({image::key_map(fused, state.token, image.attention.grid), fusion});
+  for (std::size_t k = 0; k < weights.shape(0); ++k) {
+    const Tensor2 head = xt::view(weights, k, xt::all(), xt::all());
+    tiles.push_back({image::key_map(head, state.token, image.attention.grid),
+                     "head " + std::to_string(k)});
+  }
+  return tile_panel(tiles, image, {state.point});
+}
+
+cv::Mat rollout_panel(const DemoImage& image, const DemoState& state) {
+  std::vector<Tensor3> layers;
+  for (const std::string& path : image.attention.encoder_modules()) {
+    layers.push_back(image.attention.modules.at(path));
+  }
+  const Tensor2 rollout = image::attention_rollout(layers, state.fusion, kRolloutDiscard);
+  // The mean of all rows: what the tokens draw on together.
+  const auto [h, w] = image.attention.grid;
+  Tensor2 all_tokens = Tensor2::from_shape({h, w});
+  for (std::size_t s = 0; s < h * w; ++s) {
+    all_tokens.data()[s] = xt::mean(xt::view(rollout, xt::all(), s))();
+  }
+  const std::vector<Tile> tiles = {
+      {image::key_map(rollout, state.token, image.attention.grid),
+       "rollout of token " + cell_text(token_cell(state.token, image))},
+      {all_tokens, "rollout, all tokens"}};
+  return tile_panel(tiles, image, {state.point});
+}
+
+cv::Mat right_panel(const DemoImage& image, const DemoState& state, const ModelShape& shape,
+                    const std::vector<std::string>& class_names) {
+  switch (state.view) {
+    case View::attention: return attention_panel(image, state, shape);
+    case View::rollout: return rollout_panel(image, state);
+    case View::pca:
+      return picture_panel(image::pca_view(image.features, image.rgb, image.layout),
+                           "PCA of the output features (first 3 components as RGB)");
+    case View::classes:
+      return picture_panel(
+          image::class_overlay_view(image.logits, image.rgb, image.layout, class_names),
+          "class per token");
+  }
+  return attention_panel(image, state, shape);
+}
+
+}  // namespace
+
+std::string to_string(ModuleKind kind) {
+  switch (kind) {
+    case ModuleKind::encoder_self: return "encoder self-attention";
+    case ModuleKind::decoder_self: return "decoder self-attention";
+    case ModuleKind::cross: return "decoder cross-attention";
+  }
+  return "";
+}
+
+std::string to_string(View view) {
+  switch (view) {
+    case View::attention: return "attention";
+    case View::rollout: return "rollout";
+    case View::pca: return "pca";
+    case View::classes: return "classes";
+  }
+  return "";
+}
+
+ModelShape ModelShape::of(const image::ImageModel& model) {
+  ModelShape shape;
+  shape.encoder_layers = model.transformer.encoder.layers.size();
+  shape.decoder_layers = model.transformer.decoder.layers.size();
+  shape.queries = model.options.target == image::Target::queries;
+  // Query models classify queries, not tokens: there is no per-token class map to overlay.
+  shape.head = model.options.num_classes > 0 && !shape.queries;
+  shape.heads = static_cast<std::size_t>(model.options.transformer.nhead);
+  return shape;
+}
+
+std::vector<ModuleKind> ModelShape::kinds() const {
+  std::vector<ModuleKind> kinds;
+  if (encoder_layers > 0) kinds.push_back(ModuleKind::encoder_self);
+  if (decoder_layers > 0 && !queries) kinds.push_back(ModuleKind::decoder_self);
+  if (decoder_layers > 0) kinds.push_back(ModuleKind::cross);
+  return kinds;
+}
+
+std::size_t ModelShape::layers(ModuleKind kind) const {
+  return kind == ModuleKind::encoder_self ? encoder_layers : decoder_layers;
+}
+
+std::string module_path(ModuleKind kind, std::size_t layer) {
+  const std::string n = std::to_string(layer);
+  switch (kind) {
+    case ModuleKind::encoder_self: return "encoder.layers." + n + ".self_attn";
+    case ModuleKind::decoder_self: return "decoder.layers." + n + ".self_attn";
+    case ModuleKind::cross: return "decoder.layers." + n + ".multihead_attn";
+  }
+  return "";
+}
+
+DemoState initial_state(const ModelShape& shape) {
+  DemoState state;
+  const std::vector<ModuleKind> kinds = shape.kinds();
+  if (!kinds.empty()) state.kind = kinds.front();
+  return state;
+}
+
+Action apply_key(DemoState& state, int key, const ModelShape& shape) {
+  const std::size_t layers = shape.layers(state.kind);
+  switch (key) {
+    case 'l':
+    case 'L':
+      if (layers == 0) return Action::none;
+      state.layer = key == 'l' ? (state.layer + 1) % layers : (state.layer + layers - 1) % layers;
+      state.view = View::attention;
+      return Action::redraw;
+    case 'h':
+      state.fusion = state.fusion == HeadFusion::mean  ? HeadFusion::max
+                     : state.fusion == HeadFusion::max ? HeadFusion::min
+                                                       : HeadFusion::mean;
+      return Action::redraw;
+    case 'm': {
+      const std::vector<ModuleKind> kinds = shape.kinds();
+      if (kinds.empty()) return Action::none;
+      const auto at = std::find(kinds.begin(), kinds.end(), state.kind);
+      const std::size_t next = at == kinds.end() ? 0 : (at - kinds.begin() + 1) % kinds.size();
+      state.kind = kinds[next];
+      state.layer = std::min(state.layer, shape.layers(state.kind) - 1);
+      state.view = View::attention;
+      return Action::redraw;
+    }
+    case 'r':
+      if (shape.encoder_layers == 0) return Action::none;
+      state.view = state.view == View::rollout ? View::attention : View::rollout;
+      return Action::redraw;
+    case 'f':
+      state.view = state.view == View::pca ? View::attention : View::pca;
+      return Action::redraw;
+    case 'c':
+      if (!shape.head) return Action::none;
+      state.view = state.view == View::classes ? View::attention : View::classes;
+      return Action::redraw;
+    case 'n': return Action::next_image;
+    case 'p': return Action::previous_image;
+    case 's': return Action::save;
+    case 'q':
+    case 27: return Action::quit;
+    default: return Action::none;
+  }
+}
+
+std::string key_help() {
+  return "  click  select the token under the cursor\n"
+         "  l / L  next / previous layer\n"
+         "  h      head fusion: mean -> max -> min\n"
+         "  m      module: encoder self / decoder self / decoder cross-attention (those the model has)\n"
+         "  r      rollout through the encoder (discard ratio 0.9) on / off\n"
+         "  f      PCA feature view on / off\n"
+         "  c      class overlay on / off (models with a head)\n"
+         "  n / p  next / previous image\n"
+         "  s      save the view as PNG\n"
+         "  q, Esc quit\n";
+}
+
+DemoImage analyse_image(image::ImageModel& model, const cv::Mat& rgb, const std::string& name) {
+  DemoImage out;
+  out.name = name;
+  out.rgb = rgb;
+  const auto start = std::chrono::steady_clock::now();
+  const image::ImageBatch batch = image::preprocess({rgb}, model.preprocess_options());
+  const image::ImageModelOutput output = model.forward(batch, "output", model.attention_modules());
+  out.inference_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  out.layout = {batch.resized[0], static_cast<int>(model.options.patch_size)};
+  out.attention = image::image_attention(output, 0);
+  const auto [h, w] = output.grids[0];
+  const auto crop = [&](const Tensor4& t) -> Tensor3 {
+    return xt::view(t, 0, xt::all(), xt::range(std::size_t{0}, h), xt::range(std::size_t{0}, w));
+  };
+  out.features = crop(output.features);
+  if (output.logits.size() > 0) out.logits = crop(output.logits);
+  if (model.options.target == image::Target::queries) {
+    out.queries = static_cast<std::size_t>(model.options.num_queries);
+  }
+  return out;
+}
+
+std::array<std::size_t, 2> token_cell(std::size_t token, const DemoImage& image) {
+  const std::size_t w = image.attention.grid[1];
+  return {token / w, token % w};
+}
+
+void select_centre(DemoState& state, const DemoImage& image) {
+  const auto [h, w] = image.attention.grid;
+  const std::size_t i = h / 2;
+  const std::size_t j = w / 2;
+  state.token = i * w + j;
+  const int p = image.layout.patch_size;
+  const cv::Size r = image.layout.resized;
+  const cv::Size o = image.rgb.size();
+  state.point = {(boundary(j, p, r.width, o.width) + boundary(j + 1, p, r.width, o.width)) / 2,
+                 (boundary(i, p, r.height, o.height) + boundary(i + 1, p, r.height, o.height)) / 2};
+}
+
+ImageBox image_box(cv::Size image) {
+  ImageBox box;
+  box.scale = std::min(kPanel / static_cast<double>(image.width),
+                       kPanel / static_cast<double>(image.height));
+  box.rect = cv::Rect(0, 0,
+                      std::clamp(static_cast<int>(std::lround(image.width * box.scale)), 1, kPanel),
+                      std::clamp(static_cast<int>(std::lround(image.height * box.scale)), 1, kPanel));
+  return box;
+}
+
+bool click(DemoState& state, cv::Point frame_pixel, const DemoImage& image) {
+  const ImageBox box = image_box(image.rgb.size());
+  if (!box.rect.contains(frame_pixel)) return false;
+  const cv::Point2d pixel((frame_pixel.x - box.rect.x + 0.5) / box.scale,
+                          (frame_pixel.y - box.rect.y + 0.5) / box.scale);
+  state.point = pixel;
+  state.token = image::token_at(pixel, image.rgb.size(), image.layout, image.attention.grid);
+  return true;
+}
+
+std::string status_line(const DemoImage& image, const DemoState& state, const ModelShape& shape) {
+  std::string view;
+  switch (state.view) {
+    case View::attention:
+      view = to_string(state.kind) + " layer " + std::to_string(state.layer + 1) + "/" +
+             std::to_string(shape.layers(state.kind)) + " | " + to_string(state.fusion) + " of " +
+             std::to_string(shape.heads) + " heads";
+      break;
+    case View::rollout:
+      view = "rollout of " + std::to_string(shape.encoder_layers) + " encoder layers | " +
+             to_string(state.fusion) + " of heads, discard 0.9";
+      break;
+    case View::pca: view = "PCA of the output features"; break;
+    case View::classes: view = "class overlay"; break;
+  }
+  char ms[32];
+  std::snprintf(ms, sizeof ms, "%.1f ms", image.inference_ms);
+  return image.name + " | " + view + " | token " + cell_text(token_cell(state.token, image)) +
+         " | inference " + ms;
+}
+
+cv::Mat compose_frame(const DemoImage& image, const DemoState& state, const ModelShape& shape,
+                      const std::vector<std::string>& class_names) {
+  const std::size_t tokens = image.attention.grid[0] * image.attention.grid[1];
+  if (image.rgb.empty() || tokens == 0 || state.token >= tokens) {
+    throw Error("bad_demo_state", "no image or token to draw");
+  }
+  cv::Mat frame(kFrameSize, CV_8UC3, kBackground);
+  const ImageBox box = image_box(image.rgb.size());
+  image_panel(image, state, box).copyTo(frame(box.rect));
+  right_panel(image, state, shape, class_names)
+      .copyTo(frame(cv::Rect(kPanel + kGap, 0, kRightWidth, kPanel)));
+  frame(cv::Rect(0, kPanel, kFrameSize.width, kStatusHeight)).setTo(cv::Scalar(0, 0, 0));
+  put_text(frame, status_line(image, state, shape), {6, kPanel + 18});
+  put_text(frame,
+           "click: token   l/L layer   h fusion   m module   r rollout   f PCA   c classes   "
+           "n/p image   s save   q quit",
+           {6, kPanel + 40});
+  return frame;
+}
+
+}  // namespace vitscope::demo

@@ -1,0 +1,128 @@
+#pragma once
+// The interactive demo's model of what is on screen, kept free of any window code so that it is
+// tested headless: one image's forward output (run once, every attention module captured), the
+// viewer's state, the keys that change it, and the frame drawn from both.
+//
+// The frame (CV_8UC3 BGR, always kFrameSize) is three parts:
+//   left   the image fitted into a kPanel x kPanel box, its token grid drawn, the selected token
+//          outlined and the clicked point marked;
+//   right  a kRightWidth x kPanel box: the selected token's attention, the fused map first then
+//          every head of the current layer (or the rollout, the PCA view, the class overlay);
+//   bottom a status strip: image, module, layer, fusion, token, inference time, and the keys.
+
+#include <array>
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <opencv2/core.hpp>
+
+#include "vitscope/image/attention.hpp"
+#include "vitscope/image/image_model.hpp"
+#include "vitscope/image/views.hpp"
+#include "vitscope/tensor.hpp"
+
+namespace vitscope::demo {
+
+constexpr int kPanel = 480;        // the image box, and the height of the attention box
+constexpr int kRightWidth = 720;   // the attention box's width
+constexpr int kGap = 8;            // white gap between the boxes
+constexpr int kStatusHeight = 48;  // two lines of text
+const cv::Size kFrameSize(kPanel + kGap + kRightWidth, kPanel + kStatusHeight);
+constexpr float kRolloutDiscard = 0.9f;
+constexpr std::size_t kMaxQueryTiles = 12;
+
+// The attention modules a viewer switches between (m).
+enum class ModuleKind { encoder_self, decoder_self, cross };
+// What the right box shows: attention of the selected token (a), rollout (r), PCA (f), classes (c).
+enum class View { attention, rollout, pca, classes };
+
+std::string to_string(ModuleKind kind);  // "encoder self-attention", ...
+std::string to_string(View view);
+
+// What the keys may switch to, read off the model.
+struct ModelShape {
+  std::size_t encoder_layers = 0;
+  std::size_t decoder_layers = 0;
+  bool queries = false;  // learned-query target: decoder self-attention is query x query
+  bool head = false;     // a per-token class head (the class overlay)
+  std::size_t heads = 0;
+
+  static ModelShape of(const image::ImageModel& model);
+  // The module kinds this model has, in the order m cycles through them: encoder self-attention
+  // (when it has an encoder layer), decoder self-attention (token targets only) and
+  // cross-attention (when it has a decoder).
+  std::vector<ModuleKind> kinds() const;
+  std::size_t layers(ModuleKind kind) const;
+};
+
+// The module path ImageModel::attention_modules() uses for (kind, layer).
+std::string module_path(ModuleKind kind, std::size_t layer);
+
+struct DemoState {
+  ModuleKind kind = ModuleKind::encoder_self;
+  std::size_t layer = 0;
+  image::HeadFusion fusion = image::HeadFusion::mean;
+  View view = View::attention;
+  std::size_t token = 0;   // row-major over the image's token grid
+  cv::Point2d point;       // the selected pixel of the original image
+};
+
+// The state a model starts in: its first module kind, layer 0, mean fusion, the attention view.
+DemoState initial_state(const ModelShape& shape);
+
+enum class Action { none, redraw, next_image, previous_image, save, quit };
+
+// Keys (as cv::waitKey returns them; 27 is Esc):
+//   l / L next / previous layer      h head fusion mean -> max -> min
+//   m next module kind               r rollout on/off       f PCA view on/off
+//   c class overlay on/off           n / p next / previous image
+//   s save the view                  q / Esc quit
+// Changes `state` and says what the viewer must do; keys that do not apply (c without a head, r
+// without an encoder, unknown keys) change nothing and return Action::none.
+Action apply_key(DemoState& state, int key, const ModelShape& shape);
+
+// The key help, one line per key, for --help.
+std::string key_help();
+
+// One image as the demo shows it: its forward pass, run once.
+struct DemoImage {
+  std::string name;
+  cv::Mat rgb;                     // CV_32FC3 RGB [0, 255], the original image
+  image::TokenLayout layout;
+  image::ImageAttention attention; // every module, cropped to the real tokens
+  Tensor3 features;                // (E,h,w) the model's output features
+  Tensor3 logits;                  // (K,h,w), empty without a head
+  std::size_t queries = 0;         // Q for learned-query models
+  double inference_ms = 0;         // preprocess + forward
+};
+
+// Runs the model once on `rgb` capturing every attention module.
+DemoImage analyse_image(image::ImageModel& model, const cv::Mat& rgb, const std::string& name);
+
+// The token grid centre: the token selected when an image opens.
+void select_centre(DemoState& state, const DemoImage& image);
+
+// Where the image sits in the frame: image pixel = (frame pixel - origin) / scale.
+struct ImageBox {
+  cv::Rect rect;  // in frame pixels
+  double scale = 1;
+};
+ImageBox image_box(cv::Size image);
+
+// A click at `frame_pixel`: when it falls on the image, selects the token under it (token_at of
+// the image pixel) and returns true; elsewhere changes nothing and returns false.
+bool click(DemoState& state, cv::Point frame_pixel, const DemoImage& image);
+
+// The token under the image pixel, (i, j) on the grid.
+std::array<std::size_t, 2> token_cell(std::size_t token, const DemoImage& image);
+
+// The whole frame, kFrameSize, CV_8UC3 BGR.
+cv::Mat compose_frame(const DemoImage& image, const DemoState& state, const ModelShape& shape,
+                      const std::vector<std::string>& class_names);
+
+// The status line's text (first line of the strip).
+std::string status_line(const DemoImage& image, const DemoState& state, const ModelShape& shape);
+
+}  // namespace vitscope::demo
