@@ -25,6 +25,7 @@
 #include "image_file.hpp"
 #include "interrupt.hpp"
 #include "opencv_limit.hpp"
+#include "prefetch.hpp"
 #include "progress.hpp"
 #include "run_attention.hpp"
 #include "run_inputs.hpp"
@@ -250,29 +251,39 @@ void run_batch(const Job& job, std::vector<Loaded>& loaded, std::vector<Record>&
 std::vector<Record> process(const Job& job, const std::vector<InputFile>& inputs, Timings& timings,
                             Progress& progress) {
   std::vector<Record> records(inputs.size());
+  for (std::size_t i = 0; i < inputs.size(); ++i) records[i].input = inputs[i].relative;
+  // What this run decodes, in order; the rest is skipped or reused as it comes.
+  std::vector<std::size_t> to_load;
+  std::vector<fs::path> paths;
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    if (inputs[i].is_image && (job.options.overwrite || !reuse_complete(job, records[i]))) {
+      to_load.push_back(i);
+      paths.push_back(inputs[i].path);
+    }
+  }
   image::LoadLimits limits;
   limits.max_pixels = static_cast<std::uint64_t>(job.options.max_pixels);
+  const std::size_t batch = static_cast<std::size_t>(job.options.batch);
+  // A batch decoded ahead, so the next batch is ready when the model finishes this one; with one
+  // thread, no decoding thread beside the model.
+  Prefetcher prefetcher(paths, limits, job.options.threads > 1 ? 2 * batch : 0);
+  std::size_t next_load = 0;
   std::vector<Loaded> loaded;
-  for (std::size_t i = 0; i < inputs.size(); ++i) records[i].input = inputs[i].relative;
   for (std::size_t i = 0; i < inputs.size() && !interrupted(); ++i) {
     Record& r = records[i];
     if (!inputs[i].is_image) {
       r.status = "skipped";
       r.error = "not an image extension";
-    } else if (job.options.overwrite || !reuse_complete(job, r)) {
-      const Clock::time_point start = Clock::now();
-      try {
-        loaded.push_back({i, image::load_image(inputs[i].path.string(), limits)});
-      } catch (const std::exception& e) {
-        fail(r, e.what());
-      }
-      timings.load_s += seconds_since(start);
-      if (r.status.empty()) {  // loaded: its progress comes with its batch
-        if (loaded.size() == static_cast<std::size_t>(job.options.batch)) {
-          run_batch(job, loaded, records, timings, progress);
-        }
+    } else if (next_load < to_load.size() && to_load[next_load] == i) {
+      Prefetched image = prefetcher.next();
+      ++next_load;
+      timings.load_s += image.load_s;
+      if (image.error.empty()) {  // loaded: its progress comes with its batch
+        loaded.push_back({i, std::move(image.rgb)});
+        if (loaded.size() == batch) run_batch(job, loaded, records, timings, progress);
         continue;
       }
+      fail(r, image.error);
     }
     progress.advance(r.input, r.status);
   }
