@@ -197,9 +197,10 @@ void check_summary(const fs::path& out, const std::map<std::string, Expected>& e
   }
 }
 
-std::string run_args(const TempDir& dir, const std::string& extra = "") {
+// threads > 1 decodes on a thread of its own, ahead of the model.
+std::string run_args(const TempDir& dir, const std::string& extra = "", int threads = 1) {
   return "run " + quote(dir.file("photos")) + " --out " + quote(dir.file("out")) + " --size " +
-         std::to_string(kSize) + " --threads 1" + extra;
+         std::to_string(kSize) + " --threads " + std::to_string(threads) + extra;
 }
 
 }  // namespace
@@ -209,8 +210,10 @@ TEST_CASE("run: a folder of good and broken images", "[run]") {
   const std::map<std::string, Expected> expected = make_photos(dir.path() / "photos");
   const fs::path out = dir.path() / "out";
   const std::string batch = GENERATE(as<std::string>{}, " --batch 1", " --batch 4");
+  const int threads = GENERATE(1, 2);
+  INFO("threads " << threads);
 
-  const Run first = run_cli(run_args(dir, batch));
+  const Run first = run_cli(run_args(dir, batch, threads));
   INFO("stderr: " << first.err);
   CHECK(first.exit_code == 1);  // some images failed
   CHECK(first.err.find("11 images: 6 ok, 4 error, 1 skipped") != std::string::npos);
