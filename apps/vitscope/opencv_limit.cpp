@@ -15,6 +15,9 @@ constexpr const char* kLimit = "OPENCV_IO_MAX_IMAGE_PIXELS";
 constexpr const char* kRestarted = "VITSCOPE_RESTARTED_FOR_OPENCV_LIMIT";
 
 char** command_line = nullptr;
+// This executable's path, read once: exec of "/proc/self/exe" itself would start valgrind's tool
+// instead of vitscope under valgrind, which answers readlink with the program it runs.
+std::string executable;
 
 // A plain decimal number, as vitscope writes it; anything else (OpenCV also reads suffixes such as
 // "KB") is replaced.
@@ -30,7 +33,12 @@ std::optional<std::uint64_t> plain_number(const char* text) {
 
 }  // namespace
 
-void keep_command_line(char** argv) { command_line = argv; }
+void keep_command_line(char** argv) {
+  command_line = argv;
+  char path[4096];
+  const ssize_t length = readlink("/proc/self/exe", path, sizeof path - 1);
+  if (length > 0) executable.assign(path, static_cast<std::size_t>(length));
+}
 
 void restart_with_opencv_limit(std::uint64_t max_pixels) {
   if (std::getenv(kRestarted) != nullptr) {
@@ -39,13 +47,13 @@ void restart_with_opencv_limit(std::uint64_t max_pixels) {
   }
   const char* current = std::getenv(kLimit);
   const std::optional<std::uint64_t> limit = plain_number(current);
-  if (command_line == nullptr || (limit && *limit <= max_pixels)) return;
+  if (command_line == nullptr || executable.empty() || (limit && *limit <= max_pixels)) return;
 
   const std::optional<std::string> saved =
       current ? std::optional<std::string>(current) : std::nullopt;
   setenv(kLimit, std::to_string(max_pixels).c_str(), 1);
   setenv(kRestarted, "1", 1);
-  execv("/proc/self/exe", command_line);
+  execv(executable.c_str(), command_line);
   // Still here (no /proc, say): OpenCV keeps the limit it read, and the environment says so.
   unsetenv(kRestarted);
   if (saved) {

@@ -12,8 +12,9 @@ void keep_command_line(char** argv);
 
 // Makes OpenCV refuse images over max_pixels before allocating them, in this process: when
 // OPENCV_IO_MAX_IMAGE_PIXELS is unset, not a plain number, or higher than max_pixels (a lower one
-// stays), sets it and replaces the process with vitscope and the same arguments (execv of
-// /proc/self/exe). The restarted process never restarts again. Call it before printing anything
+// stays), sets it and replaces the process with vitscope and the same arguments (execv of the
+// executable /proc/self/exe names). The restarted process never restarts again. Call it before
+// printing anything
 // or installing signal handlers. Returns when nothing needs changing or the restart fails; then
 // load_image's own pixel checks still hold (for formats other than PNG and JPEG, after decoding).
 void restart_with_opencv_limit(std::uint64_t max_pixels);
