@@ -37,13 +37,15 @@ cv::Size tile_size(const AttentionCanvas& canvas) {
           std::max(1, static_cast<int>(std::lround(image.height * scale)))};
 }
 
-// The image as a tile's background, BGR.
+// The image as a tile's background, BGR, to draw on.
 cv::Mat background(const AttentionCanvas& canvas) {
   const cv::Size size = tile_size(canvas);
-  if (size == canvas.image.size()) return to_bgr8(canvas.image);
-  cv::Mat small;
-  cv::resize(canvas.image, small, size, 0, 0, cv::INTER_AREA);
-  return to_bgr8(small);
+  if (canvas.tile_background.size() != size) {
+    cv::Mat small = canvas.image;
+    if (size != canvas.image.size()) cv::resize(canvas.image, small, size, 0, 0, cv::INTER_AREA);
+    canvas.tile_background = to_bgr8(small);
+  }
+  return canvas.tile_background.clone();
 }
 
 void mark_points(cv::Mat& tile, const std::vector<cv::Point2d>& points,

@@ -25,6 +25,10 @@ struct AttentionCanvas {
   TokenLayout layout;
   std::array<std::size_t, 2> grid{};
   int max_tile = 320;
+  // The image at tile size as BGR: made by the first tile drawn, copied by the others (a view
+  // draws up to dozens of tiles). Set image and max_tile before drawing, and change them only
+  // on a new canvas.
+  mutable cv::Mat tile_background{};
 };
 
 // One map over the image: `map` (h_i,w_i), the points marked with a ring.
