@@ -2,7 +2,7 @@
 // vitscope's one level of threading: a small persistent pool that every parallel part of the
 // library uses (attention over batch x heads x query blocks, GEMMs over column blocks,
 // element-wise work over row blocks). set_num_threads(K) bounds all of them, and the BLAS
-// library's own threads too, so --threads K means K busy cores, never more.
+// library's and OpenCV's own threads too, so --threads K means K busy cores, never more.
 
 #include <cstddef>
 #include <functional>
@@ -10,7 +10,7 @@
 namespace vitscope {
 
 // K >= 1 threads for every later parallel part (the caller's thread counts as one). Also sets
-// the BLAS library's thread count to K. Default: the number of cores.
+// the BLAS library's and OpenCV's thread counts to K. Default: the number of cores.
 void set_num_threads(int threads);
 int num_threads();
 

@@ -13,6 +13,8 @@
 #include <thread>
 #include <vector>
 
+#include <opencv2/core/utility.hpp>
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define VITSCOPE_PAUSE() _mm_pause()
@@ -188,6 +190,8 @@ void set_num_threads(int threads) {
   threads = std::clamp(threads, 1, kMaxThreads);
   pool().set_threads(threads);
   nn::kernels::set_blas_threads(threads);
+  // OpenCV (resizing, colour maps, encoding) has a pool of its own, sized to the cores.
+  cv::setNumThreads(threads);
 }
 
 int num_threads() { return pool().threads(); }
