@@ -11,6 +11,7 @@
 #include "image_file.hpp"
 #include "vitscope/image/attention_views.hpp"
 #include "vitscope/io/npy_tensors.hpp"
+#include "vitscope/parallel.hpp"
 
 namespace vitscope::cli {
 
@@ -298,9 +299,10 @@ Json AttentionPlan::write(const ImageResult& result, const OutputFile& output) c
                                static_cast<std::size_t>(options_.top_queries))
               : std::vector<QueryScore>{};
 
-  // 1. PNG views.
+  // 1. PNG views, drawn here and encoded together below.
+  std::vector<std::pair<std::filesystem::path, cv::Mat>> pngs;
   const auto png = [&](const std::string& view, const cv::Mat& bgr) {
-    write_png(output("attention_" + view, "attention_" + view + ".png"), bgr);
+    pngs.emplace_back(output("attention_" + view, "attention_" + view + ".png"), bgr);
   };
   if (!view_layer_.empty()) {
     const Tensor3& weights = attention.modules.at(view_layer_);
@@ -330,6 +332,11 @@ Json AttentionPlan::write(const ImageResult& result, const OutputFile& output) c
     }
     png("cross", image::cross_view(attention.modules.at(cross_module_), rows, fusion_, canvas));
   }
+
+  // PNG encoding is most of a run's time: one view per thread.
+  parallel_for(pngs.size(), 1, [&](std::size_t begin, std::size_t end) {
+    for (std::size_t i = begin; i < end; ++i) write_png(pngs[i].first, pngs[i].second);
+  });
 
   // 2. Raw maps.
   if (options_.save) {
