@@ -131,7 +131,7 @@ TEST_CASE("a DINO mask tints exactly its tokens' pixels", "[attention]") {
 
 TEST_CASE("captured attention is per head, cropped to real tokens, and changes nothing",
           "[attention]") {
-  ImageModelFile file = load_image_model(std::string(VITSCOPE_ASSETS_DIR) + "/models/default.safetensors");
+  ImageModelFile file = load_image_model(std::string(VITSCOPE_ASSETS_DIR) + "/models/random.safetensors");
   ImageModel& model = file.model;
   const std::vector<cv::Mat> images = {cv::Mat(64, 96, CV_32FC3, cv::Scalar(10, 200, 90)),
                                        cv::Mat(100, 40, CV_32FC3, cv::Scalar(250, 30, 60))};

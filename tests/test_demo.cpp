@@ -25,7 +25,7 @@ using test::quote;
 using test::TempDir;
 
 const std::string kImages = std::string(VITSCOPE_ASSETS_DIR) + "/images";
-const std::string kDefaultModel = std::string(VITSCOPE_ASSETS_DIR) + "/models/default.safetensors";
+const std::string kRandomModel = std::string(VITSCOPE_ASSETS_DIR) + "/models/random.safetensors";
 
 ModelShape token_model_shape() {
   ModelShape shape;
@@ -36,9 +36,9 @@ ModelShape token_model_shape() {
   return shape;
 }
 
-// The default model and one shipped image, analysed once for all the frame tests.
+// The seeded random model and one shipped image, analysed once for all the frame tests.
 struct Analysed {
-  image::ImageModelFile file = image::load_image_model(kDefaultModel);
+  image::ImageModelFile file = image::load_image_model(kRandomModel);
   ModelShape shape = ModelShape::of(file.model);
   DemoImage image = analyse_image(file.model, image::load_image(kImages + "/chelsea.jpg"),
                                   "chelsea.jpg");
@@ -174,7 +174,7 @@ TEST_CASE("demo keys offer only what the model has", "[demo]") {
   CHECK(apply_key(s, 'r', decoder_only_view) == Action::none);  // no encoder to roll out
 }
 
-TEST_CASE("demo frame: fixed size, every view, for the shipped model", "[demo]") {
+TEST_CASE("demo frame: fixed size, every view, for a token-target model", "[demo]") {
   const Analysed& a = analysed();
   CHECK(a.image.inference_ms > 0);
   DemoState s = initial_state(a.shape);

@@ -38,9 +38,12 @@ void write_photos(const TempDir& dir) {
   std::ofstream(dir.file("photos/notes.txt")) << "not an image";
 }
 
+// The seeded random model: 2 encoder and 2 decoder layers, 4 heads, a head, token targets.
+const std::string kRandomModel = std::string(VITSCOPE_ASSETS_DIR) + "/models/random.safetensors";
+
 std::string run_args(const TempDir& dir, const std::string& extra = "") {
-  return "run " + quote(dir.file("photos")) + " --out " + quote(dir.file("out")) +
-         " --size 64 --threads 1" + extra;
+  return "run " + quote(dir.file("photos")) + " --out " + quote(dir.file("out")) + " --model " +
+         quote(kRandomModel) + " --size 64 --threads 1" + extra;
 }
 
 json read_json(const fs::path& path) { return json::parse(read_bytes(path.string())); }
@@ -202,14 +205,18 @@ TEST_CASE("run: no attention asked for, no attention written", "[gallery]") {
   const auto run = run_cli(run_args(dir, " --attention-views none --attention-layers none"));
   REQUIRE(run.exit_code == 0);
   const fs::path out = dir.file("out");
-  for (const json& image : read_json(out / "summary.json").at("images")) {
+  const json summary = read_json(out / "summary.json");
+  std::size_t pages = 0;
+  for (const json& image : summary.at("images")) {
     if (image.at("status") != "ok") continue;
+    ++pages;
     for (const auto& [kind, path] : image.at("outputs").items()) {
       CHECK(kind.rfind("attention", 0) == std::string::npos);
     }
     const std::string page = read_bytes((out / image.at("outputs").at("page").get<std::string>()).string());
     CHECK(page.find("id=\"maps\"") == std::string::npos);
   }
+  CHECK(pages == 3);
 }
 
 TEST_CASE("run: attention usage errors exit 2 and name the option", "[gallery]") {

@@ -42,7 +42,7 @@ using vitscope::test::quote;
 using vitscope::test::Run;
 using vitscope::test::run_cli;
 
-const std::string kDefaultModel = std::string(VITSCOPE_ASSETS_DIR) + "/models/default.safetensors";
+const std::string kDefaultModel = std::string(VITSCOPE_ASSETS_DIR) + "/models/demo.safetensors";
 constexpr int kSize = 64;  // --size: small images keep the runs fast
 
 json read_json(const fs::path& path) {

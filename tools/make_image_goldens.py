@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Regenerates tests/image_fixtures/<case>/ and assets/models/default.safetensors from seeded PyTorch runs.
+"""Regenerates tests/image_fixtures/<case>/ and assets/models/random.safetensors from seeded PyTorch runs.
 
 Usage (Debian's python3-torch and python3-opencv only import from the system interpreter):
     /usr/bin/python3 tools/make_image_goldens.py
@@ -262,9 +262,9 @@ def case_sine_input_queries() -> None:
                model, 30, {"a.png": synthetic_image(rng, 30, 22, "rgb")})
 
 
-def default_model() -> None:
-    """assets/models/default.safetensors: the model `vitscope run` uses until a trained one ships."""
-    seeded("default_model")
+def random_model() -> None:
+    """assets/models/random.safetensors: seeded random weights, the demo model's kinds of parts, for tests."""
+    seeded("default_model")  # the seed's name from when this was vitscope's default model: same bits
     model = ImageTransformer(d_model=64, nhead=4, num_encoder_layers=2, num_decoder_layers=2, dim_feedforward=128,
                              activation="relu", norm_first=False, patch_size=16, image_size=224, position="sine",
                              position_mode="attention", target="tokens", num_classes=4,
@@ -273,10 +273,10 @@ def default_model() -> None:
         for param in model.parameters():
             if param.dim() > 1:
                 nn.init.xavier_uniform_(param)
-    path = ROOT / "assets" / "models" / "default.safetensors"
+    path = ROOT / "assets" / "models" / "random.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)
     export_image_model(model, str(path))
-    print(f"{'assets/models/default.safetensors':40s} {path.stat().st_size / 1024:5.1f} KB")
+    print(f"{'assets/models/random.safetensors':40s} {path.stat().st_size / 1024:5.1f} KB")
 
 
 def main() -> None:
@@ -289,7 +289,7 @@ def main() -> None:
     case_sine_attention_batch()
     case_learned_input_tokens()
     case_sine_input_queries()
-    default_model()
+    random_model()
 
 
 if __name__ == "__main__":

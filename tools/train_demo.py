@@ -1,0 +1,464 @@
+#!/usr/bin/env python3
+"""Trains vitscope's demo model: a per-patch shape classifier on procedurally generated scenes (CPU).
+
+Usage (Debian's python3-torch / python3-opencv only import from the system interpreter):
+    /usr/bin/python3 tools/train_demo.py --norm-first    # the shipped recipe
+    /usr/bin/python3 tools/train_demo.py --steps 200 --out /tmp/demo.safetensors --no-assets   # a quick try
+
+Writes (paths relative to the repository root):
+    assets/models/demo.safetensors   the model (tools/reference_model.py's export_image_model)
+    assets/models/demo.json          held-out accuracy (overall and per class), attention-mass figures,
+                                     training time, seed, command, recipe
+    assets/images/shapes_1.png .. shapes_4.png   four example scenes (seed EXAMPLE_SEED; shapes_4 is 160x224 HxW)
+    assets/images/SOURCES.md         their provenance (a section between markers, rewritten on every run)
+Everything is seeded: training scenes come from np.random.RandomState(seed), the held-out scenes from
+RandomState(seed + 1000), the examples from RandomState(EXAMPLE_SEED); torch.manual_seed(seed) sets the
+initial weights. torch.set_num_threads(2); a rerun on the same machine gives the same model.
+
+Scene generator (what the C++ side re-implements; it must match the distribution, not the bits).
+"U{a..b}" is a uniform integer with both ends included, "U[a, b)" a uniform real.
+ 1. Size (H, W): (224, 224) with probability 1/2, (160, 224) with 1/4, (224, 160) with 1/4.
+    Both are multiples of p = 16 and the longer side is image_size = 224, so preprocessing never resizes
+    and the patch grid is exact (14x14, 10x14 or 14x10 tokens); in a batch the smaller images are padded.
+ 2. Background, float RGB in [0, 255], one of four kinds with probability 1/4 each; every colour
+    below is three independent U{0..255} values (R, G, B):
+    - "gradient": colours c0, c1, angle a ~ U[0, 2pi); u = x*cos(a) + y*sin(a) over pixel centres
+      x in 0..W-1, y in 0..H-1; t = (u - min u) / (max u - min u); pixel = c0 + (c1 - c0) * t.
+    - "field": a grid of gh x gw random colours, gh ~ U{2..5}, gw ~ U{2..5} (drawn in that order, then
+      the colours row by row), enlarged to W x H by cv2.resize(..., INTER_CUBIC) on float32, clipped to [0, 255].
+    - "stripes": colours c0, c1, period P ~ U[12, 48) px, angle a ~ U[0, pi), phase f ~ U[0, 2pi);
+      u = x*cos(a) + y*sin(a); pixel = c0 + (c1 - c0) * (0.5 + 0.5*sin(2pi*u/P + f)).
+    - "noise": colour c0, sigma s ~ U[10, 40); pixel = c0 + N(0, s^2), independently per pixel and channel.
+    The background's mean colour m (mean over pixels, per channel, of this float image) is kept.
+    The image is then rounded (np.round) and clipped to uint8 [0, 255] before any shape is drawn.
+ 3. Shapes: n ~ U{2..5}, drawn one after another (later shapes cover earlier ones). For each, in this order:
+    - kind ~ U{1..4}: 1 disc, 2 square, 3 triangle, 4 ring (the class id);
+    - radius r ~ U{20..60} px;
+    - centre cx ~ U{r//2 .. W-1-r//2}, cy ~ U{r//2 .. H-1-r//2} (so at least half of the radius is inside);
+    - colour c: three U{0..255}; redrawn (all three) while mean over RGB of |c - m| < 40 (contrast with
+      the background's mean colour);
+    - kind-specific: square and triangle draw a rotation a ~ U[0, 2pi) and are the regular polygon with
+      vertices (cx + r*cos(a + 2pi*k/N), cy + r*sin(a + 2pi*k/N)), k = 0..N-1 (N = 4, 3; r is the
+      circumradius), each coordinate rounded to the nearest integer, drawn with cv2.fillPoly; a disc is
+      cv2.circle(centre, r, thickness=-1); a ring draws a thickness factor q ~ U[0.3, 0.5) and is
+      cv2.circle(centre, r, thickness=max(2, round(q*r))) (OpenCV centres the band on radius r).
+    All drawing uses lineType LINE_8 (no anti-aliasing) and shift 0, on the uint8 RGB image with colour c
+    and, with the identical call, on the label map (uint8 H x W, initially 0) with the value kind.
+ 4. Camera noise: sigma g ~ U[0, 8); image = clip(round(image + N(0, g^2)), 0, 255) per pixel and channel.
+Random draws happen in exactly the order above (size, background kind, background parameters, n, then per
+shape kind, r, cx, cy, colour (+ redraws), kind-specific values, then g and the noise).
+
+Labels:
+  * pixel label: the kind (1..4) of the topmost shape covering the pixel, 0 (background) elsewhere, i.e.
+    the label map of step 3.
+  * patch label (p = 16): the MAJORITY pixel label of the patch's 16x16 = 256 pixels; a tie goes to the
+    smallest class id (np.argmax over the class counts 0..4). Images are multiples of 16, so every real
+    patch is full; padding tokens carry no label (ignored by the loss and the accuracy).
+  * for the attention figure, the same rule on the instance map (0 background, i for the i-th drawn shape)
+    gives each patch its majority shape instance.
+
+Model: ImageTransformer(d_model 96, nhead 4, 3 encoder layers, 1 decoder layer, dim_feedforward 384, relu,
+pre-norm with --norm-first (the shipped model; post-norm without), dropout 0, patch_size 16, image_size 224, ImageNet mean/std, position "sine", position_mode
+"attention", target "tokens", num_classes 5, class_names background/disc/square/triangle/ring).
+position_mode "attention" (DETR) rather than "input" (ViT): the sine position is added to the queries and
+keys of every attention but never to the values, so the tokens stay pure content and position only steers
+where a token looks; telling a disc from a ring or a square from a triangle needs each token to gather the
+outline of its own shape from its neighbours, which is exactly attention that is local in position and
+similar in content. Mode "input" adds the position once and the layers have to keep it alive in the
+residual stream; in a short pilot (300 steps each, same seed) mode attention reached a lower loss.
+Pre-norm: with the same seed and schedule, its training loss after 300 steps was 0.610 against 0.640
+for post-norm.
+Training: cross-entropy over real patches, AdamW (lr 1e-3, betas 0.9/0.999, weight decay 0.05), linear
+warmup over the first 5% of the steps then cosine decay to 5% of the lr, gradient-norm clip 1.0, batch 32,
+scenes generated on the fly (never repeated).
+
+Evaluation (held-out, RandomState(seed + 1000), 500 scenes): per-patch accuracy over all real patches and
+per class (the share of patches whose true label is c that are predicted c), computed with the exported
+file read back by load_image_model, in batches of 25 (batching is invisible by the spec).
+Attention mass: the LAST encoder layer's self-attention, exactly as reference_model.detr_encoder_layer feeds
+it (q = k = x + pos, value x, key padding mask), averaged over heads (rows sum to 1 over the real tokens).
+For every shape instance that owns at least one patch (majority rule above) and every query token among
+its patches: mass = the sum of that token's attention over the shape's patches; share = the shape's patch
+count / the image's real patch count. Reported: the means over all such shapes of (the mean mass over the
+shape's tokens) and of share ("per_shape"), and the same means over all (token) points ("per_point").
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+# torch's own threads already split each operation; OpenBLAS's threads inside them oversubscribe
+# the cores (one batch's forward and backward pass: 1.32 s of CPU with OpenBLAS's default threads,
+# 1.03 s with one).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reference_model import (ImageTransformer, detr_encoder_layer, export_image_model,  # noqa: E402
+                             load_image_model, preprocess, to_sequence, with_pos)
+
+ROOT = Path(__file__).resolve().parent.parent
+CLASS_NAMES = ["background", "disc", "square", "triangle", "ring"]
+K = len(CLASS_NAMES)
+PATCH = 16
+IMAGE_SIZE = 224
+SIZES = ((224, 224), (224, 224), (160, 224), (224, 160))  # (H, W), drawn by U{0..3}
+MIN_CONTRAST = 40.0
+EXAMPLE_SEED = 7
+EXAMPLE_SIZES = ((224, 224), (224, 224), (224, 224), (160, 224))
+SOURCES_BEGIN = "<!-- train_demo.py examples: begin -->"
+SOURCES_END = "<!-- train_demo.py examples: end -->"
+
+
+# =============================================================================================
+# Scenes
+
+def random_colour(rng: np.random.RandomState) -> np.ndarray:
+    return rng.randint(0, 256, size=3).astype(np.float64)
+
+
+def background(rng: np.random.RandomState, h: int, w: int) -> np.ndarray:
+    """Step 2: (h, w, 3) float64 RGB, one of gradient / field / stripes / noise."""
+    kind = rng.randint(0, 4)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    if kind == 0:  # gradient
+        c0, c1 = random_colour(rng), random_colour(rng)
+        a = rng.uniform(0.0, 2 * math.pi)
+        u = xx * math.cos(a) + yy * math.sin(a)
+        t = (u - u.min()) / (u.max() - u.min())
+        return c0 + (c1 - c0) * t[:, :, None]
+    if kind == 1:  # smooth random colour field
+        gh, gw = rng.randint(2, 6), rng.randint(2, 6)
+        grid = np.stack([random_colour(rng) for _ in range(gh * gw)]).reshape(gh, gw, 3).astype(np.float32)
+        field = cv2.resize(grid, (w, h), interpolation=cv2.INTER_CUBIC)
+        return np.clip(field.astype(np.float64), 0.0, 255.0)
+    if kind == 2:  # sinusoidal stripes
+        c0, c1 = random_colour(rng), random_colour(rng)
+        period, a, phase = rng.uniform(12.0, 48.0), rng.uniform(0.0, math.pi), rng.uniform(0.0, 2 * math.pi)
+        u = xx * math.cos(a) + yy * math.sin(a)
+        t = 0.5 + 0.5 * np.sin(2 * math.pi * u / period + phase)
+        return c0 + (c1 - c0) * t[:, :, None]
+    c0 = random_colour(rng)  # noise
+    sigma = rng.uniform(10.0, 40.0)
+    return c0 + rng.normal(0.0, sigma, size=(h, w, 3))
+
+
+def make_scene(rng: np.random.RandomState, size: Tuple[int, int] = None) -> Dict[str, np.ndarray]:
+    """One scene: image (H, W, 3) uint8 RGB, labels (H, W) uint8 kind, instances (H, W) uint8 (0 or 1..n)."""
+    size_index = rng.randint(0, len(SIZES))  # drawn even when size is given, so the stream stays the same
+    h, w = size if size is not None else SIZES[size_index]
+    bg = background(rng, h, w)
+    mean = bg.reshape(-1, 3).mean(axis=0)
+    image = np.ascontiguousarray(np.clip(np.round(bg), 0, 255).astype(np.uint8))
+    labels = np.zeros((h, w), dtype=np.uint8)
+    instances = np.zeros((h, w), dtype=np.uint8)
+    n = rng.randint(2, 6)
+    shapes = []
+    for i in range(1, n + 1):
+        kind = rng.randint(1, 5)
+        r = rng.randint(20, 61)
+        cx = rng.randint(r // 2, w - r // 2)
+        cy = rng.randint(r // 2, h - r // 2)
+        colour = random_colour(rng)
+        while np.abs(colour - mean).mean() < MIN_CONTRAST:
+            colour = random_colour(rng)
+        col = tuple(int(v) for v in colour)
+        if kind in (2, 3):  # square, triangle: regular polygon with circumradius r
+            a = rng.uniform(0.0, 2 * math.pi)
+            corners = 4 if kind == 2 else 3
+            angles = a + 2 * math.pi * np.arange(corners) / corners
+            pts = np.stack([np.round(cx + r * np.cos(angles)), np.round(cy + r * np.sin(angles))], axis=1)
+            pts = [pts.astype(np.int32)]
+            for target, value in ((image, col), (labels, kind), (instances, i)):
+                cv2.fillPoly(target, pts, value, lineType=cv2.LINE_8)
+        elif kind == 1:  # disc
+            for target, value in ((image, col), (labels, kind), (instances, i)):
+                cv2.circle(target, (int(cx), int(cy)), int(r), value, thickness=-1, lineType=cv2.LINE_8)
+        else:  # ring
+            q = rng.uniform(0.3, 0.5)
+            thickness = max(2, int(math.floor(q * r + 0.5)))
+            for target, value in ((image, col), (labels, kind), (instances, i)):
+                cv2.circle(target, (int(cx), int(cy)), int(r), value, thickness=thickness, lineType=cv2.LINE_8)
+        shapes.append({"kind": CLASS_NAMES[kind], "r": int(r), "centre": [int(cx), int(cy)], "colour": list(col)})
+    g = rng.uniform(0.0, 8.0)
+    noisy = image.astype(np.float64) + rng.normal(0.0, g, size=image.shape)
+    image = np.ascontiguousarray(np.clip(np.round(noisy), 0, 255).astype(np.uint8))
+    return {"image": image, "labels": labels, "instances": instances, "shapes": shapes}
+
+
+def majority(label_map: np.ndarray, num_values: int, p: int = PATCH) -> np.ndarray:
+    """(H, W) integer map -> (H/p, W/p): the most frequent value of each p x p patch, ties to the smallest."""
+    h, w = label_map.shape
+    patches = label_map.reshape(h // p, p, w // p, p).transpose(0, 2, 1, 3).reshape(h // p, w // p, p * p)
+    counts = (patches[..., None] == np.arange(num_values)).sum(axis=2)
+    return counts.argmax(axis=2)
+
+
+def make_batch(scenes: Sequence[Dict[str, np.ndarray]]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Preprocessed pixels (B, 3, H, W), pixel mask (B, H, W) and patch targets (B, h, w) (-100 on padding)."""
+    images = [s["image"].astype(np.float32) for s in scenes]
+    pixels, pixel_mask = preprocess(images, PATCH, IMAGE_SIZE, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    _, _, hh, ww = pixels.shape
+    targets = torch.full((len(scenes), hh // PATCH, ww // PATCH), -100, dtype=torch.long)
+    for b, s in enumerate(scenes):
+        t = majority(s["labels"], K)
+        targets[b, :t.shape[0], :t.shape[1]] = torch.from_numpy(t)
+    return pixels, pixel_mask, targets
+
+
+# =============================================================================================
+# Model, training
+
+def build_model(args) -> ImageTransformer:
+    return ImageTransformer(d_model=args.d_model, nhead=args.nhead, num_encoder_layers=args.encoder_layers,
+                            num_decoder_layers=args.decoder_layers, dim_feedforward=args.ff, activation="relu",
+                            norm_first=args.norm_first, dropout=0.0, patch_size=PATCH, image_size=IMAGE_SIZE,
+                            position="sine", position_mode=args.position_mode, target="tokens",
+                            num_classes=K, class_names=CLASS_NAMES)
+
+
+def lr_factor(step: int, steps: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def train(model: ImageTransformer, args) -> float:
+    rng = np.random.RandomState(args.seed)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.999), weight_decay=0.05)
+    warmup = max(1, int(0.05 * args.steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: lr_factor(s, args.steps, warmup))
+    model.train()
+    start = time.time()
+    loss_sum, correct, total = 0.0, 0, 0
+    for step in range(args.steps):
+        pixels, pixel_mask, targets = make_batch([make_scene(rng) for _ in range(args.batch)])
+        logits = model(pixels, pixel_mask)["logits"]  # (B, K, h, w)
+        loss = F.cross_entropy(logits, targets, ignore_index=-100)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimiser.step()
+        scheduler.step()
+        real = targets != -100
+        loss_sum += float(loss)
+        correct += int((logits.argmax(1)[real] == targets[real]).sum())
+        total += int(real.sum())
+        if (step + 1) % args.log_every == 0 or step + 1 == args.steps:
+            elapsed = time.time() - start
+            eta = elapsed / (step + 1) * (args.steps - step - 1)
+            print(f"step {step + 1:5d}/{args.steps}  loss {loss_sum / args.log_every:.4f}  "
+                  f"patch acc {correct / max(1, total):.4f}  lr {scheduler.get_last_lr()[0]:.2e}  "
+                  f"{elapsed:6.0f} s  eta {eta:5.0f} s", flush=True)
+            loss_sum, correct, total = 0.0, 0, 0
+    return time.time() - start
+
+
+# =============================================================================================
+# Evaluation
+
+def last_layer_attention(model: ImageTransformer, pixels: torch.Tensor, pixel_mask: torch.Tensor) -> torch.Tensor:
+    """(B, S, S): the last encoder layer's self-attention averaged over heads, fed as the forward feeds it."""
+    p = model.patch_size
+    encoder = model.transformer.encoder
+    tokens = model.patch_embed(pixels)
+    b, _, h, w = tokens.shape
+    token_mask = pixel_mask[:, ::p, ::p]
+    pos_map = model.position_embedding(token_mask)
+    pos = to_sequence(pos_map) if pos_map is not None else None
+    kpm = token_mask.reshape(b, h * w)
+    x = to_sequence(tokens)
+    if model.position_mode == "input":
+        x = with_pos(x, pos)
+        for layer in encoder.layers[:-1]:
+            x = layer(x, src_key_padding_mask=kpm)
+        q = k = v = encoder.layers[-1].norm1(x) if encoder.layers[-1].norm_first else x
+    else:
+        for layer in encoder.layers[:-1]:
+            x = detr_encoder_layer(layer, x, pos, kpm)
+        last = encoder.layers[-1]
+        v = last.norm1(x) if last.norm_first else x
+        q = k = with_pos(v, pos)
+    _, weights = encoder.layers[-1].self_attn(q, k, v, key_padding_mask=kpm, need_weights=True,
+                                              average_attn_weights=True)
+    return weights  # (B, S, S)
+
+
+def evaluate(model: ImageTransformer, seed: int, count: int, batch: int = 25) -> Dict[str, object]:
+    rng = np.random.RandomState(seed)
+    model.eval()
+    confusion = np.zeros((K, K), dtype=np.int64)  # [true, predicted]
+    shape_mass, shape_share, point_mass, point_share = [], [], [], []
+    with torch.no_grad():
+        for first in range(0, count, batch):
+            scenes = [make_scene(rng) for _ in range(min(batch, count - first))]
+            pixels, pixel_mask, targets = make_batch(scenes)
+            predicted = model(pixels, pixel_mask)["logits"].argmax(1)
+            attention = last_layer_attention(model, pixels, pixel_mask).numpy()
+            gw = targets.shape[2]
+            for b, s in enumerate(scenes):
+                t = majority(s["labels"], K)
+                hb, wb = t.shape
+                pr = predicted[b, :hb, :wb].numpy()
+                np.add.at(confusion, (t.ravel(), pr.ravel()), 1)
+                inst = majority(s["instances"], len(s["shapes"]) + 1)
+                full = np.full((targets.shape[1], gw), -1)
+                full[:hb, :wb] = inst
+                flat = full.ravel()
+                real = hb * wb
+                for i in range(1, len(s["shapes"]) + 1):
+                    own = np.nonzero(flat == i)[0]
+                    if own.size == 0:
+                        continue
+                    masses = attention[b][np.ix_(own, own)].sum(axis=1)
+                    share = own.size / real
+                    shape_mass.append(float(masses.mean()))
+                    shape_share.append(share)
+                    point_mass.extend(masses.tolist())
+                    point_share.extend([share] * own.size)
+    per_class = {CLASS_NAMES[c]: float(confusion[c, c] / confusion[c].sum()) for c in range(K)}
+    return {
+        "patch_accuracy": float(np.trace(confusion) / confusion.sum()),
+        "per_class_accuracy": per_class,
+        "patches_per_class": {CLASS_NAMES[c]: int(confusion[c].sum()) for c in range(K)},
+        "confusion_true_by_predicted": confusion.tolist(),
+        "attention_mass": {
+            "layer": "last encoder layer, self-attention averaged over heads",
+            "per_shape": {"mass": float(np.mean(shape_mass)), "share": float(np.mean(shape_share)),
+                          "shapes": len(shape_mass)},
+            "per_point": {"mass": float(np.mean(point_mass)), "share": float(np.mean(point_share)),
+                          "points": len(point_mass)},
+        },
+    }
+
+
+# =============================================================================================
+# Assets
+
+def write_examples(images_dir: Path) -> List[str]:
+    rng = np.random.RandomState(EXAMPLE_SEED)
+    names = []
+    for index, size in enumerate(EXAMPLE_SIZES, start=1):
+        scene = make_scene(rng, size)
+        name = f"shapes_{index}.png"
+        cv2.imwrite(str(images_dir / name), cv2.cvtColor(scene["image"], cv2.COLOR_RGB2BGR),
+                    [cv2.IMWRITE_PNG_COMPRESSION, 9])
+        kinds = ", ".join(f"{s['kind']} r={s['r']}" for s in scene["shapes"])
+        names.append((name, size, kinds))
+    sources = images_dir / "SOURCES.md"
+    text = sources.read_text() if sources.exists() else ""
+    rows = "\n".join(f"| {name} | {w}x{h} | {kinds} |" for name, (h, w), kinds in names)
+    section = f"""{SOURCES_BEGIN}
+## Generated shape scenes (shapes_1.png .. shapes_4.png)
+
+Made by us, no third-party content: `tools/train_demo.py` draws them with its scene generator (the one
+the demo model is trained on; its docstring describes every random choice) from
+`np.random.RandomState({EXAMPLE_SEED})`, four scenes in a row, the first three at 224x224 and the last
+at 224 wide x 160 high (the size is forced; the stream is otherwise the training distribution's).
+8-bit RGB PNG, `cv2.IMWRITE_PNG_COMPRESSION 9`, no EXIF. Rerunning the script rewrites them bit for bit.
+Licence: same as the repository.
+
+| file | W x H | shapes, in drawing order (later on top) |
+| --- | --- | --- |
+{rows}
+{SOURCES_END}
+"""
+    if SOURCES_BEGIN in text and SOURCES_END in text:
+        before = text[:text.index(SOURCES_BEGIN)]
+        after = text[text.index(SOURCES_END) + len(SOURCES_END):].lstrip("\n")
+        text = before + section + after
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    sources.write_text(text)
+    return [n for n, _, _ in names]
+
+
+# =============================================================================================
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=2400)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--d-model", type=int, default=96)
+    parser.add_argument("--nhead", type=int, default=4)
+    parser.add_argument("--encoder-layers", type=int, default=3)
+    parser.add_argument("--decoder-layers", type=int, default=1)
+    parser.add_argument("--ff", type=int, default=384)
+    parser.add_argument("--norm-first", action="store_true", help="pre-norm layers (default post-norm)")
+    parser.add_argument("--position-mode", choices=("attention", "input"), default="attention")
+    parser.add_argument("--eval-scenes", type=int, default=500)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--log-every", type=int, default=50)
+    parser.add_argument("--out", default=str(ROOT / "assets" / "models" / "demo.safetensors"))
+    parser.add_argument("--no-assets", action="store_true", help="do not write assets/images/shapes_*.png")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    command = "/usr/bin/python3 tools/train_demo.py" + "".join(f" {a}" for a in argv)
+    model = build_model(args)
+    params = sum(p.numel() for p in model.parameters())
+    print(f"model: {params} parameters; {args.steps} steps of {args.batch} scenes", flush=True)
+    train_seconds = train(model, args)
+    print(f"training: {train_seconds:.0f} s", flush=True)
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    export_image_model(model, str(out))
+    reloaded = load_image_model(str(out))  # evaluate what ships
+    start = time.time()
+    result = evaluate(reloaded, args.seed + 1000, args.eval_scenes)
+    eval_seconds = time.time() - start
+
+    print(f"held-out ({args.eval_scenes} scenes, seed {args.seed + 1000}): "
+          f"per-patch accuracy {result['patch_accuracy']:.4f}")
+    for name, acc in result["per_class_accuracy"].items():
+        print(f"  {name:10s} {acc:.4f}  ({result['patches_per_class'][name]} patches)")
+    mass = result["attention_mass"]
+    print(f"attention mass (last encoder layer, mean over heads): per shape {mass['per_shape']['mass']:.3f} "
+          f"vs share {mass['per_shape']['share']:.3f}; per point {mass['per_point']['mass']:.3f} "
+          f"vs share {mass['per_point']['share']:.3f}")
+
+    report = {
+        "model": os.path.relpath(out, ROOT) if str(out).startswith(str(ROOT)) else str(out),
+        "class_names": CLASS_NAMES,
+        "patch_accuracy": result["patch_accuracy"],
+        "per_class_accuracy": result["per_class_accuracy"],
+        "patches_per_class": result["patches_per_class"],
+        "confusion_true_by_predicted": result["confusion_true_by_predicted"],
+        "attention_mass": result["attention_mass"],
+        "held_out": {"scenes": args.eval_scenes, "seed": args.seed + 1000},
+        "training_seconds": round(train_seconds, 1),
+        "eval_seconds": round(eval_seconds, 1),
+        "seed": args.seed,
+        "command": command,
+        "recipe": {k: v for k, v in vars(args).items() if k not in ("out", "no_assets", "log_every")},
+        "parameters": params,
+        "torch": torch.__version__,
+        "opencv": cv2.__version__,
+        "numpy": np.__version__,
+    }
+    json_path = out.with_suffix(".json")
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) and {json_path}")
+    if not args.no_assets:
+        names = write_examples(ROOT / "assets" / "images")
+        print("wrote assets/images/" + ", ".join(names) + " and their section of assets/images/SOURCES.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
