@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds vitscope and runs its main job: every image in assets/images
-# through the shipped default model, features and views written to out/.
+# through the shipped demo model: features, views and the gallery (out/index.html) in out/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,4 +9,4 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j2 --target vitscope_cli
 
 build/apps/vitscope run assets/images --out out
-echo "open out/summary.json and out/images/*/ for each image's features.npy and views"
+echo "open out/index.html for the gallery; out/summary.json lists every image and its files"
