@@ -19,7 +19,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <mutex>
 #include <new>
 #include <set>
 #include <system_error>
@@ -92,7 +91,7 @@ struct HeaderInfo {
 
 // PNG and JPEG are sized from their headers so that max_pixels holds before OpenCV allocates: a
 // small file can claim a huge image, and OpenCV's own limit cannot be lowered from inside the
-// process (see limit_opencv_decoder). JPEG also gives its EXIF orientation, which OpenCV ignores
+// process (the CLI restarts itself with it set: apps/vitscope/opencv_limit.hpp). JPEG also gives its EXIF orientation, which OpenCV ignores
 // under IMREAD_UNCHANGED. Both walks must reach the size record wherever libpng and libjpeg would
 // find it, or a file could slip past max_pixels (fuzzing found both ways); they may look further
 // than the libraries, which only risks refusing a file that would not decode anyway.
@@ -251,13 +250,6 @@ Bytes read_file(const std::string& path, const LoadLimits& limits) {
 }
 
 }  // namespace
-
-void limit_opencv_decoder(std::uint64_t max_pixels) {
-  static std::once_flag once;
-  std::call_once(once, [max_pixels] {
-    setenv("OPENCV_IO_MAX_IMAGE_PIXELS", std::to_string(max_pixels).c_str(), 1);
-  });
-}
 
 cv::Mat load_image(const std::string& path, const LoadLimits& limits) {
   Bytes bytes;

@@ -16,12 +16,6 @@ struct LoadLimits {
   std::uint64_t max_file_bytes = 512ull << 20;      // refused before reading
 };
 
-// Sets OPENCV_IO_MAX_IMAGE_PIXELS to max_pixels (overwriting it), once; later calls do nothing.
-// OpenCV 4.6 reads that variable when libopencv_imgcodecs is loaded, before main, so this lowers
-// the limit only for processes started afterwards, not for this one: load_image enforces
-// max_pixels itself (before decoding for PNG and JPEG, after decoding for other formats).
-void limit_opencv_decoder(std::uint64_t max_pixels);
-
 // path -> CV_32FC3, RGB order, values in [0, 255]: gray replicated, alpha composited over white,
 // 16-bit divided by 257, float32 (EXR, HDR, PFM, TIFF) taken as [0, 1] and multiplied by 255 (not
 // clipped), EXIF orientation of JPEGs applied. Throws vitscope::Error (codes image_*, listed in
