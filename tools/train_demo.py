@@ -85,7 +85,7 @@ held-out scenes; none of them learnt squares or triangles, at most 3% of their p
   + squares and triangles upright (rotation within 15 degrees)       0.806
   900 steps of batch 16, lr 4e-3                                      0.798
 Even one shape of radius 40..60 per scene (300 steps, lr 2e-3) ended with every shape called a disc
-(square 0.01, triangle and ring 0): the shape kinds are learnt late, whatever the scenes.
+(square 0.01, triangle and ring 0): the kinds come late even in the easiest scenes.
 
 Evaluation (held-out, RandomState(seed + 1000), 500 scenes): per-patch accuracy over all real patches and
 per class (the share of patches whose true label is c that are predicted c), computed with the exported
