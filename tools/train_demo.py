@@ -71,8 +71,8 @@ for post-norm.
 Training: cross-entropy over real patches, AdamW (lr 1e-3, betas 0.9/0.999, weight decay 0.05), linear
 warmup over the first 5% of the steps then cosine decay to 5% of the lr, gradient-norm clip 1.0, batch 32,
 2400 steps, scenes generated on the fly (never repeated) by a second process in the order one process
-would draw them, so the model does not depend on it (tools/test_train_demo.py checks it). Drawing a batch costs 0.44 s against 1.26 s of
-forward and backward at one torch thread (1.14 s at two).
+would draw them, so the model does not depend on it (tools/test_train_demo.py checks it). Drawing a
+batch costs 0.44 s against 1.26 s of forward and backward at one torch thread (1.14 s at two).
 The shipped model took 3811 s (64 minutes) with the scenes drawn inline. Within 30 minutes,
 --steps 1050 --lr 2e-3 --threads 1 (1489 s of training) reached 0.810 on the held-out scenes, with an
 attention mass of 0.175 per shape: worse than the shipped model on both, so it is not the default.
@@ -262,8 +262,7 @@ def produce_batches(seed: int, steps: int, batch: int, queue) -> None:
 def training_batches(args):
     """Yields (pixels, pixel_mask, targets) per step; one producer process keeps the stream's order.
 
-    Drawing a batch of scenes costs about a third of a training step (0.44 s against 1.26 s of
-    forward and backward at one thread); on its own core it is hidden.
+    Drawing the scenes costs about a third of a step; on a core of its own it overlaps the step.
     """
     context = multiprocessing.get_context("fork")
     queue = context.Queue(maxsize=4)
