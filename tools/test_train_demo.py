@@ -27,6 +27,12 @@ class TrainingStream(unittest.TestCase):
             steps += 1
         self.assertEqual(steps, args.steps)
 
+    def test_a_producer_that_dies_is_an_error_not_a_hang(self):
+        args = argparse.Namespace(seed=3, steps=2, batch=-1)  # a negative batch fails in the producer
+        with self.assertRaisesRegex(RuntimeError, "scene producer exited"):
+            for _ in train_demo.training_batches(args):
+                pass
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -103,6 +103,7 @@ import json
 import math
 import multiprocessing
 import os
+import queue as queue_module
 import sys
 import time
 from pathlib import Path
@@ -270,7 +271,14 @@ def training_batches(args):
     producer.start()
     try:
         for _ in range(args.steps):
-            yield tuple(torch.from_numpy(a) for a in queue.get())
+            while True:
+                try:
+                    arrays = queue.get(timeout=5)
+                    break
+                except queue_module.Empty:
+                    if not producer.is_alive():  # a crashed producer would otherwise hang training
+                        raise RuntimeError(f"the scene producer exited with code {producer.exitcode}")
+            yield tuple(torch.from_numpy(a) for a in arrays)
     finally:
         producer.terminate()
         producer.join()
