@@ -99,12 +99,14 @@ shape's tokens) and of share ("per_shape"), and the same means over all (token) 
 """
 
 import argparse
+import datetime
 import json
 import math
 import multiprocessing
 import os
 import queue as queue_module
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
@@ -251,65 +253,141 @@ def lr_factor(step: int, steps: int, warmup: int) -> float:
     return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def produce_batches(seed: int, steps: int, batch: int, queue) -> None:
-    """The training stream, in order: batch after batch of scenes from RandomState(seed), into queue."""
+def produce_batches(seed: int, steps: int, batch: int, queues) -> None:
+    """The training stream, in order: batch after batch of scenes from RandomState(seed).
+
+    Each batch is split into len(queues) equal consecutive parts, part r into queues[r].
+    """
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     rng = np.random.RandomState(seed)
+    share = batch // len(queues)
     for _ in range(steps):
-        queue.put(tuple(t.numpy() for t in make_batch([make_scene(rng) for _ in range(batch)])))
+        arrays = [t.numpy() for t in make_batch([make_scene(rng) for _ in range(batch)])]
+        for rank, queue in enumerate(queues):
+            queue.put(tuple(a[rank * share:(rank + 1) * share] for a in arrays))
+
+
+def start_producer(args, workers: int):
+    """One producer process for the whole stream; returns it and one queue per worker.
+
+    Drawing the scenes costs about a third of a step; on a process of its own it overlaps the step.
+    """
+    context = multiprocessing.get_context("fork")
+    queues = [context.Queue(maxsize=4) for _ in range(workers)]
+    producer = context.Process(target=produce_batches, args=(args.seed, args.steps, args.batch, queues), daemon=True)
+    producer.start()
+    return producer, queues
+
+
+def receive_batches(steps: int, producer, queue):
+    """Yields (pixels, pixel_mask, targets) per step from queue."""
+    for _ in range(steps):
+        while True:
+            try:
+                arrays = queue.get(timeout=5)
+                break
+            except queue_module.Empty:
+                if not producer.is_alive():  # a crashed producer would otherwise hang training
+                    raise RuntimeError(f"the scene producer exited with code {producer.exitcode}")
+        yield tuple(torch.from_numpy(a) for a in arrays)
 
 
 def training_batches(args):
-    """Yields (pixels, pixel_mask, targets) per step; one producer process keeps the stream's order.
-
-    Drawing the scenes costs about a third of a step; on a core of its own it overlaps the step.
-    """
-    context = multiprocessing.get_context("fork")
-    queue = context.Queue(maxsize=4)
-    producer = context.Process(target=produce_batches, args=(args.seed, args.steps, args.batch, queue), daemon=True)
-    producer.start()
+    """The whole stream in one process: yields (pixels, pixel_mask, targets) per step."""
+    producer, (queue,) = start_producer(args, 1)
     try:
-        for _ in range(args.steps):
-            while True:
-                try:
-                    arrays = queue.get(timeout=5)
-                    break
-                except queue_module.Empty:
-                    if not producer.is_alive():  # a crashed producer would otherwise hang training
-                        raise RuntimeError(f"the scene producer exited with code {producer.exitcode}")
-            yield tuple(torch.from_numpy(a) for a in arrays)
+        yield from receive_batches(args.steps, producer, queue)
     finally:
         producer.terminate()
         producer.join()
 
 
-def train(model: ImageTransformer, args) -> float:
+def all_sum(values: torch.Tensor, workers: int) -> torch.Tensor:
+    if workers > 1:
+        torch.distributed.all_reduce(values)
+    return values
+
+
+def train_worker(model: ImageTransformer, args, batches, workers: int) -> None:
+    """The training loop of one worker; with several, each holds a replica and sees its part of each batch.
+
+    Every worker's loss is its sum of patch losses over the whole batch's patch count, so the summed
+    gradients are the full batch's gradient; every replica then takes the same optimiser step.
+    """
     optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.999), weight_decay=0.05)
     warmup = max(1, int(0.05 * args.steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: lr_factor(s, args.steps, warmup))
+    parameters = list(model.parameters())
     model.train()
     start = time.time()
-    loss_sum, correct, total = 0.0, 0, 0
-    for step, (pixels, pixel_mask, targets) in enumerate(training_batches(args)):
+    stats = torch.zeros(3, dtype=torch.float64)  # loss sum, correct patches, patches since the last log
+    for step, (pixels, pixel_mask, targets) in enumerate(batches):
+        real = targets != -100
+        patches = all_sum(real.sum().to(torch.float32).reshape(1), workers)
         logits = model(pixels, pixel_mask)["logits"]  # (B, K, h, w)
-        loss = F.cross_entropy(logits, targets, ignore_index=-100)
+        loss = F.cross_entropy(logits, targets, ignore_index=-100, reduction="sum") / patches
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        if workers > 1:
+            flat = torch.cat([p.grad.reshape(-1) for p in parameters])
+            torch.distributed.all_reduce(flat)
+            offset = 0
+            for p in parameters:
+                p.grad.copy_(flat[offset:offset + p.numel()].view_as(p))
+                offset += p.numel()
+        nn.utils.clip_grad_norm_(parameters, 1.0)
         optimiser.step()
         scheduler.step()
-        real = targets != -100
-        loss_sum += float(loss)
-        correct += int((logits.argmax(1)[real] == targets[real]).sum())
-        total += int(real.sum())
+        stats += torch.tensor([float(loss), float((logits.argmax(1)[real] == targets[real]).sum()), float(real.sum())],
+                              dtype=torch.float64)
         if (step + 1) % args.log_every == 0 or step + 1 == args.steps:
-            elapsed = time.time() - start
-            eta = elapsed / (step + 1) * (args.steps - step - 1)
-            print(f"step {step + 1:5d}/{args.steps}  loss {loss_sum / args.log_every:.4f}  "
-                  f"patch acc {correct / max(1, total):.4f}  lr {scheduler.get_last_lr()[0]:.2e}  "
-                  f"{elapsed:6.0f} s  eta {eta:5.0f} s", flush=True)
-            loss_sum, correct, total = 0.0, 0, 0
+            loss_sum, correct, total = all_sum(stats, workers).tolist()
+            stats.zero_()
+            if workers == 1 or torch.distributed.get_rank() == 0:
+                elapsed = time.time() - start
+                eta = elapsed / (step + 1) * (args.steps - step - 1)
+                print(f"step {step + 1:5d}/{args.steps}  loss {loss_sum / args.log_every:.4f}  "
+                      f"patch acc {correct / max(1.0, total):.4f}  lr {scheduler.get_last_lr()[0]:.2e}  "
+                      f"{elapsed:6.0f} s  eta {eta:5.0f} s", flush=True)
+
+
+def run_worker(rank: int, model: ImageTransformer, args, producer, queue, rendezvous: str) -> None:
+    torch.set_num_threads(args.threads)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank,
+                                         world_size=args.workers, timeout=datetime.timedelta(seconds=120))
+    try:
+        train_worker(model, args, receive_batches(args.steps, producer, queue), args.workers)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def train(model: ImageTransformer, args) -> float:
+    """Trains model in place on args.workers processes (this one is worker 0); returns the seconds taken."""
+    start = time.time()
+    if args.workers == 1:
+        train_worker(model, args, training_batches(args), 1)
+        return time.time() - start
+    producer, queues = start_producer(args, args.workers)
+    context = multiprocessing.get_context("fork")
+    with tempfile.TemporaryDirectory() as directory:
+        rendezvous = os.path.join(directory, "rendezvous")
+        helpers = [context.Process(target=run_worker, args=(rank, model, args, producer, queues[rank], rendezvous))
+                   for rank in range(1, args.workers)]
+        for helper in helpers:  # forked now, so every replica starts from the same weights
+            helper.start()
+        try:
+            run_worker(0, model, args, producer, queues[0], rendezvous)
+        finally:
+            producer.terminate()
+            for helper in helpers:
+                helper.join(timeout=30)
+                if helper.is_alive():
+                    helper.terminate()
+            producer.join()
+        failed = [h.exitcode for h in helpers if h.exitcode != 0]
+        if failed:
+            raise RuntimeError(f"a training worker exited with code {failed[0]}")
     return time.time() - start
 
 
@@ -449,11 +527,15 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--position-mode", choices=("attention", "input"), default="attention")
     parser.add_argument("--eval-scenes", type=int, default=500)
     parser.add_argument("--threads", type=int, default=2,
-                        help="torch threads; the scenes are drawn on a process of their own")
+                        help="torch threads per worker; the scenes are drawn on a process of their own")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="data-parallel training processes, each with its share of every batch")
     parser.add_argument("--log-every", type=int, default=50)
     parser.add_argument("--out", default=str(ROOT / "assets" / "models" / "demo.safetensors"))
     parser.add_argument("--no-assets", action="store_true", help="do not write assets/images/shapes_*.png")
     args = parser.parse_args(argv)
+    if args.workers < 1 or args.batch % args.workers != 0:
+        parser.error(f"--batch {args.batch} must be a multiple of --workers {args.workers} (at least 1)")
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
