@@ -69,6 +69,20 @@ class DataParallelTraining(unittest.TestCase):
         self.assertGreater(moved, 1e-4)  # the comparison means something only if training moved the weights
         self.assertLess(worst, 1e-5)
 
+    def test_a_worker_that_dies_is_an_error_not_a_hang(self):
+        def dies_on_worker_1(model, args, batches, workers):
+            if torch.distributed.get_rank() == 1:
+                raise SystemExit(3)
+            return train_worker(model, args, batches, workers)
+
+        train_worker = train_demo.train_worker
+        train_demo.train_worker = dies_on_worker_1  # the helper is forked after this, so it runs it too
+        try:
+            with self.assertRaisesRegex(RuntimeError, "a training worker exited with code 3"):
+                self.train(2)
+        finally:
+            train_demo.train_worker = train_worker
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -392,6 +392,13 @@ def train(model: ImageTransformer, args) -> float:
             helper.start()
         try:
             run_worker(0, model, args, producer, queues[0], rendezvous)
+        except RuntimeError as error:  # gloo's own message only says that a peer closed its connection
+            for helper in helpers:
+                helper.join(timeout=5)
+            dead = [h.exitcode for h in helpers if h.exitcode not in (None, 0)]
+            if dead:
+                raise RuntimeError(f"a training worker exited with code {dead[0]}") from error
+            raise
         finally:
             producer.terminate()
             for helper in helpers:
@@ -399,9 +406,6 @@ def train(model: ImageTransformer, args) -> float:
                 if helper.is_alive():
                     helper.terminate()
             producer.join()
-        failed = [h.exitcode for h in helpers if h.exitcode != 0]
-        if failed:
-            raise RuntimeError(f"a training worker exited with code {failed[0]}")
     return time.time() - start
 
 
