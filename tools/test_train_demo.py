@@ -69,6 +69,12 @@ class DataParallelTraining(unittest.TestCase):
         self.assertGreater(moved, 1e-4)  # the comparison means something only if training moved the weights
         self.assertLess(worst, 1e-5)
 
+    def test_a_batch_the_workers_cannot_share_is_a_usage_error(self):
+        for argv in (["--workers", "3"], ["--workers", "0"]):  # the default batch is 32
+            with self.assertRaises(SystemExit) as exit_status:
+                train_demo.main(argv + ["--steps", "1", "--out", "/nonexistent/demo.safetensors"])
+            self.assertEqual(exit_status.exception.code, 2)
+
     def test_a_worker_that_dies_is_an_error_not_a_hang(self):
         def dies_on_worker_1(model, args, batches, workers):
             if torch.distributed.get_rank() == 1:

@@ -552,8 +552,10 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--out", default=str(ROOT / "assets" / "models" / "demo.safetensors"))
     parser.add_argument("--no-assets", action="store_true", help="do not write assets/images/shapes_*.png")
     args = parser.parse_args(argv)
-    if args.workers < 1 or args.batch % args.workers != 0:
-        parser.error(f"--batch {args.batch} must be a multiple of --workers {args.workers} (at least 1)")
+    if args.workers < 1:
+        parser.error(f"--workers must be at least 1, got {args.workers}")
+    if args.batch % args.workers != 0:
+        parser.error(f"--batch {args.batch} must be a multiple of --workers {args.workers}")
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
