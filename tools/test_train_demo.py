@@ -5,6 +5,7 @@
 
 import argparse
 import sys
+import tempfile
 import unittest
 from pathlib import Path
 
@@ -70,10 +71,12 @@ class DataParallelTraining(unittest.TestCase):
         self.assertLess(worst, 1e-5)
 
     def test_a_batch_the_workers_cannot_share_is_a_usage_error(self):
-        for argv in (["--workers", "3"], ["--workers", "0"]):  # the default batch is 32
-            with self.assertRaises(SystemExit) as exit_status:
-                train_demo.main(argv + ["--steps", "1", "--out", "/nonexistent/demo.safetensors"])
-            self.assertEqual(exit_status.exception.code, 2)
+        with tempfile.TemporaryDirectory() as directory:  # should the check go, nothing lands in assets/
+            for argv in (["--workers", "3"], ["--workers", "0"]):  # the default batch is 32
+                with self.assertRaises(SystemExit) as exit_status:
+                    train_demo.main(argv + ["--steps", "1", "--no-assets",
+                                            "--out", str(Path(directory) / "demo.safetensors")])
+                self.assertEqual(exit_status.exception.code, 2)
 
     def test_a_worker_that_dies_is_an_error_not_a_hang(self):
         def dies_on_worker_1(model, args, batches, workers):
