@@ -3,13 +3,13 @@
 
 #include <filesystem>
 #include <set>
-
 #include <xtensor/xview.hpp>
 
 #include "support.hpp"
 #include "vitscope/image/image_model.hpp"
 #include "vitscope/image/load.hpp"
 #include "vitscope/image/sequence.hpp"
+#include "vitscope/io/safetensors.hpp"
 
 using namespace vitscope;
 using namespace vitscope::image;
@@ -76,13 +76,14 @@ void run_case(const std::string& name) {
 
 }  // namespace
 
-#define FOR_EACH_IMAGE_FIXTURE(X)            \
-  X("a_sine_input_tokens_postnorm")          \
-  X("b_learned_attention_queries_prenorm")   \
-  X("c_none_encoder_only_shrink_gray")       \
-  X("d_sine_attention_tokens_batch3")        \
-  X("e_learned_input_tokens_enlarge")        \
-  X("f_sine_input_queries")
+#define FOR_EACH_IMAGE_FIXTURE(X)          \
+  X("a_sine_input_tokens_postnorm")        \
+  X("b_learned_attention_queries_prenorm") \
+  X("c_none_encoder_only_shrink_gray")     \
+  X("d_sine_attention_tokens_batch3")      \
+  X("e_learned_input_tokens_enlarge")      \
+  X("f_sine_input_queries")                \
+  X("g_stem_attention_tokens_batch2")
 
 #define IMAGE_PARITY_CASE(name) \
   TEST_CASE("image parity with the PyTorch reference: " name, "[image][parity]") { run_case(name); }
@@ -99,19 +100,43 @@ TEST_CASE("every image fixture directory has a parity test", "[image][parity]") 
 }
 
 TEST_CASE("an image alone and inside a mixed batch gives the same features", "[image]") {
-  const std::string name = "d_sine_attention_tokens_batch3";
-  const nlohmann::json spec = read_image_case(name);
-  const std::vector<std::string> images = spec.at("images");
-  const CaseRun batch = run_images(name, spec, images);
-  for (std::size_t b = 0; b < images.size(); ++b) {
-    const CaseRun alone = run_images(name, spec, {images[b]});
-    const auto [rows, cols] = alone.output.grids[0];
-    REQUIRE(batch.output.grids[b] == alone.output.grids[0]);
-    const Tensor3 in_batch = crop_feature_map(batch.output.features, b, rows, cols);
-    const Tensor3 by_itself = crop_feature_map(alone.output.features, 0, rows, cols);
-    const io::NpyArray as_reference{io::NpyDType::Float32,
-                                    Shape(by_itself.shape().begin(), by_itself.shape().end()),
-                                    std::vector<float>(by_itself.begin(), by_itself.end())};
-    test::require_close(images[b] + " in a batch vs alone", in_batch, as_reference, 1e-5);
+  for (const std::string name :
+       {"d_sine_attention_tokens_batch3", "g_stem_attention_tokens_batch2"}) {
+    INFO("case " << name);
+    const nlohmann::json spec = read_image_case(name);
+    const std::vector<std::string> images = spec.at("images");
+    const CaseRun batch = run_images(name, spec, images);
+    for (std::size_t b = 0; b < images.size(); ++b) {
+      const CaseRun alone = run_images(name, spec, {images[b]});
+      const auto [rows, cols] = alone.output.grids[0];
+      REQUIRE(batch.output.grids[b] == alone.output.grids[0]);
+      const Tensor3 in_batch = crop_feature_map(batch.output.features, b, rows, cols);
+      const Tensor3 by_itself = crop_feature_map(alone.output.features, 0, rows, cols);
+      const io::NpyArray as_reference{io::NpyDType::Float32,
+                                      Shape(by_itself.shape().begin(), by_itself.shape().end()),
+                                      std::vector<float>(by_itself.begin(), by_itself.end())};
+      test::require_close(images[b] + " in a batch vs alone", in_batch, as_reference, 1e-5);
+    }
+  }
+}
+
+TEST_CASE("a patch_stem that cannot make the model's patches is rejected", "[image]") {
+  const io::SafetensorsFile stem_model =
+      io::read_safetensors(case_path("g_stem_attention_tokens_batch2", "model.safetensors"));
+  REQUIRE(stem_model.metadata.at("patch_stem") == "6,8,12");
+  const test::TempDir dir;
+  const std::string path = dir.file("bad_stem.safetensors");
+  // Each value with the code it must give: malformed or not making 8-pixel patches, or
+  // well-formed channels that the file's tensors do not have.
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"", "bad_metadata"},       {"6,8", "bad_metadata"},          {"6,8,12,16", "bad_metadata"},
+      {"6,x,12", "bad_metadata"}, {"6,0,12", "bad_metadata"},       {"6,8,99999", "bad_metadata"},
+      {"6,,12", "bad_metadata"},  {"6,8,13", "state_dict_mismatch"}};
+  for (const auto& [value, code] : bad) {
+    INFO("patch_stem = '" << value << "'");
+    auto metadata = stem_model.metadata;
+    metadata["patch_stem"] = value;
+    io::write_safetensors(path, stem_model.tensors, metadata);
+    REQUIRE(test::error_code([&] { load_image_model(path); }) == code);
   }
 }

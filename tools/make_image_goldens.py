@@ -262,6 +262,22 @@ def case_sine_input_queries() -> None:
                model, 30, {"a.png": synthetic_image(rng, 30, 22, "rgb")})
 
 
+def case_stem_attention_batch() -> None:
+    name = "g_stem_attention_tokens_batch2"
+    rng = seeded(name)
+    model = ImageTransformer(d_model=16, nhead=2, num_encoder_layers=1, num_decoder_layers=1, dim_feedforward=32,
+                             activation="relu", norm_first=True, patch_size=8, image_size=48, position="sine",
+                             position_mode="attention", target="tokens", num_classes=3,
+                             class_names=["background", "disc", "square"], stem_channels=[6, 8, 12])
+    randomize(model)
+    write_case(name, "convolutional stem (3 stride-2 3x3 steps of 6, 8, 12 channels, ReLU, then a 1x1 proj), "
+                     "sine position, mode attention, target tokens, pre-norm, 1+1 layers, head K=3; batch of 2 "
+                     "sizes: RGB 44x48 (no resize, padded to 48x48) and RGB 30x20 enlarged (INTER_LINEAR) to "
+                     "48x32, so the stem runs over padding between and after the images",
+               model, 48, {"wide.png": synthetic_image(rng, 44, 48, "rgb"),
+                           "tall.png": synthetic_image(rng, 30, 20, "rgb")})
+
+
 def random_model() -> None:
     """assets/models/random.safetensors: seeded random weights, the demo model's kinds of parts, for tests."""
     seeded("default_model")  # the seed's name from when this was vitscope's default model: same bits
@@ -289,6 +305,7 @@ def main() -> None:
     case_sine_attention_batch()
     case_learned_input_tokens()
     case_sine_input_queries()
+    case_stem_attention_batch()
     random_model()
 
 

@@ -139,13 +139,32 @@ def preprocess(images: Sequence[np.ndarray], patch_size: int, size: int,
 # Forward
 
 class PatchEmbed(nn.Module):
-    """Forward 1: holds proj = Conv2d(C, E, kernel=p, stride=p) (state_dict key patch_embed.proj.*)."""
+    """Forward 1: proj = Conv2d(C, E, kernel=p, stride=p) (state_dict key patch_embed.proj.*), or with
+    stem_channels (c_1, .., c_n), 2^n = p, a convolutional stem: stem.i = Conv2d(c_{i-1}, c_i, 3, stride 2,
+    padding 1) then ReLU, for i = 0..n-1 (c_0 = C), and proj = Conv2d(c_n, E, 1).
 
-    def __init__(self, in_chans: int, embed_dim: int, patch_size: int):
+    Each stride-2 step reads up to input 2i + 1 for output i, so a token reads pixels from 15 before its
+    patch to its patch's last pixel: never the padding beyond its own padded patch grid, and an image
+    gives the same tokens alone as inside a padded batch.
+    """
+
+    def __init__(self, in_chans: int, embed_dim: int, patch_size: int, stem_channels: Sequence[int] = ()):
         super().__init__()
-        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+        self.stem_channels = [int(c) for c in stem_channels]
+        if self.stem_channels and 2 ** len(self.stem_channels) != patch_size:
+            raise ValueError(f"a stem of {len(self.stem_channels)} stride-2 convolutions makes patches of "
+                             f"{2 ** len(self.stem_channels)}, not {patch_size}")
+        inputs = [in_chans] + self.stem_channels[:-1]
+        self.stem = nn.ModuleList(nn.Conv2d(i, o, kernel_size=3, stride=2, padding=1)
+                                  for i, o in zip(inputs, self.stem_channels))
+        if self.stem_channels:
+            self.proj = nn.Conv2d(self.stem_channels[-1], embed_dim, kernel_size=1)
+        else:
+            self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for conv in self.stem:
+            x = F.relu(conv(x))
         return self.proj(x)
 
 
@@ -255,7 +274,7 @@ class ImageTransformer(nn.Module):
                  image_size: int = 224, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
                  position: str = "sine", position_mode: str = "attention", target: Optional[str] = "tokens",
                  num_queries: int = 100, pos_grid: Tuple[int, int] = (14, 14), num_classes: int = 0,
-                 class_names: Optional[Sequence[str]] = None):
+                 class_names: Optional[Sequence[str]] = None, stem_channels: Sequence[int] = ()):
         super().__init__()
         if position not in POSITIONS or position_mode not in POSITION_MODES:
             raise ValueError(f"position must be one of {POSITIONS}, position_mode one of {POSITION_MODES}")
@@ -276,7 +295,7 @@ class ImageTransformer(nn.Module):
         self.position, self.position_mode, self.target = position, position_mode, target
         self.num_classes, self.class_names = num_classes, class_names
 
-        self.patch_embed = PatchEmbed(in_chans, d_model, patch_size)
+        self.patch_embed = PatchEmbed(in_chans, d_model, patch_size, stem_channels)
         self.pos_embed = nn.Parameter(torch.zeros(1, d_model, *pos_grid)) if position == "learned" else None
         self.query_embed = nn.Embedding(num_queries, d_model) if target == "queries" else None
         self.transformer = nn.Transformer(d_model=d_model, nhead=nhead, num_encoder_layers=num_encoder_layers,
@@ -427,6 +446,8 @@ def export_image_model(model: ImageTransformer, path: str, class_names: Optional
     metadata.update({"in_chans": str(model.in_chans), "patch_size": str(model.patch_size),
                      "image_size": str(model.image_size), "mean": _floats(model.mean), "std": _floats(model.std),
                      "position": model.position, "position_mode": model.position_mode})
+    if model.patch_embed.stem_channels:
+        metadata["patch_stem"] = ",".join(str(c) for c in model.patch_embed.stem_channels)
     if model.target is not None:
         metadata["target"] = model.target
         if model.target == "queries":
@@ -435,8 +456,7 @@ def export_image_model(model: ImageTransformer, path: str, class_names: Optional
     if model.num_classes > 0:
         metadata["class_names"] = json.dumps(names, separators=(",", ":"))
 
-    tensors = {"patch_embed.proj.weight": model.patch_embed.proj.weight,
-               "patch_embed.proj.bias": model.patch_embed.proj.bias}
+    tensors = {f"patch_embed.{name}": t for name, t in model.patch_embed.state_dict().items()}
     if model.pos_embed is not None:
         tensors["pos_embed"] = model.pos_embed
     if model.query_embed is not None:
@@ -467,7 +487,8 @@ def load_image_model(path: str) -> ImageTransformer:
         image_size=int(meta["image_size"]), mean=[float(v) for v in meta["mean"].split(",")],
         std=[float(v) for v in meta["std"].split(",")], position=position, position_mode=meta["position_mode"],
         target=meta.get("target"), num_queries=int(meta.get("num_queries", "100")), pos_grid=pos_grid,
-        num_classes=int(meta["num_classes"]), class_names=json.loads(meta.get("class_names", "[]")))
+        num_classes=int(meta["num_classes"]), class_names=json.loads(meta.get("class_names", "[]")),
+        stem_channels=[int(c) for c in meta["patch_stem"].split(",")] if "patch_stem" in meta else ())
     if meta["encoder_norm"] == "false":
         model.transformer.encoder.norm = None
     if meta["decoder_norm"] == "false":

@@ -24,6 +24,7 @@ constexpr int64_t kMaxPatch = 1024;
 constexpr int64_t kMaxImageSize = 1 << 14;
 constexpr int64_t kMaxCount = 100000;  // queries, classes
 constexpr int64_t kMaxGrid = 1024;     // learned pos_embed rows / columns
+constexpr int64_t kMaxChannels = 4096;  // a stem step's output channels
 
 std::size_t to_size(int64_t v) { return static_cast<std::size_t>(v); }
 
@@ -63,6 +64,29 @@ int64_t bounded(const MetadataReader& read, const std::string& key, int64_t lo, 
   return v;
 }
 
+// "c_1,..,c_n": the output channels of n stride-2 steps that make patches of 2^n = patch_size.
+std::vector<int64_t> stem_channels(const MetadataReader& read, int64_t patch_size) {
+  std::vector<int64_t> channels;
+  std::istringstream in(read.text("patch_stem"));
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    char* end = nullptr;
+    const long long c = std::strtoll(item.c_str(), &end, 10);
+    if (item.empty() || *end != '\0' || c < 1 || c > kMaxChannels) {
+      read.fail("patch_stem", "'" + read.text("patch_stem") +
+                                  "' is not comma-separated channel counts in 1.." +
+                                  std::to_string(kMaxChannels));
+    }
+    channels.push_back(c);
+  }
+  if (channels.empty() || channels.size() > 10 || (int64_t{1} << channels.size()) != patch_size) {
+    read.fail("patch_stem", "has " + std::to_string(channels.size()) +
+                                " stride-2 steps, which do not make patches of " +
+                                std::to_string(patch_size));
+  }
+  return channels;
+}
+
 std::vector<std::string> class_names(const MetadataReader& read, std::size_t count) {
   nlohmann::json names = nlohmann::json::parse(read.text("class_names"), nullptr, false);
   if (!names.is_array() || names.size() != count ||
@@ -81,6 +105,7 @@ ImageModelOptions options_from_metadata(const std::map<std::string, std::string>
   if (o.transformer.batch_first) read.fail("batch_first", "must be false in an image model");
   o.in_chans = bounded(read, "in_chans", 3, 3);
   o.patch_size = bounded(read, "patch_size", 1, kMaxPatch);
+  if (metadata.count("patch_stem")) o.stem_channels = stem_channels(read, o.patch_size);
   o.image_size = bounded(read, "image_size", 1, kMaxImageSize);
   o.mean = three_numbers(read, "mean");
   o.std = three_numbers(read, "std");
@@ -127,6 +152,10 @@ std::vector<Parameter> image_parameters(ImageModel& m) {
     if (tensor.size() == 0) return;
     out.push_back({name, Shape(tensor.shape().begin(), tensor.shape().end()), tensor.data()});
   };
+  for (std::size_t i = 0; i < m.patch_embed_stem.size(); ++i) {
+    add("patch_embed.stem." + std::to_string(i) + ".weight", m.patch_embed_stem[i].weight);
+    add("patch_embed.stem." + std::to_string(i) + ".bias", m.patch_embed_stem[i].bias);
+  }
   add("patch_embed.proj.weight", m.patch_embed_weight);
   add("patch_embed.proj.bias", m.patch_embed_bias);
   add("pos_embed", m.pos_embed);
@@ -208,7 +237,15 @@ Tensor3 batch_major(const Tensor3& seq) {
 ImageModel::ImageModel(const ImageModelOptions& options)
     : options(options), transformer(options.transformer) {
   const std::size_t E = to_size(options.transformer.d_model), p = to_size(options.patch_size);
-  patch_embed_weight = xt::zeros<float>({E, to_size(options.in_chans), p, p});
+  std::size_t channels = to_size(options.in_chans);
+  for (int64_t c : options.stem_channels) {
+    patch_embed_stem.push_back(
+        {xt::zeros<float>({to_size(c), channels, std::size_t{3}, std::size_t{3}}),
+         xt::zeros<float>({to_size(c)})});
+    channels = to_size(c);
+  }
+  const std::size_t kernel = patch_embed_stem.empty() ? p : 1;
+  patch_embed_weight = xt::zeros<float>({E, channels, kernel, kernel});
   patch_embed_bias = xt::zeros<float>({E});
   if (options.target == Target::queries && !transformer.encoder_only()) {
     query_embed = xt::zeros<float>({to_size(options.num_queries), E});
@@ -251,8 +288,11 @@ ImageModelOutput ImageModel::forward(const ImageBatch& batch, const std::string&
   ImageModelOutput result;
   const AttentionCapture attention_capture(transformer, attention, result.attention);
 
-  // 1. Stem: (B,C,H,W) -> tokens (B,E,h,w).
-  const Tensor4 tokens = patch_embed(batch.pixels, patch_embed_weight, patch_embed_bias);
+  // 1. Patch embedding, after the convolutional stem if there is one: (B,C,H,W) -> (B,E,h,w).
+  const Tensor4 tokens = patch_embed_stem.empty()
+                             ? patch_embed(batch.pixels, patch_embed_weight, patch_embed_bias)
+                             : patch_embed(conv_stem(batch.pixels, patch_embed_stem),
+                                           patch_embed_weight, patch_embed_bias);
   const std::size_t h = tokens.shape(2), w = tokens.shape(3);
 
   // 2. Token mask (B,h,w): a token is padding iff its top-left pixel is; each image's real grid.

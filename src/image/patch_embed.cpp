@@ -1,5 +1,9 @@
 #include "vitscope/image/patch_embed.hpp"
 
+#include <algorithm>
+#include <string>
+#include <vector>
+
 #include "vitscope/error.hpp"
 #include "vitscope/nn/linear.hpp"
 
@@ -43,6 +47,93 @@ Tensor4 patch_embed(const Tensor4& pixels, const Tensor4& weight, const Tensor1&
     }
   }
   return tokens;
+}
+
+namespace {
+
+// A (B,H,W,C) channels-last activation: each step's im2col reads it in place.
+struct ChannelsLast {
+  std::vector<float> data;
+  std::size_t B = 0, H = 0, W = 0, C = 0;
+};
+
+ChannelsLast to_channels_last(const Tensor4& x) {
+  ChannelsLast out{std::vector<float>(x.size()), x.shape(0), x.shape(2), x.shape(3), x.shape(1)};
+  for (std::size_t b = 0; b < out.B; ++b) {
+    for (std::size_t c = 0; c < out.C; ++c) {
+      for (std::size_t s = 0; s < out.H * out.W; ++s) {
+        out.data[(b * out.H * out.W + s) * out.C + c] =
+            x.data()[(b * out.C + c) * out.H * out.W + s];
+      }
+    }
+  }
+  return out;
+}
+
+Tensor4 to_channels_first(const ChannelsLast& x) {
+  Tensor4 out = Tensor4::from_shape({x.B, x.C, x.H, x.W});
+  for (std::size_t b = 0; b < x.B; ++b) {
+    for (std::size_t s = 0; s < x.H * x.W; ++s) {
+      for (std::size_t c = 0; c < x.C; ++c) {
+        out.data()[(b * x.C + c) * x.H * x.W + s] = x.data[(b * x.H * x.W + s) * x.C + c];
+      }
+    }
+  }
+  return out;
+}
+
+// Conv2d(kernel 3, stride 2, padding 1) + ReLU as one GEMM: im2col rows laid out (c, ky, kx)
+// like the kernel, zeros where the window leaves the input.
+ChannelsLast stem_step(const ChannelsLast& x, const StemConv& conv) {
+  const std::size_t Ho = x.H / 2, Wo = x.W / 2, K = x.C * 9, N = conv.weight.shape(0);
+  std::vector<float> cols(x.B * Ho * Wo * K, 0.0f);
+  for (std::size_t b = 0; b < x.B; ++b) {
+    for (std::size_t oy = 0; oy < Ho; ++oy) {
+      for (std::size_t ox = 0; ox < Wo; ++ox) {
+        float* row = cols.data() + ((b * Ho + oy) * Wo + ox) * K;
+        for (std::size_t ky = 0; ky < 3; ++ky) {
+          const std::size_t y = 2 * oy + ky;  // input row + 1: row -1 is the padding
+          if (y == 0 || y > x.H) continue;
+          for (std::size_t kx = 0; kx < 3; ++kx) {
+            const std::size_t xx = 2 * ox + kx;
+            if (xx == 0 || xx > x.W) continue;
+            const float* pixel = x.data.data() + ((b * x.H + y - 1) * x.W + xx - 1) * x.C;
+            for (std::size_t c = 0; c < x.C; ++c) row[c * 9 + ky * 3 + kx] = pixel[c];
+          }
+        }
+      }
+    }
+  }
+  ChannelsLast out{std::vector<float>(x.B * Ho * Wo * N), x.B, Ho, Wo, N};
+  nn::linear_rows(cols.data(), x.B * Ho * Wo, K, conv.weight.data(), N, conv.bias.data(),
+                  out.data.data());
+  for (float& v : out.data) v = std::max(v, 0.0f);
+  return out;
+}
+
+}  // namespace
+
+Tensor4 conv_stem(const Tensor4& pixels, const std::vector<StemConv>& stem) {
+  const std::size_t B = pixels.shape(0), C = pixels.shape(1), H = pixels.shape(2),
+                    W = pixels.shape(3);
+  const std::size_t step = std::size_t{1} << stem.size();
+  std::size_t channels = C;
+  for (const StemConv& conv : stem) {
+    const auto& s = conv.weight.shape();
+    if (s[1] != channels || s[2] != 3 || s[3] != 3 || conv.bias.size() != s[0]) {
+      throw Error("shape_mismatch", "conv_stem: a " + shape_to_string(Shape(s.begin(), s.end())) +
+                                        " step does not follow " + std::to_string(channels) +
+                                        " channels");
+    }
+    channels = s[0];
+  }
+  if (H % step != 0 || W % step != 0) {
+    throw Error("shape_mismatch", "conv_stem: pixels " + shape_to_string({B, C, H, W}) +
+                                      " are not multiples of " + std::to_string(step));
+  }
+  ChannelsLast x = to_channels_last(pixels);
+  for (const StemConv& conv : stem) x = stem_step(x, conv);
+  return to_channels_first(x);
 }
 
 }  // namespace vitscope::image

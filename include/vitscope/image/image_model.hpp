@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "vitscope/image/patch_embed.hpp"
 #include "vitscope/image/preprocess.hpp"
 #include "vitscope/nn/linear.hpp"
 #include "vitscope/nn/transformer.hpp"
@@ -23,6 +24,8 @@ struct ImageModelOptions {
   nn::TransformerOptions transformer;  // batch_first is always false
   int64_t in_chans = 3;
   int64_t patch_size = 16;
+  std::vector<int64_t>
+      stem_channels;  // c_1..c_n of a convolutional stem (2^n = patch_size), or none
   int64_t image_size = 224;
   std::array<float, 3> mean = {0.485f, 0.456f, 0.406f};
   std::array<float, 3> std = {0.229f, 0.224f, 0.225f};
@@ -73,7 +76,8 @@ class ImageModel {
   std::vector<std::string> attention_modules();
 
   ImageModelOptions options;
-  Tensor4 patch_embed_weight;  // patch_embed.proj.weight (E,C,p,p)
+  std::vector<StemConv> patch_embed_stem;  // patch_embed.stem.N.*, one per stem channel count
+  Tensor4 patch_embed_weight;  // patch_embed.proj.weight (E,C,p,p), or (E,c_n,1,1) after a stem
   Tensor1 patch_embed_bias;    // patch_embed.proj.bias (E)
   Tensor4 pos_embed;           // (1,E,gh,gw) when position is learned, else empty
   Tensor2 query_embed;         // query_embed.weight (Q,E) when the target is queries, else empty
