@@ -36,13 +36,36 @@ class TrainingStream(unittest.TestCase):
                 pass
 
 
+class ConvolutionalStem(unittest.TestCase):
+    def test_the_folded_stem_computes_what_the_trained_one_does_in_evaluation(self):
+        torch.manual_seed(5)
+        stem = train_demo.BatchNormStem(train_demo.PatchEmbed(3, 8, 16, [4, 5, 6, 7]))
+        with torch.no_grad():  # statistics far from the identity, so a missing fold shows
+            for norm in stem.norms:
+                norm.running_mean.uniform_(-1.0, 1.0)
+                norm.running_var.uniform_(0.5, 2.0)
+                norm.weight.uniform_(0.5, 1.5)
+                norm.bias.uniform_(-0.5, 0.5)
+        stem.eval()
+        pixels = torch.randn(2, 3, 48, 32)
+        worst = float((stem(pixels) - stem.folded()(pixels)).abs().max())
+        print(f"folded stem vs BatchNorm stem: worst difference {worst:.2e}")
+        self.assertLess(worst, 1e-5)
+
+    def test_stem_channels_must_be_four_positive_integers(self):
+        self.assertEqual(train_demo.stem_channels("16,32,64,96"), [16, 32, 64, 96])
+        for bad in ("16,32,64", "16,32,64,96,128", "16,x,64,96", "16,0,64,96"):
+            with self.assertRaises(argparse.ArgumentTypeError):
+                train_demo.stem_channels(bad)
+
+
 class DataParallelTraining(unittest.TestCase):
     @staticmethod
     def train(workers: int):
         """(initial, trained) state dicts of a small model after 3 steps on `workers` processes."""
         args = argparse.Namespace(seed=3, steps=3, batch=4, lr=1e-3, d_model=16, nhead=2, encoder_layers=1,
                                   decoder_layers=1, ff=32, norm_first=True, position_mode="attention",
-                                  threads=1, workers=workers, log_every=1)
+                                  stem=[], threads=1, workers=workers, log_every=1)
         torch.manual_seed(args.seed)
         model = train_demo.build_model(args)
         initial = {k: v.clone() for k, v in model.state_dict().items()}
