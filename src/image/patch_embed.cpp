@@ -6,6 +6,7 @@
 
 #include "vitscope/error.hpp"
 #include "vitscope/nn/linear.hpp"
+#include "vitscope/parallel.hpp"
 
 namespace vitscope::image {
 
@@ -87,10 +88,12 @@ Tensor4 to_channels_first(const ChannelsLast& x) {
 ChannelsLast stem_step(const ChannelsLast& x, const StemConv& conv) {
   const std::size_t Ho = x.H / 2, Wo = x.W / 2, K = x.C * 9, N = conv.weight.shape(0);
   std::vector<float> cols(x.B * Ho * Wo * K, 0.0f);
-  for (std::size_t b = 0; b < x.B; ++b) {
-    for (std::size_t oy = 0; oy < Ho; ++oy) {
+  // One output row (b, oy) per item: the copies are as much work as the GEMM for the first step.
+  parallel_for(x.B * Ho, 8, [&](std::size_t begin, std::size_t end) {
+    for (std::size_t item = begin; item < end; ++item) {
+      const std::size_t b = item / Ho, oy = item % Ho;
       for (std::size_t ox = 0; ox < Wo; ++ox) {
-        float* row = cols.data() + ((b * Ho + oy) * Wo + ox) * K;
+        float* row = cols.data() + (item * Wo + ox) * K;
         for (std::size_t ky = 0; ky < 3; ++ky) {
           const std::size_t y = 2 * oy + ky;  // input row + 1: row -1 is the padding
           if (y == 0 || y > x.H) continue;
@@ -103,11 +106,13 @@ ChannelsLast stem_step(const ChannelsLast& x, const StemConv& conv) {
         }
       }
     }
-  }
+  });
   ChannelsLast out{std::vector<float>(x.B * Ho * Wo * N), x.B, Ho, Wo, N};
   nn::linear_rows(cols.data(), x.B * Ho * Wo, K, conv.weight.data(), N, conv.bias.data(),
                   out.data.data());
-  for (float& v : out.data) v = std::max(v, 0.0f);
+  parallel_for(out.data.size(), 1 << 14, [&](std::size_t begin, std::size_t end) {
+    for (std::size_t i = begin; i < end; ++i) out.data[i] = std::max(out.data[i], 0.0f);
+  });
   return out;
 }
 
