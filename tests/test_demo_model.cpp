@@ -32,7 +32,8 @@ constexpr double kMinRolloutShapeMass = 0.18;
 
 struct Totals {
   std::size_t correct = 0, patches = 0;
-  double mass = 0, rollout_mass = 0, share = 0;
+  std::vector<double> layer_mass;  // per encoder layer, summed over shapes
+  double rollout_mass = 0, share = 0;
   std::size_t shapes = 0;
 };
 
@@ -68,7 +69,9 @@ void score(const ImageModelOutput& out, const ImageAttention& attention, std::si
   for (const std::string& module : attention.encoder_modules()) {
     layers.push_back(attention.modules.at(module));
   }
-  const Tensor2 last = fuse_heads(layers.back(), HeadFusion::mean);
+  std::vector<Tensor2> fused;
+  for (const Tensor3& layer : layers) fused.push_back(fuse_heads(layer, HeadFusion::mean));
+  totals.layer_mass.resize(fused.size());
   const Tensor2 rollout = attention_rollout(layers, HeadFusion::mean, 0.0f);
   const cv::Mat owner = majority_patches(scene.instances, 16, 6);
   std::map<int, std::vector<std::size_t>> shape_tokens;
@@ -77,7 +80,8 @@ void score(const ImageModelOutput& out, const ImageAttention& attention, std::si
     if (instance > 0) shape_tokens[instance].push_back(t);
   }
   for (const auto& [instance, tokens] : shape_tokens) {
-    totals.mass += own_mass(last, tokens);
+    for (std::size_t l = 0; l < fused.size(); ++l)
+      totals.layer_mass[l] += own_mass(fused[l], tokens);
     totals.rollout_mass += own_mass(rollout, tokens);
     totals.share += static_cast<double>(tokens.size()) / (h * w);
     totals.shapes += 1;
@@ -108,13 +112,18 @@ TEST_CASE("demo model: per-patch accuracy and attention on its shapes, on new sc
     for (std::size_t b = 0; b < kBatch; ++b) score(out, image_attention(out, b), b, scenes[b], totals);
   }
   const double accuracy = static_cast<double>(totals.correct) / totals.patches;
-  const double mass = totals.mass / totals.shapes, share = totals.share / totals.shapes;
+  const double mass = totals.layer_mass.back() / totals.shapes,
+               share = totals.share / totals.shapes;
   const double rollout_mass = totals.rollout_mass / totals.shapes;
+  std::string per_layer;
+  for (double m : totals.layer_mass)
+    per_layer += (per_layer.empty() ? "" : ", ") + std::to_string(m / totals.shapes);
   std::cout << "demo model on " << kScenes << " new scenes: per-patch accuracy " << accuracy
             << " (floor " << kMinAccuracy << "); heads averaged, a shape token's attention on its "
             << "own shape: last encoder layer " << mass << " (floor " << kMinShapeMass
             << "), encoder rollout " << rollout_mass << " (floor " << kMinRolloutShapeMass
-            << "), against the shape's share of the image " << share << "\n";
+            << "), against the shape's share of the image " << share << "; per encoder layer "
+            << per_layer << "\n";
   CHECK(accuracy >= kMinAccuracy);
   CHECK(mass >= kMinShapeMass);
   CHECK(rollout_mass >= kMinRolloutShapeMass);
