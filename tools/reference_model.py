@@ -140,10 +140,10 @@ def preprocess(images: Sequence[np.ndarray], patch_size: int, size: int,
 
 class PatchEmbed(nn.Module):
     """Forward 1: proj = Conv2d(C, E, kernel=p, stride=p) (state_dict key patch_embed.proj.*), or with
-    stem_channels (c_1, .., c_n), 2^n = p, a convolutional stem: stem.i = Conv2d(c_{i-1}, c_i, 3, stride 2,
+    stem_channels (c_1, .., c_n), 2^n = p, a convolutional stem: stem.i = Conv2d(c_i, c_{i+1}, 3, stride 2,
     padding 1) then ReLU, for i = 0..n-1 (c_0 = C), and proj = Conv2d(c_n, E, 1).
 
-    Each stride-2 step reads up to input 2i + 1 for output i, so a token reads pixels from 15 before its
+    Each stride-2 step reads up to input 2j + 1 for output j, so a token reads pixels from p - 1 before its
     patch to its patch's last pixel: never the padding beyond its own padded patch grid, and an image
     gives the same tokens alone as inside a padded batch.
     """
