@@ -199,6 +199,37 @@ TEST_CASE("run: each attention view on its own, and the raw maps", "[gallery]") 
   }
 }
 
+TEST_CASE("run: --attention-module decoder draws the decoder's self-attention over the tokens",
+          "[gallery]") {
+  TempDir dir;
+  write_photos(dir);
+  const std::string views =
+      " --attention-views points,heads --attention-layers none --save-attention --points 10,5";
+  const auto decoder =
+      run_cli(run_args(dir, views + " --attention-module decoder --attention-layer 0"));
+  INFO(decoder.err);
+  REQUIRE(decoder.exit_code == 0);
+  const fs::path out = dir.file("out");
+  const json summary = read_json(out / "summary.json");
+  json image;
+  for (const json& entry : summary.at("images")) {
+    if (entry.at("status") == "ok") image = entry;
+  }
+  REQUIRE(image.contains("outputs"));
+  std::set<std::string> kinds;
+  for (const auto& [kind, path] : image.at("outputs").items()) kinds.insert(kind);
+  CHECK(kinds.count("attention:decoder.layers.0.self_attn") == 1);
+  CHECK(kinds.count("attention:encoder.layers.1.self_attn") == 0);
+  const std::string points =
+      (out / image.at("outputs").at("attention_points").get<std::string>()).string();
+  const cv::Mat from_decoder = cv::imread(points);
+
+  REQUIRE(run_cli(run_args(dir, views + " --overwrite")).exit_code == 0);
+  const cv::Mat from_encoder = cv::imread(points);
+  REQUIRE(from_decoder.size() == from_encoder.size());
+  CHECK(cv::norm(from_decoder, from_encoder, cv::NORM_INF) > 0);  // another module, another map
+}
+
 TEST_CASE("run: no attention asked for, no attention written", "[gallery]") {
   TempDir dir;
   write_photos(dir);
@@ -225,11 +256,26 @@ TEST_CASE("run: attention usage errors exit 2 and name the option", "[gallery]")
   for (const std::string extra :
        {" --points 1,2,3", " --points 1.5,0.2", " --points 0.5,7", " --points a,b",
         " --attention-views points,bogus", " --attention-layer 9", " --attention-layers 7",
-        " --head-fusion median", " --discard-ratio 1.5", " --threshold 0"}) {
+        " --head-fusion median", " --discard-ratio 1.5", " --threshold 0",
+        " --attention-module bogus"}) {
     const auto run = run_cli(run_args(dir, extra));
     INFO(extra << ": " << run.err);
     CHECK(run.exit_code == 2);
     const std::string option = extra.substr(1, extra.find(' ', 1) - 1);
     CHECK(run.err.find(option) != std::string::npos);
+  }
+  // Decoder self-attention over the tokens needs a decoder whose targets are the tokens.
+  for (const auto& [fixture, reason] :
+       {std::pair<std::string, std::string>{"c_none_encoder_only_shrink_gray", "no decoder"},
+        {"b_learned_attention_queries_prenorm", "learned queries"}}) {
+    const std::string model =
+        std::string(VITSCOPE_IMAGE_FIXTURES_DIR) + "/" + fixture + "/model.safetensors";
+    const auto run =
+        run_cli("run " + quote(dir.file("photos")) + " --out " + quote(dir.file("out")) +
+                " --model " + quote(model) + " --attention-module decoder");
+    INFO(fixture << ": " << run.err);
+    CHECK(run.exit_code == 2);
+    CHECK(run.err.find("--attention-module decoder: ") != std::string::npos);
+    CHECK(run.err.find(reason) != std::string::npos);
   }
 }

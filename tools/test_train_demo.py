@@ -14,6 +14,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import train_demo  # noqa: E402
+from reference_model import to_sequence  # noqa: E402
 
 
 class TrainingStream(unittest.TestCase):
@@ -114,6 +115,36 @@ class DataParallelTraining(unittest.TestCase):
                 self.train(2)
         finally:
             train_demo.train_worker = train_worker
+
+
+class AttentionFigures(unittest.TestCase):
+    def test_attention_maps_are_what_the_forward_feeds_each_module(self):
+        args = argparse.Namespace(d_model=16, nhead=2, encoder_layers=2, decoder_layers=1, ff=32, norm_first=True,
+                                  position_mode="attention", stem=[])
+        torch.manual_seed(4)
+        model = train_demo.build_model(args).eval()
+        rng = np.random.RandomState(2)
+        pixels, pixel_mask, _ = train_demo.make_batch([train_demo.make_scene(rng) for _ in range(2)])
+        with torch.no_grad():
+            before = model(pixels, pixel_mask)["logits"]
+            maps = train_demo.attention_maps(model, pixels, pixel_mask)
+            after = model(pixels, pixel_mask)["logits"]
+            # The decoder's self-attention by hand: pre-norm, its targets are the tokens, positions on q and k.
+            p = model.patch_size
+            token_mask = pixel_mask[:, ::p, ::p]
+            pos = to_sequence(model.position_embedding(token_mask))
+            t = model.transformer.decoder.layers[0].norm1(to_sequence(model.patch_embed(pixels)))
+            _, want = model.transformer.decoder.layers[0].self_attn(
+                t + pos, t + pos, t, key_padding_mask=token_mask.reshape(2, -1), need_weights=True)
+        self.assertEqual(set(maps), {"encoder.layers.0.self_attn", "encoder.layers.1.self_attn",
+                                     "decoder.layers.0.self_attn", "decoder.layers.0.multihead_attn"})
+        worst = float((maps["decoder.layers.0.self_attn"] - want).abs().max())
+        print(f"\ncaptured against recomputed decoder self-attention: worst difference {worst:.2e}")
+        self.assertLess(worst, 1e-6)
+        self.assertTrue(torch.equal(before, after))  # the capture leaves the model as it was
+        self.assertNotIn("forward", vars(model.transformer.decoder.layers[0].self_attn))
+        for name, m in maps.items():
+            self.assertLess(float((m.sum(-1) - 1).abs().max()), 1e-5, name)
 
 
 if __name__ == "__main__":

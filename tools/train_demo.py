@@ -5,6 +5,7 @@ Usage (Debian's python3-torch / python3-opencv only import from the system inter
     /usr/bin/python3 tools/train_demo.py --norm-first --stem 16,32,64,96 --workers 2 --threads 1 --lr 2e-3 --steps 1300
                                                           # the shipped recipe, 27 minutes on 2 cores
     /usr/bin/python3 tools/train_demo.py --steps 200 --out /tmp/demo.safetensors --no-assets   # a quick try
+    /usr/bin/python3 tools/train_demo.py --evaluate   # the shipped model's held-out figures again, no training
 
 Writes (paths relative to the repository root):
     assets/models/demo.safetensors   the model (tools/reference_model.py's export_image_model)
@@ -124,12 +125,18 @@ mass per shape falls from 0.12 to 0.02-0.03: the model no longer gathers its sha
 Evaluation (held-out, RandomState(seed + 1000), 500 scenes): per-patch accuracy over all real patches and
 per class (the share of patches whose true label is c that are predicted c), computed with the exported
 file read back by load_image_model, in batches of 25 (batching is invisible by the spec).
-Attention mass: the LAST encoder layer's self-attention, exactly as reference_model.detr_encoder_layer feeds
-it (q = k = x + pos, value x, key padding mask), averaged over heads (rows sum to 1 over the real tokens).
-For every shape instance that owns at least one patch (majority rule above) and every query token among
-its patches: mass = the sum of that token's attention over the shape's patches; share = the shape's patch
-count / the image's real patch count. Reported: the means over all such shapes of (the mean mass over the
-shape's tokens) and of share ("per_shape"), and the same means over all (token) points ("per_point").
+Attention mass, for every attention module whose queries are the image's tokens (each encoder layer's
+self-attention, the decoder's self-attention over its targets, which are the tokens, and its cross-attention
+to the memory) and for the encoder rollout ((A + I) / 2, rows renormalised, layers multiplied): the weights
+exactly as the model's forward feeds each module (attention_maps), averaged over heads (rows sum to 1 over
+the real tokens). For every shape instance that owns at least one patch (majority rule above) and every
+query token among its patches: mass = the sum of that token's attention over the shape's patches; share =
+the shape's patch count / the image's real patch count. Reported per module ("per_shape_by_module"): the
+mean over all such shapes of the mean mass over the shape's tokens; and for the last encoder layer the same
+with the mean share ("per_shape"), and the means over all (token) points ("per_point").
+For the shipped model: share 0.077; encoder layers 0.188, 0.108, 0.120, rollout 0.215; decoder
+self-attention 0.476, cross-attention 0.212. Its shape-gathering attention is the decoder's self-attention:
+the encoder's last layer looks at much the same few tokens from every query.
 """
 
 import argparse
@@ -157,8 +164,8 @@ import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reference_model import (ImageTransformer, PatchEmbed, detr_encoder_layer, export_image_model,  # noqa: E402
-                             load_image_model, preprocess, to_sequence, with_pos)
+from reference_model import (ImageTransformer, PatchEmbed, export_image_model, load_image_model,  # noqa: E402
+                             preprocess)
 
 ROOT = Path(__file__).resolve().parent.parent
 CLASS_NAMES = ["background", "disc", "square", "triangle", "ring"]
@@ -472,44 +479,63 @@ def train(model: ImageTransformer, args) -> float:
 # =============================================================================================
 # Evaluation
 
-def last_layer_attention(model: ImageTransformer, pixels: torch.Tensor, pixel_mask: torch.Tensor) -> torch.Tensor:
-    """(B, S, S): the last encoder layer's self-attention averaged over heads, fed as the forward feeds it."""
-    p = model.patch_size
-    encoder = model.transformer.encoder
-    tokens = model.patch_embed(pixels)
-    b, _, h, w = tokens.shape
-    token_mask = pixel_mask[:, ::p, ::p]
-    pos_map = model.position_embedding(token_mask)
-    pos = to_sequence(pos_map) if pos_map is not None else None
-    kpm = token_mask.reshape(b, h * w)
-    x = to_sequence(tokens)
-    if model.position_mode == "input":
-        x = with_pos(x, pos)
-        for layer in encoder.layers[:-1]:
-            x = layer(x, src_key_padding_mask=kpm)
-        q = k = v = encoder.layers[-1].norm1(x) if encoder.layers[-1].norm_first else x
-    else:
-        for layer in encoder.layers[:-1]:
-            x = detr_encoder_layer(layer, x, pos, kpm)
-        last = encoder.layers[-1]
-        v = last.norm1(x) if last.norm_first else x
-        q = k = with_pos(v, pos)
-    _, weights = encoder.layers[-1].self_attn(q, k, v, key_padding_mask=kpm, need_weights=True,
-                                              average_attn_weights=True)
-    return weights  # (B, S, S)
+def attention_maps(model: ImageTransformer, pixels: torch.Tensor, pixel_mask: torch.Tensor) -> Dict[str, torch.Tensor]:
+    """Every attention module's weights in one forward, averaged over heads: {name: (B, L, S)}.
+
+    Each nn.MultiheadAttention is asked for its weights while the model's own forward calls it, so the
+    maps are exactly what that forward feeds (positions, masks, norms). Names as in the state_dict
+    without "transformer.", e.g. "encoder.layers.2.self_attn", "decoder.layers.0.multihead_attn".
+    """
+    maps = {}
+    modules = [(name.replace("transformer.", "", 1), m) for name, m in model.named_modules()
+               if isinstance(m, nn.MultiheadAttention)]
+
+    def capturing(name, forward):
+        def capture(*args, **kwargs):
+            kwargs.update(need_weights=True, average_attn_weights=True)
+            output, weights = forward(*args, **kwargs)
+            maps[name] = weights
+            return output, weights
+        return capture
+
+    for name, module in modules:
+        module.forward = capturing(name, module.forward)
+    try:
+        model(pixels, pixel_mask)
+    finally:
+        for _, module in modules:
+            del module.forward  # the class's own forward again
+    return maps
+
+
+def encoder_rollout(maps: Dict[str, torch.Tensor], layers: int) -> torch.Tensor:
+    """(B, S, S): attention rollout through the encoder, heads averaged, nothing discarded:
+    (A + I) / 2 per layer, rows renormalised, layers multiplied (as vitscope's attention_rollout)."""
+    rollout = None
+    for i in range(layers):
+        a = maps[f"encoder.layers.{i}.self_attn"]
+        a = (a + torch.eye(a.shape[-1])) / 2
+        a = a / a.sum(-1, keepdim=True)
+        rollout = a if rollout is None else a @ rollout
+    return rollout
 
 
 def evaluate(model: ImageTransformer, seed: int, count: int, batch: int = 25) -> Dict[str, object]:
     rng = np.random.RandomState(seed)
     model.eval()
     confusion = np.zeros((K, K), dtype=np.int64)  # [true, predicted]
-    shape_mass, shape_share, point_mass, point_share = [], [], [], []
+    layers = len(model.transformer.encoder.layers)
+    shape_mass: Dict[str, List[float]] = {}
+    shape_share, point_mass, point_share = [], [], []
+    last = f"encoder.layers.{layers - 1}.self_attn"
     with torch.no_grad():
         for first in range(0, count, batch):
             scenes = [make_scene(rng) for _ in range(min(batch, count - first))]
             pixels, pixel_mask, targets = make_batch(scenes)
             predicted = model(pixels, pixel_mask)["logits"].argmax(1)
-            attention = last_layer_attention(model, pixels, pixel_mask).numpy()
+            maps = attention_maps(model, pixels, pixel_mask)
+            maps["encoder rollout"] = encoder_rollout(maps, layers)
+            maps = {name: m.numpy() for name, m in maps.items() if m.shape[1] == m.shape[2]}  # token maps
             gw = targets.shape[2]
             for b, s in enumerate(scenes):
                 t = majority(s["labels"], K)
@@ -525,11 +551,11 @@ def evaluate(model: ImageTransformer, seed: int, count: int, batch: int = 25) ->
                     own = np.nonzero(flat == i)[0]
                     if own.size == 0:
                         continue
-                    masses = attention[b][np.ix_(own, own)].sum(axis=1)
                     share = own.size / real
-                    shape_mass.append(float(masses.mean()))
+                    for name, m in maps.items():
+                        shape_mass.setdefault(name, []).append(float(m[b][np.ix_(own, own)].sum(axis=1).mean()))
                     shape_share.append(share)
-                    point_mass.extend(masses.tolist())
+                    point_mass.extend(maps[last][b][np.ix_(own, own)].sum(axis=1).tolist())
                     point_share.extend([share] * own.size)
     per_class = {CLASS_NAMES[c]: float(confusion[c, c] / confusion[c].sum()) for c in range(K)}
     return {
@@ -539,10 +565,11 @@ def evaluate(model: ImageTransformer, seed: int, count: int, batch: int = 25) ->
         "confusion_true_by_predicted": confusion.tolist(),
         "attention_mass": {
             "layer": "last encoder layer, self-attention averaged over heads",
-            "per_shape": {"mass": float(np.mean(shape_mass)), "share": float(np.mean(shape_share)),
-                          "shapes": len(shape_mass)},
+            "per_shape": {"mass": float(np.mean(shape_mass[last])), "share": float(np.mean(shape_share)),
+                          "shapes": len(shape_share)},
             "per_point": {"mass": float(np.mean(point_mass)), "share": float(np.mean(point_share)),
                           "points": len(point_mass)},
+            "per_shape_by_module": {name: float(np.mean(v)) for name, v in shape_mass.items()},
         },
     }
 
@@ -601,6 +628,24 @@ def stem_channels(text: str) -> List[int]:
     return channels
 
 
+def evaluation(path: Path, seed: int, scenes: int) -> Dict[str, object]:
+    """The report's held-out part for the model file at path (what ships, read back), printed as well."""
+    model = load_image_model(str(path))
+    start = time.time()
+    result = evaluate(model, seed + 1000, scenes)
+    result["eval_seconds"] = round(time.time() - start, 1)
+    result["held_out"] = {"scenes": scenes, "seed": seed + 1000}
+    print(f"held-out ({scenes} scenes, seed {seed + 1000}): per-patch accuracy {result['patch_accuracy']:.4f}")
+    for name, acc in result["per_class_accuracy"].items():
+        print(f"  {name:10s} {acc:.4f}  ({result['patches_per_class'][name]} patches)")
+    mass = result["attention_mass"]
+    print(f"attention a shape's tokens keep on their shape, heads averaged (share of the image "
+          f"{mass['per_shape']['share']:.3f}):")
+    for name, value in mass["per_shape_by_module"].items():
+        print(f"  {name:32s} {value:.3f}")
+    return result
+
+
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=1)
@@ -624,6 +669,9 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--log-every", type=int, default=50)
     parser.add_argument("--out", default=str(ROOT / "assets" / "models" / "demo.safetensors"))
     parser.add_argument("--no-assets", action="store_true", help="do not write assets/images/shapes_*.png")
+    parser.add_argument("--evaluate", action="store_true",
+                        help="no training: evaluate the model at --out again and rewrite the held-out figures "
+                             "of its report (the .json beside it), with its seed and scene count")
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error(f"--workers must be at least 1, got {args.workers}")
@@ -631,6 +679,15 @@ def main(argv: Sequence[str]) -> int:
         parser.error(f"--batch {args.batch} must be a multiple of --workers {args.workers}")
 
     torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    json_path = out.with_suffix(".json")
+    if args.evaluate:
+        report = json.loads(json_path.read_text())
+        report.update(evaluation(out, report["seed"], report["held_out"]["scenes"]))
+        json_path.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote the held-out figures of {json_path}")
+        return 0
+
     torch.manual_seed(args.seed)
     command = "/usr/bin/python3 tools/train_demo.py" + "".join(f" {a}" for a in argv)
     model = build_model(args)
@@ -639,43 +696,21 @@ def main(argv: Sequence[str]) -> int:
     train_seconds = train(model, args)
     print(f"training: {train_seconds:.0f} s", flush=True)
 
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     export_model(model, str(out))
-    reloaded = load_image_model(str(out))  # evaluate what ships
-    start = time.time()
-    result = evaluate(reloaded, args.seed + 1000, args.eval_scenes)
-    eval_seconds = time.time() - start
-
-    print(f"held-out ({args.eval_scenes} scenes, seed {args.seed + 1000}): "
-          f"per-patch accuracy {result['patch_accuracy']:.4f}")
-    for name, acc in result["per_class_accuracy"].items():
-        print(f"  {name:10s} {acc:.4f}  ({result['patches_per_class'][name]} patches)")
-    mass = result["attention_mass"]
-    print(f"attention mass (last encoder layer, mean over heads): per shape {mass['per_shape']['mass']:.3f} "
-          f"vs share {mass['per_shape']['share']:.3f}; per point {mass['per_point']['mass']:.3f} "
-          f"vs share {mass['per_point']['share']:.3f}")
-
     report = {
         "model": os.path.relpath(out, ROOT) if str(out).startswith(str(ROOT)) else str(out),
         "class_names": CLASS_NAMES,
-        "patch_accuracy": result["patch_accuracy"],
-        "per_class_accuracy": result["per_class_accuracy"],
-        "patches_per_class": result["patches_per_class"],
-        "confusion_true_by_predicted": result["confusion_true_by_predicted"],
-        "attention_mass": result["attention_mass"],
-        "held_out": {"scenes": args.eval_scenes, "seed": args.seed + 1000},
+        **evaluation(out, args.seed, args.eval_scenes),
         "training_seconds": round(train_seconds, 1),
-        "eval_seconds": round(eval_seconds, 1),
         "seed": args.seed,
         "command": command,
-        "recipe": {k: v for k, v in vars(args).items() if k not in ("out", "no_assets", "log_every")},
+        "recipe": {k: v for k, v in vars(args).items() if k not in ("out", "no_assets", "log_every", "evaluate")},
         "parameters": params,
         "torch": torch.__version__,
         "opencv": cv2.__version__,
         "numpy": np.__version__,
     }
-    json_path = out.with_suffix(".json")
     json_path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) and {json_path}")
     if not args.no_assets:

@@ -159,6 +159,12 @@ void add_attention_options(CLI::App& command, AttentionOptions& o) {
   command.add_option("--attention-layer", o.layer,
                      "the layer of the points, heads, masks and cross views (-1: the last)")
       ->capture_default_str();
+  command
+      .add_option("--attention-module", o.module,
+                  "whose self-attention the points, heads and masks views show: encoder, or "
+                  "decoder (models whose decoder targets are the image's tokens)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"encoder", "decoder"}));
   command.add_option("--head-fusion", o.head_fusion, "how heads combine: mean, max or min")
       ->capture_default_str()
       ->check(CLI::IsMember({"mean", "max", "min"}));
@@ -212,8 +218,19 @@ AttentionPlan::AttentionPlan(const AttentionOptions& options, image::ImageModel&
     if (std::find(capture_.begin(), capture_.end(), path) == capture_.end()) capture_.push_back(path);
   };
   if (wants("points") || wants("heads") || wants("masks")) {
-    view_layer_ = "encoder.layers." +
-                  std::to_string(layer_index(options.layer, encoder_layers, "encoder")) + ".self_attn";
+    const bool decoder = options.module == "decoder";
+    if (decoder && decoder_layers == 0) {
+      throw UsageError("--attention-module decoder: the model has no decoder");
+    }
+    if (decoder && model.options.target != image::Target::tokens) {
+      throw UsageError(
+          "--attention-module decoder: the decoder's targets are learned queries, "
+          "not the image's tokens");
+    }
+    view_layer_ = options.module + ".layers." +
+                  std::to_string(layer_index(
+                      options.layer, decoder ? decoder_layers : encoder_layers, options.module)) +
+                  ".self_attn";
     add(view_layer_);
   }
   if (wants("rollout")) {

@@ -22,6 +22,7 @@ struct AttentionOptions {
   std::string views = "points,heads,masks,rollout,cross";
   std::string layers = "all";       // captured for the gallery and --save-attention
   int layer = -1;                   // the views' layer; -1: the last
+  std::string module = "encoder";   // whose self-attention the points, heads and masks views show
   std::string head_fusion = "mean";
   float discard_ratio = 0.9f;
   float threshold = 0.6f;
@@ -71,7 +72,7 @@ class AttentionPlan {
   std::vector<Point> points_;
   std::vector<std::string> views_;
   std::vector<std::string> capture_;
-  std::string view_layer_;    // "encoder.layers.N"
+  std::string view_layer_;    // "encoder.layers.N.self_attn" or "decoder.layers.N.self_attn"
   std::string cross_module_;  // "decoder.layers.N.multihead_attn", or empty
 };
 
