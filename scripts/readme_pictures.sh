@@ -43,6 +43,9 @@ picture "$work/max/shapes_2.png/attention_heads.png" shapes_2_heads_max.jpg
 "$vitscope" run assets/images/shapes_2.png --out "$work/masks" --points 63,64 178,85 190,185 \
     --attention-views masks --threshold 0.9 --attention-layer 0
 picture "$work/masks/shapes_2.png/attention_masks.png" shapes_2_masks_layer0.jpg
+"$vitscope" run assets/images/shapes_1.png --out "$work/decoder" --points 100,100 60,95 185,18 0.7,0.7 \
+    --attention-views points --attention-module decoder
+picture "$work/decoder/shapes_1.png/attention_points.png" shapes_1_decoder_points.jpg
 
 chromium_flags=(--headless --no-sandbox --disable-gpu --disable-quic --no-first-run
                 --disable-background-networking --disable-component-update --disable-sync
@@ -55,7 +58,8 @@ shoot() {  # shoot PAGE SIZE NAME
 shoot "$work/out/index.html" 1200,760 gallery
 shoot "$work/out/images/shapes_1.png/index.html" 1200,900 gallery_page
 
-# The demo window under Xvfb: a click on a shape, then s saves exactly what the window shows.
+# The demo window under Xvfb: a click on the disc, m for the decoder's self-attention, then s saves
+# exactly what the window shows.
 export DEMO="$demo" SAVES="$work/saves"
 xvfb-run -a -s '-screen 0 1600x1000x24' sh -c '
   "$DEMO" assets/images/shapes_1.png --save-dir "$SAVES" & app=$!
@@ -64,7 +68,7 @@ xvfb-run -a -s '-screen 0 1600x1000x24' sh -c '
     sleep 0.1
   done
   sleep 1
-  xdotool windowfocus "$wid"; xdotool mousemove --window "$wid" 150 300 click 1; sleep 0.5
-  xdotool key s; sleep 1; xdotool key q; wait $app'
+  xdotool windowfocus "$wid"; xdotool mousemove --window "$wid" 390 40 click 1; sleep 0.5
+  xdotool key m; sleep 0.5; xdotool key s; sleep 1; xdotool key q; wait $app'
 picture "$SAVES/vitscope-demo-001.png" demo.jpg
 echo "wrote $(ls "$pictures" | wc -l) pictures in $pictures"
