@@ -4,6 +4,7 @@
 """
 
 import argparse
+import json
 import sys
 import tempfile
 import unittest
@@ -145,6 +146,24 @@ class AttentionFigures(unittest.TestCase):
         self.assertNotIn("forward", vars(model.transformer.decoder.layers[0].self_attn))
         for name, m in maps.items():
             self.assertLess(float((m.sum(-1) - 1).abs().max()), 1e-5, name)
+
+    def test_evaluate_rewrites_the_held_out_figures_and_keeps_the_rest(self):
+        args = argparse.Namespace(d_model=16, nhead=2, encoder_layers=1, decoder_layers=1, ff=32, norm_first=True,
+                                  position_mode="attention", stem=[])
+        torch.manual_seed(6)
+        with tempfile.TemporaryDirectory() as directory:
+            out = Path(directory) / "small.safetensors"
+            train_demo.export_model(train_demo.build_model(args), str(out))
+            report = {"seed": 3, "held_out": {"scenes": 2, "seed": 1003}, "command": "training", "patch_accuracy": -1}
+            out.with_suffix(".json").write_text(json.dumps(report))
+            self.assertEqual(train_demo.main(["--evaluate", "--threads", "1", "--out", str(out)]), 0)
+            rewritten = json.loads(out.with_suffix(".json").read_text())
+        self.assertEqual(rewritten["command"], "training")
+        self.assertEqual(rewritten["held_out"], {"scenes": 2, "seed": 1003})
+        self.assertTrue(0 <= rewritten["patch_accuracy"] <= 1)
+        self.assertEqual(set(rewritten["attention_mass"]["per_shape_by_module"]),
+                         {"encoder.layers.0.self_attn", "decoder.layers.0.self_attn",
+                          "decoder.layers.0.multihead_attn", "encoder rollout"})
 
 
 if __name__ == "__main__":

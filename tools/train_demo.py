@@ -682,6 +682,8 @@ def main(argv: Sequence[str]) -> int:
     out = Path(args.out)
     json_path = out.with_suffix(".json")
     if args.evaluate:
+        if not out.is_file() or not json_path.is_file():
+            parser.error(f"--evaluate needs the model {out} and its report {json_path}")
         report = json.loads(json_path.read_text())
         report.update(evaluation(out, report["seed"], report["held_out"]["scenes"]))
         json_path.write_text(json.dumps(report, indent=2) + "\n")
