@@ -128,7 +128,7 @@ class AttentionFigures(unittest.TestCase):
         pixels, pixel_mask, _ = train_demo.make_batch([train_demo.make_scene(rng) for _ in range(2)])
         with torch.no_grad():
             before = model(pixels, pixel_mask)["logits"]
-            maps = train_demo.attention_maps(model, pixels, pixel_mask)
+            output, maps = train_demo.attention_maps(model, pixels, pixel_mask)
             after = model(pixels, pixel_mask)["logits"]
             # The decoder's self-attention by hand: pre-norm, its targets are the tokens, positions on q and k.
             p = model.patch_size
@@ -142,7 +142,8 @@ class AttentionFigures(unittest.TestCase):
         worst = float((maps["decoder.layers.0.self_attn"] - want).abs().max())
         print(f"\ncaptured against recomputed decoder self-attention: worst difference {worst:.2e}")
         self.assertLess(worst, 1e-6)
-        self.assertTrue(torch.equal(before, after))  # the capture leaves the model as it was
+        self.assertTrue(torch.equal(output["logits"], before))  # the capturing forward is the model's own
+        self.assertTrue(torch.equal(before, after))  # and the capture leaves the model as it was
         self.assertNotIn("forward", vars(model.transformer.decoder.layers[0].self_attn))
         for name, m in maps.items():
             self.assertLess(float((m.sum(-1) - 1).abs().max()), 1e-5, name)

@@ -479,8 +479,10 @@ def train(model: ImageTransformer, args) -> float:
 # =============================================================================================
 # Evaluation
 
-def attention_maps(model: ImageTransformer, pixels: torch.Tensor, pixel_mask: torch.Tensor) -> Dict[str, torch.Tensor]:
-    """Every attention module's weights in one forward, averaged over heads: {name: (B, L, S)}.
+def attention_maps(model: ImageTransformer, pixels: torch.Tensor,
+                   pixel_mask: torch.Tensor) -> Tuple[Dict[str, object], Dict[str, torch.Tensor]]:
+    """One forward: the model's output, and every attention module's weights averaged over heads,
+    {name: (B, L, S)}.
 
     Each nn.MultiheadAttention is asked for its weights while the model's own forward calls it, so the
     maps are exactly what that forward feeds (positions, masks, norms). Names as in the state_dict
@@ -501,11 +503,11 @@ def attention_maps(model: ImageTransformer, pixels: torch.Tensor, pixel_mask: to
     for name, module in modules:
         module.forward = capturing(name, module.forward)
     try:
-        model(pixels, pixel_mask)
+        output = model(pixels, pixel_mask)
     finally:
         for _, module in modules:
             del module.forward  # the class's own forward again
-    return maps
+    return output, maps
 
 
 def encoder_rollout(maps: Dict[str, torch.Tensor], layers: int) -> torch.Tensor:
@@ -532,8 +534,8 @@ def evaluate(model: ImageTransformer, seed: int, count: int, batch: int = 25) ->
         for first in range(0, count, batch):
             scenes = [make_scene(rng) for _ in range(min(batch, count - first))]
             pixels, pixel_mask, targets = make_batch(scenes)
-            predicted = model(pixels, pixel_mask)["logits"].argmax(1)
-            maps = attention_maps(model, pixels, pixel_mask)
+            output, maps = attention_maps(model, pixels, pixel_mask)
+            predicted = output["logits"].argmax(1)
             maps["encoder rollout"] = encoder_rollout(maps, layers)
             maps = {name: m.numpy() for name, m in maps.items() if m.shape[1] == m.shape[2]}  # token maps
             gw = targets.shape[2]
