@@ -56,6 +56,7 @@ IMPORTER = ROOT / "tools" / "import_model.py"
 TOLERANCE = 1e-4
 MAPPING_TOLERANCE = 1e-5
 MAX_FOLDER = 300 * 1024
+ATTENTION_GAIN = 2.0
 IMAGES = ["assets/images/chelsea.jpg", "assets/images/astronaut.jpg", "assets/images/coffee.jpg"]
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
@@ -200,7 +201,8 @@ def seeded(name: str) -> np.random.RandomState:
 
 def randomize(model: nn.Module) -> None:
     """Re-draws every parameter: matrices xavier, biases N(0, 0.3), LayerNorm weights N(1, 0.3), LayerScale
-    U(0.2, 1.5), tokens and position embeddings N(0, 0.5)."""
+    U(0.2, 1.5), tokens and position embeddings N(0, 0.5); query and key projections then times ATTENTION_GAIN
+    so that the attention maps are peaked, not nearly uniform."""
     with torch.no_grad():
         for module in model.modules():
             for name, param in module.named_parameters(recurse=False):
@@ -215,6 +217,9 @@ def randomize(model: nn.Module) -> None:
                     nn.init.xavier_uniform_(param)
                 else:  # cls / dist / register / mask tokens, pos_embed, torchvision class_token / pos_embedding
                     param.normal_(0.0, 0.5)
+        for name, param in model.named_parameters():  # sharper attention than xavier's near-uniform one
+            if name.endswith(("in_proj_weight", "qkv.weight", "query.weight", "key.weight")):
+                param.mul_(ATTENTION_GAIN)
 
 
 # =============================================================================================
