@@ -234,6 +234,7 @@ def read_timm(t: Tensors, notes: List[str]) -> Dict[str, object]:
         t.left[re.sub(r"^blocks\.\d+\.(\d+)\.", r"blocks.\1.", name)] = t.left.pop(name)
     patch = _patch(t, "patch_embed.proj")
     e = patch[0].shape[0]
+    looks_dinov2 = "mask_token" in t.left or "register_tokens" in t.left
     t.drop("mask_token", notes, "DINOv2 / iBOT's masked-token embedding, used only in training")
     depth = _layer_indices(t.left, r"blocks\.(\d+)\.", "block")
     layers = []
@@ -256,6 +257,7 @@ def read_timm(t: Tensors, notes: List[str]) -> Dict[str, object]:
     head_dist = _linear(t, "head_dist", None, e) if "head_dist.weight" in t.left else None
     return {"patch": patch, "cls": cls, "dist": t.take("dist_token", (1, 1, e), optional=True),
             "reg": reg if reg is not None else dinov2_reg, "dinov2_registers": dinov2_reg is not None,
+            "looks_dinov2": looks_dinov2,
             "pos": t.take("pos_embed", (1, None, e)), "layers": layers, "norm": _norm(t, "norm", e),
             "head": head, "head_dist": head_dist}
 
@@ -273,7 +275,8 @@ def read_hf(t: Tensors, notes: List[str]) -> Dict[str, object]:
     layers = []
     for i in range(depth):
         p = f"encoder.layer.{i}"
-        q, k, v = (_linear(t, f"{p}.attention.attention.{n}", e, e) for n in ("query", "key", "value"))
+        q, k, v = (_linear(t, f"{p}.attention.attention.{n}", e, e, bias_optional=True)  # qkv_bias=False
+                   for n in ("query", "key", "value"))
         fc1 = _linear(t, f"{p}.intermediate.dense", None, e)
         layers.append(_layer(_norm(t, f"{p}.layernorm_before", e),
                              (np.concatenate([q[0], k[0], v[0]]), np.concatenate([q[1], k[1], v[1]])),
@@ -354,6 +357,10 @@ def build_model_file(model: Dict[str, object], family: str, options: argparse.Na
     elif len(names) != num_classes:
         raise ImportModelError(f"--class-names has {len(names)} names for {num_classes} classes")
 
+    if model.get("looks_dinov2") and options.pos_resize is None:
+        notes.append("mask_token / register_tokens look like DINOv2, whose own code resizes positions by DINO's "
+                     "rule: give --pos-resize dino (the torch.hub *_reg models use size with antialias, "
+                     "which vitscope does not have; size is the nearer)")
     image_size = options.image_size if options.image_size is not None else max(gh, gw) * p
     resize_mode = options.resize_mode or defaults["resize_mode"]
     eps = options.layer_norm_eps if options.layer_norm_eps is not None else defaults["eps"]
