@@ -98,9 +98,9 @@ def load_checkpoint(path: str) -> Tuple[Dict[str, np.ndarray], List[str]]:
         try:
             loaded = torch.load(path, map_location="cpu")
         except Exception as error:  # pickle, zip or torch errors: one line
-            raise ImportModelError(f"{path}: cannot read as a torch.save file: {error}") from None
+            raise ImportModelError(f"cannot read as a torch.save file: {error}") from None
         if not isinstance(loaded, dict):
-            raise ImportModelError(f"{path}: holds a {type(loaded).__name__}, expected a state_dict "
+            raise ImportModelError(f"holds a {type(loaded).__name__}, expected a state_dict "
                                    "(save model.state_dict(), not the model)")
         for wrapper in ("model", "state_dict", "teacher"):
             if isinstance(loaded.get(wrapper), dict):
@@ -117,7 +117,7 @@ def load_checkpoint(path: str) -> Tuple[Dict[str, np.ndarray], List[str]]:
                          "self-supervised projection head)")
         state = {name[len("backbone."):]: array for name, array in state.items() if name.startswith("backbone.")}
     if not state:
-        raise ImportModelError(f"{path}: no tensors")
+        raise ImportModelError("no tensors")
     return state, notes
 
 
@@ -539,8 +539,11 @@ def main(argv: Sequence[str]) -> int:
         return 2
     try:
         notes = import_model(args.checkpoint, args.family, args.out, args)
-    except (ImportModelError, ValueError) as error:
-        sys.stderr.write(f"import_model.py: {args.checkpoint}: {error}\n")
+    except (ImportModelError, ValueError, OSError) as error:
+        message = " ".join(str(error).split())  # one line
+        if message.startswith(f"{args.checkpoint}: "):  # safetensors_io names the file itself
+            message = message[len(args.checkpoint) + 2:]
+        sys.stderr.write(f"import_model.py: {args.checkpoint}: {message}\n")
         return 1
     for note in notes:
         print(f"note: {note}")
