@@ -179,14 +179,21 @@ TEST_CASE("run: each attention view on its own, and the raw maps", "[gallery]") 
     INFO(outputs.dump());
     std::set<std::string> kinds;
     for (const auto& [kind, path] : outputs.items()) kinds.insert(kind);
-    // The rollout needs every encoder layer, so both are captured besides the asked layer 0.
+    // The rollout needs every encoder layer and the points view the last, but only the asked
+    // layer 0 is saved and explored.
     CHECK(kinds == std::set<std::string>{"features", "pca", "channels", "token_norm", "classes",
                                          "attention_points", "attention_rollout",
                                          "attention:encoder.layers.0.self_attn",
-                                         "attention:encoder.layers.1.self_attn",
                                          "attention:decoder.layers.0.self_attn",
                                          "attention:decoder.layers.0.multihead_attn",
                                          "thumbnail", "page"});
+    const fs::path folder = (out / outputs.at("features").get<std::string>()).parent_path();
+    CHECK(fs::exists(folder / "attention" / "encoder.layers.0.self_attn.npy"));
+    CHECK_FALSE(fs::exists(folder / "attention" / "encoder.layers.1.self_attn.npy"));
+    const std::string page = read_bytes((out / outputs.at("page").get<std::string>()).string());
+    CHECK(page.find("\"name\":\"encoder.layers.0.self_attn\"") != std::string::npos);
+    CHECK(page.find("\"name\":\"encoder.layers.1.self_attn\"") == std::string::npos);
+    CHECK(page.find("\"name\":\"decoder.layers.1.") == std::string::npos);
     const std::size_t S = image.at("grid")[0].get<std::size_t>() * image.at("grid")[1].get<std::size_t>();
     const auto maps = vitscope::io::read_npy(
         (out / outputs.at("attention:encoder.layers.0.self_attn").get<std::string>()).string());
@@ -218,7 +225,9 @@ TEST_CASE("run: --attention-module decoder draws the decoder's self-attention ov
   REQUIRE(image.contains("outputs"));
   std::set<std::string> kinds;
   for (const auto& [kind, path] : image.at("outputs").items()) kinds.insert(kind);
-  CHECK(kinds.count("attention:decoder.layers.0.self_attn") == 1);
+  // The view's layer is captured to draw it, but --attention-layers none saves no map.
+  CHECK(kinds.count("attention_points") == 1);
+  CHECK(kinds.count("attention:decoder.layers.0.self_attn") == 0);
   CHECK(kinds.count("attention:encoder.layers.1.self_attn") == 0);
   const std::string points =
       (out / image.at("outputs").at("attention_points").get<std::string>()).string();

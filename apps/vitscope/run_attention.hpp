@@ -19,8 +19,8 @@ namespace vitscope::cli {
 
 struct AttentionOptions {
   std::vector<std::string> points;  // "x,y": pixels, or fractions of the image when written with '.'
-  std::string views = "points,heads,masks,rollout,cross";
-  std::string layers = "all";       // captured for the gallery and --save-attention
+  std::string views = "points,heads,masks,rollout,cross,cls,cls_masks";
+  std::string layers = "all";       // what --save-attention writes and the gallery explores
   int layer = -1;                   // the views' layer; -1: the last
   std::string module = "encoder";   // whose self-attention the points, heads and masks views show
   std::string head_fusion = "mean";
@@ -48,7 +48,8 @@ class AttentionPlan {
  public:
   AttentionPlan(const AttentionOptions& options, image::ImageModel& model);
 
-  // Modules to capture in every forward; empty when nothing about attention was asked for.
+  // Modules to capture in every forward (the views' and --attention-layers'); empty when nothing
+  // about attention was asked for.
   const std::vector<std::string>& capture() const { return capture_; }
   // The files every image gets, (kind, name), to tell whether an earlier run's folder is complete.
   std::vector<std::pair<std::string, std::string>> files() const;
@@ -71,9 +72,11 @@ class AttentionPlan {
   image::HeadFusion fusion_;
   std::vector<Point> points_;
   std::vector<std::string> views_;
-  std::vector<std::string> capture_;
+  std::vector<std::string> capture_;  // what the views and layers_ need
+  std::vector<std::string> layers_;   // --attention-layers: saved and in the explorer
   std::string view_layer_;    // "encoder.layers.N.self_attn" or "decoder.layers.N.self_attn"
   std::string cross_module_;  // "decoder.layers.N.multihead_attn", or empty
+  std::string cls_module_;    // "encoder.layers.N.self_attn" of the CLS views, or empty
 };
 
 }  // namespace vitscope::cli
