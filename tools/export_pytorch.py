@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Export PyTorch 1.13 torch.nn.Transformer / nn.MultiheadAttention weights as vitscope model files.
+"""Export PyTorch 1.13 torch.nn.Transformer / nn.TransformerEncoder / nn.MultiheadAttention weights as
+vitscope model files.
 
 A vitscope model file is a safetensors file whose tensors are exactly the module's state_dict
 (float32) and whose "__metadata__" holds the constructor arguments as strings.
@@ -10,7 +11,7 @@ Command line (a state_dict saved with torch.save(model.state_dict(), "model.pt")
 
 From Python:
     from export_pytorch import export_transformer, export_mha
-    export_transformer(model, "model.safetensors")
+    export_transformer(model, "model.safetensors")  # an nn.Transformer or a bare nn.TransformerEncoder
 """
 
 import argparse
@@ -92,54 +93,70 @@ def _to_numpy(state: Mapping) -> Dict[str, np.ndarray]:
     return {name: tensor.detach().cpu().float().numpy() for name, tensor in state.items()}
 
 
-def export_transformer(model: nn.Transformer, path: str) -> None:
-    """Writes an nn.Transformer (possibly with custom encoder/decoder built from the stock classes) to `path`.
+def _check_type(module, expected, where: str) -> None:
+    # Exact types: a subclass could override forward(), which vitscope would not reproduce.
+    if type(module) is not expected:
+        raise ExportError(f"{where}: expected {expected.__module__}.{expected.__name__}, "
+                          f"got {type(module).__name__}")
+
+
+def export_transformer(model, path: str) -> None:
+    """Writes an nn.Transformer (possibly with custom encoder/decoder built from the stock classes), or
+    a bare nn.TransformerEncoder, to `path`.
 
     num_decoder_layers == 0 gives an encoder-only file: every decoder.* tensor (nn.Transformer still
-    creates decoder.norm) is left out.
+    creates decoder.norm) is left out. A bare nn.TransformerEncoder gives the same file as the
+    encoder-only nn.Transformer holding it: its tensors under encoder.*.
     """
-    # Exact types: a subclass could override forward(), which vitscope would not reproduce.
-    expected_types = [(model, nn.Transformer, "model"), (model.encoder, nn.TransformerEncoder, "encoder"),
-                      (model.decoder, nn.TransformerDecoder, "decoder")]
-    expected_types += [(layer, nn.TransformerEncoderLayer, f"encoder.layers.{i}")
-                       for i, layer in enumerate(model.encoder.layers)]
-    expected_types += [(layer, nn.TransformerDecoderLayer, f"decoder.layers.{i}")
-                       for i, layer in enumerate(model.decoder.layers)]
-    for module, expected, where in expected_types:
-        if type(module) is not expected:
-            raise ExportError(f"{where}: expected {expected.__module__}.{expected.__name__}, "
-                              f"got {type(module).__name__}")
+    # Checked before any attribute is read, so anything else (torchvision's VisionTransformer, a
+    # timm model) gets this error rather than an AttributeError.
+    if type(model) not in (nn.Transformer, nn.TransformerEncoder):
+        raise ExportError(f"model: expected torch.nn.Transformer or torch.nn.TransformerEncoder, got "
+                          f"{type(model).__module__}.{type(model).__name__}; export_transformer "
+                          "writes only those (a CLS-token ViT needs its own export)")
+    encoder_only = type(model) is nn.TransformerEncoder
+    encoder = model if encoder_only else model.encoder
+    decoder_layers = [] if encoder_only else model.decoder.layers
+    _check_type(encoder, nn.TransformerEncoder, "encoder")
+    if not encoder_only:
+        _check_type(model.decoder, nn.TransformerDecoder, "decoder")
+    for i, layer in enumerate(encoder.layers):
+        _check_type(layer, nn.TransformerEncoderLayer, f"encoder.layers.{i}")
+    for i, layer in enumerate(decoder_layers):
+        _check_type(layer, nn.TransformerDecoderLayer, f"decoder.layers.{i}")
 
-    num_encoder_layers = len(model.encoder.layers)
-    num_decoder_layers = len(model.decoder.layers)
+    num_encoder_layers = len(encoder.layers)
+    num_decoder_layers = len(decoder_layers)
     if num_encoder_layers == 0:
         # PyTorch 1.13's TransformerEncoder.forward indexes layers[0], so such a model cannot even run.
         raise ExportError("encoder has no layers (num_encoder_layers must be >= 1)")
 
     configs = [(f"encoder.layers.{i}", _layer_config(layer, f"encoder.layers.{i}"))
-               for i, layer in enumerate(model.encoder.layers)]
+               for i, layer in enumerate(encoder.layers)]
     configs += [(f"decoder.layers.{i}", _layer_config(layer, f"decoder.layers.{i}"))
-                for i, layer in enumerate(model.decoder.layers)]
+                for i, layer in enumerate(decoder_layers)]
     config = configs[0][1]
     for where, other in configs[1:]:
         for key, value in other.items():
             if value != config[key]:
                 raise ExportError(f"{where}: {key}={value!r} differs from encoder.layers.0 ({config[key]!r}); "
                                   "vitscope files describe all layers with one set of arguments")
-    if model.d_model != config["d_model"] or model.batch_first != config["batch_first"]:
+    if not encoder_only and (model.d_model != config["d_model"] or model.batch_first != config["batch_first"]):
         raise ExportError(f"nn.Transformer(d_model={model.d_model}, batch_first={model.batch_first}) disagrees "
                           f"with its layers (d_model={config['d_model']}, batch_first={config['batch_first']})")
 
-    has_norm = {"encoder": model.encoder.norm is not None,
-                "decoder": num_decoder_layers > 0 and model.decoder.norm is not None}
-    for part, present in has_norm.items():
-        if present:
-            norm = getattr(model, part).norm
-            if _check_layer_norm(norm, f"{part}.norm") != config["layer_norm_eps"]:
-                raise ExportError(f"{part}.norm eps {norm.eps!r} differs from the layers' "
-                                  f"layer_norm_eps {config['layer_norm_eps']!r}")
+    norms = {"encoder": encoder.norm,
+             "decoder": model.decoder.norm if num_decoder_layers > 0 else None}
+    has_norm = {part: norm is not None for part, norm in norms.items()}
+    for part, norm in norms.items():
+        if norm is not None and _check_layer_norm(norm, f"{part}.norm") != config["layer_norm_eps"]:
+            raise ExportError(f"{part}.norm eps {norm.eps!r} differs from the layers' "
+                              f"layer_norm_eps {config['layer_norm_eps']!r}")
 
-    state = model.state_dict()
+    if encoder_only:
+        state = {f"encoder.{name}": tensor for name, tensor in model.state_dict().items()}
+    else:
+        state = model.state_dict()
     if num_decoder_layers == 0:
         state = {name: tensor for name, tensor in state.items() if not name.startswith("decoder.")}
 
@@ -272,8 +289,12 @@ def main(argv=None) -> int:
                                norm_first=args.norm_first)
         if args.no_encoder_norm:
             model.encoder.norm = None
-        if args.no_decoder_norm:
+        if args.no_decoder_norm or args.num_decoder_layers == 0:
             model.decoder.norm = None
+        if args.num_decoder_layers == 0:
+            # nn.Transformer(num_decoder_layers=0) still makes (and saves) decoder.norm, which never
+            # runs: accept a state_dict with or without it.
+            state = {name: tensor for name, tensor in state.items() if not name.startswith("decoder.norm.")}
         _check_state_dict(state, model.state_dict())
         model.load_state_dict(state)
         export_transformer(model, args.out)
