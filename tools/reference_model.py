@@ -96,16 +96,94 @@ def round_half_away(value: float) -> int:
     return int(math.floor(value + 0.5))
 
 
-def resize_longer_side(image: np.ndarray, size: int) -> np.ndarray:
-    """Preprocessing 2: keep the aspect ratio, longer side = size (INTER_AREA shrinks, INTER_LINEAR enlarges)."""
+RESIZE_MODES = ("longer", "shorter-crop", "stretch", "patch-crop")
+INTERPOLATIONS = ("area-linear", "linear", "cubic")
+CROP_PCT = 0.875  # timm's default: shorter-crop resizes to floor(size / 0.875) (256 for 224)
+
+
+def python_round_half(value: float) -> int:
+    """torchvision's int(round(x)): Python's round, a half to the even neighbour (2.5 -> 2, 3.5 -> 4)."""
+    return int(round(value))
+
+
+def resize_to(image: np.ndarray, new_w: int, new_h: int, interpolation: str) -> np.ndarray:
+    """Preprocessing 2a: one cv2.resize to (new_w, new_h); the same array when the size already matches.
+
+    area-linear: INTER_AREA when no side grows, else INTER_LINEAR; linear / cubic: that flag both ways.
+    OpenCV's filters, not PIL's. Cubic overshoots at edges: clipped back to [0, 255].
+    """
     h0, w0 = image.shape[:2]
-    if max(h0, w0) == size:
+    if (new_w, new_h) == (w0, h0):
         return image
+    if interpolation == "area-linear":
+        flag = cv2.INTER_AREA if new_w <= w0 and new_h <= h0 else cv2.INTER_LINEAR
+    else:
+        flag = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}[interpolation]
+    out = cv2.resize(image, (new_w, new_h), interpolation=flag)
+    return np.clip(out, 0.0, 255.0) if interpolation == "cubic" else out
+
+
+def resize_longer_side(image: np.ndarray, size: int, interpolation: str = "area-linear") -> np.ndarray:
+    """Preprocessing 2a, longer: keep the aspect ratio, longer side = size."""
+    h0, w0 = image.shape[:2]
     scale = size / max(h0, w0)
     new_w = max(1, round_half_away(w0 * scale))
     new_h = max(1, round_half_away(h0 * scale))
-    interpolation = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
-    return cv2.resize(image, (new_w, new_h), interpolation=interpolation)
+    return resize_to(image, new_w, new_h, interpolation)
+
+
+def shorter_side_size(h0: int, w0: int, resize_size: int) -> Tuple[int, int]:
+    """(new_h, new_w) of torchvision 0.14's Resize(resize_size): shorter side = resize_size, the longer
+    int(resize_size * long / short), truncated (torchvision's _compute_resized_output_size)."""
+    short, long = (w0, h0) if w0 <= h0 else (h0, w0)
+    new_short, new_long = resize_size, int(resize_size * long / short)
+    new_w, new_h = (new_short, new_long) if w0 <= h0 else (new_long, new_short)
+    return new_h, new_w
+
+
+def center_crop_window(h: int, w: int, size: int) -> Tuple[int, int]:
+    """(top, left) of torchvision 0.14's center_crop(size) on an h x w image, in its own coordinates:
+    a side shorter than size is first padded by (size - side) // 2 before (the rest after), then
+    top = int(round((H - size) / 2.0)) on the padded image; negative where the pad lies."""
+    def axis(side: int) -> int:
+        pad_before = (size - side) // 2 if size > side else 0
+        padded = side + pad_before + (size - side + 1) // 2 if size > side else side
+        return python_round_half((padded - size) / 2.0) - pad_before
+    return axis(h), axis(w)
+
+
+def center_crop(image: np.ndarray, size: int) -> np.ndarray:
+    """Preprocessing 2b, shorter-crop: the size x size centre window; 0 (black) where it leaves the image."""
+    h, w = image.shape[:2]
+    top, left = center_crop_window(h, w, size)
+    out = np.zeros((size, size, image.shape[2]), dtype=image.dtype)
+    y0, y1, x0, x1 = max(top, 0), min(top + size, h), max(left, 0), min(left + size, w)
+    out[y0 - top:y1 - top, x0 - left:x1 - left] = image[y0:y1, x0:x1]
+    return out
+
+
+def resize_and_crop(image: np.ndarray, patch_size: int, size: int, resize_mode: str = "longer",
+                    resize_size: Optional[int] = None, interpolation: str = "area-linear") -> np.ndarray:
+    """Preprocessing 2: (H0, W0, 3) -> the image the model sees, by resize_mode (see the spec)."""
+    if resize_mode not in RESIZE_MODES:
+        raise ValueError(f"resize_mode {resize_mode!r} is not one of {RESIZE_MODES}")
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation {interpolation!r} is not one of {INTERPOLATIONS}")
+    if resize_mode == "longer":
+        return resize_longer_side(image, size, interpolation)
+    if resize_mode == "shorter-crop":  # torchvision / timm eval: Resize(resize_size), CenterCrop(size)
+        resize_size = resize_size or math.floor(size / CROP_PCT)
+        new_h, new_w = shorter_side_size(*image.shape[:2], resize_size)
+        return center_crop(resize_to(image, new_w, new_h, interpolation), size)
+    if resize_mode == "stretch":  # Hugging Face ViTImageProcessor: size x size, aspect ignored
+        return resize_to(image, size, size, interpolation)
+    # patch-crop, DINO's visualize_attention.py: img[:, :h - h % p, :w - w % p]; a side shorter than
+    # one patch is kept whole (DINO would keep no pixels) and padded as in longer.
+    resized = resize_longer_side(image, size, interpolation)
+    h, w = resized.shape[:2]
+    keep_h = h if h < patch_size else h - h % patch_size
+    keep_w = w if w < patch_size else w - w % patch_size
+    return resized[:keep_h, :keep_w]
 
 
 def normalise(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
@@ -116,13 +194,17 @@ def normalise(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) ->
 
 
 def preprocess(images: Sequence[np.ndarray], patch_size: int, size: int,
-               mean: Sequence[float], std: Sequence[float]) -> Tuple[torch.Tensor, torch.Tensor]:
+               mean: Sequence[float], std: Sequence[float], resize_mode: str = "longer",
+               resize_size: Optional[int] = None,
+               interpolation: str = "area-linear") -> Tuple[torch.Tensor, torch.Tensor]:
     """Preprocessing 2-5 on decoded RGB images: returns pixels (B, C, H, W) and pixel_mask (B, H, W).
 
     Step 4 pads each image to a multiple of p and step 5 to the batch's largest H and W; both pads
-    are 0 (after normalisation) at the bottom/right, and the pixel mask is true on all of them.
+    are 0 (after normalisation) at the bottom/right, and the pixel mask is true on all of them
+    (shorter-crop's black border, as torchvision's, is image, not padding).
     """
-    chw = [normalise(resize_longer_side(image, size), mean, std) for image in images]
+    chw = [normalise(resize_and_crop(image, patch_size, size, resize_mode, resize_size, interpolation), mean, std)
+           for image in images]
     padded_h = [math.ceil(x.shape[1] / patch_size) * patch_size for x in chw]  # step 4
     padded_w = [math.ceil(x.shape[2] / patch_size) * patch_size for x in chw]
     batch_h, batch_w = max(padded_h), max(padded_w)  # step 5
@@ -268,6 +350,11 @@ class ImageTransformer(nn.Module):
       queries (B, Q, E) and query_logits (B, Q, K) (with a head) when the target is queries.
     """
 
+    # The file's optional preprocessing keys (resize_and_crop's arguments); None: the key is absent.
+    resize_mode: Optional[str] = None
+    resize_size: Optional[int] = None
+    interpolation: Optional[str] = None
+
     def __init__(self, d_model: int, nhead: int, num_encoder_layers: int, num_decoder_layers: int,
                  dim_feedforward: int, activation: str = "relu", layer_norm_eps: float = 1e-5,
                  norm_first: bool = False, dropout: float = 0.1, in_chans: int = 3, patch_size: int = 16,
@@ -402,7 +489,9 @@ def run_images(model: ImageTransformer, paths: Sequence[str], size: Optional[int
     its own token grid: features (E, h_i, w_i), logits (K, h_i, w_i), queries (Q, E), query_logits (Q, K)."""
     reference_mode(model)
     images = [load_image(path) for path in paths]
-    pixels, pixel_mask = preprocess(images, model.patch_size, size or model.image_size, model.mean, model.std)
+    pixels, pixel_mask = preprocess(images, model.patch_size, size or model.image_size, model.mean, model.std,
+                                    model.resize_mode or "longer", model.resize_size,
+                                    model.interpolation or "area-linear")
     result = model(pixels, pixel_mask)
     per_image = []
     for i, (h_i, w_i) in enumerate(result["grid"]):
@@ -446,6 +535,9 @@ def export_image_model(model: ImageTransformer, path: str, class_names: Optional
     metadata.update({"in_chans": str(model.in_chans), "patch_size": str(model.patch_size),
                      "image_size": str(model.image_size), "mean": _floats(model.mean), "std": _floats(model.std),
                      "position": model.position, "position_mode": model.position_mode})
+    for key in ("resize_mode", "resize_size", "interpolation"):  # preprocessing defaults, when set
+        if getattr(model, key) is not None:
+            metadata[key] = str(getattr(model, key))
     if model.patch_embed.stem_channels:
         metadata["patch_stem"] = ",".join(str(c) for c in model.patch_embed.stem_channels)
     if model.target is not None:
@@ -489,6 +581,8 @@ def load_image_model(path: str) -> ImageTransformer:
         target=meta.get("target"), num_queries=int(meta.get("num_queries", "100")), pos_grid=pos_grid,
         num_classes=int(meta["num_classes"]), class_names=json.loads(meta.get("class_names", "[]")),
         stem_channels=[int(c) for c in meta["patch_stem"].split(",")] if "patch_stem" in meta else ())
+    model.resize_mode, model.interpolation = meta.get("resize_mode"), meta.get("interpolation")
+    model.resize_size = int(meta["resize_size"]) if "resize_size" in meta else None
     if meta["encoder_norm"] == "false":
         model.transformer.encoder.norm = None
     if meta["decoder_norm"] == "false":

@@ -56,6 +56,9 @@ struct RunOptions {
   int batch = 1;
   int threads = 1;
   int size = 0;  // 0: the model's image_size
+  std::string resize_mode;    // empty: the model's resize_mode
+  int resize_size = 0;        // 0: the model's resize_size
+  std::string interpolation;  // empty: the model's interpolation
   std::string layer = "output";
   bool overwrite = false;
   std::int64_t max_pixels = static_cast<std::int64_t>(image::LoadLimits{}.max_pixels);
@@ -323,6 +326,32 @@ std::size_t error_count(const std::vector<Record>& records) {
       records.begin(), records.end(), [](const Record& r) { return r.status == "error"; }));
 }
 
+// The model's preprocessing with the flags that override it.
+image::PreprocessOptions preprocess_options(const RunOptions& o, const image::ImageModel& model) {
+  image::PreprocessOptions preprocess = model.preprocess_options();
+  if (o.size > 0) preprocess.size = o.size;
+  if (!o.resize_mode.empty()) preprocess.resize.resize_mode = image::parse_resize_mode(o.resize_mode);
+  if (!o.interpolation.empty()) {
+    preprocess.resize.interpolation = image::parse_interpolation(o.interpolation);
+  }
+  if (o.resize_size > 0) {
+    if (preprocess.resize.resize_mode != image::ResizeMode::shorter_crop) {
+      throw UsageError("--resize-size is for --resize-mode shorter-crop; this run's is " +
+                       image::resize_mode_name(preprocess.resize.resize_mode));
+    }
+    preprocess.resize.resize_size = o.resize_size;
+  }
+  return preprocess;
+}
+
+// What besides size decides an image's pixels (resize_size only where it is used).
+Json resize_settings(const image::PreprocessOptions& p) {
+  const bool shorter = p.resize.resize_mode == image::ResizeMode::shorter_crop;
+  return {{"resize_mode", image::resize_mode_name(p.resize.resize_mode)},
+          {"resize_size", shorter ? Json(image::effective_resize_size(p)) : Json(nullptr)},
+          {"interpolation", image::interpolation_name(p.resize.interpolation)}};
+}
+
 void run_images(const RunOptions& o) {
   const Clock::time_point start = Clock::now();
   restart_with_opencv_limit(static_cast<std::uint64_t>(o.max_pixels));
@@ -333,12 +362,15 @@ void run_images(const RunOptions& o) {
 
   image::ImageModelFile file = image::load_image_model(o.model);
   require_layer(file.model, o.layer);
-  image::PreprocessOptions preprocess = file.model.preprocess_options();
-  if (o.size > 0) preprocess.size = o.size;
+  const image::PreprocessOptions preprocess = preprocess_options(o, file.model);
+  const Json resize = resize_settings(preprocess);
   const AttentionPlan attention(o.attention, file.model);
   const Json settings = {{"model", o.model},
                          {"layer", o.layer},
                          {"size", preprocess.size},
+                         {"resize_mode", resize.at("resize_mode")},
+                         {"resize_size", resize.at("resize_size")},
+                         {"interpolation", resize.at("interpolation")},
                          {"attention", attention.settings()}};
   const Job job{o,        file.model, attention, preprocess, out_dir,
                 settings, output_files(file.model, attention)};
@@ -356,6 +388,9 @@ void run_images(const RunOptions& o) {
                         {"settings",
                          {{"layer", o.layer},
                           {"size", preprocess.size},
+                          {"resize_mode", resize.at("resize_mode")},
+                          {"resize_size", resize.at("resize_size")},
+                          {"interpolation", resize.at("interpolation")},
                           {"batch", o.batch},
                           {"threads", o.threads},
                           {"max_pixels", o.max_pixels},
@@ -401,8 +436,28 @@ Command add_run_command(CLI::App& app) {
   command->add_option("--batch", o.batch, "images per forward pass")
       ->capture_default_str()
       ->check(CLI::Range(1, 4096));
-  command->add_option("--size", o.size, "longer image side after resizing (default: the model's)")
+  command
+      ->add_option("--size", o.size,
+                   "image side after resizing: the longer side (longer, patch-crop), the crop "
+                   "(shorter-crop) or both sides (stretch) (default: the model's image_size)")
       ->check(CLI::Range(1, 16384));
+  command
+      ->add_option("--resize-mode", o.resize_mode,
+                   "longer (pad to a multiple of p), shorter-crop (torchvision/timm eval: shorter "
+                   "side to --resize-size, centre crop --size), stretch (--size x --size, Hugging "
+                   "Face), patch-crop (DINO: longer, cropped to a multiple of p) (default: the "
+                   "model's, else longer)")
+      ->check(CLI::IsMember(image::resize_mode_names()));
+  command
+      ->add_option("--resize-size", o.resize_size,
+                   "shorter-crop's shorter side before the crop (default: the model's, else "
+                   "floor(size / 0.875): 256 for 224)")
+      ->check(CLI::Range(1, 16384));
+  command
+      ->add_option("--interpolation", o.interpolation,
+                   "OpenCV cv::resize, not PIL: area-linear (INTER_AREA shrinking, INTER_LINEAR "
+                   "enlarging), linear, cubic (default: the model's, else area-linear)")
+      ->check(CLI::IsMember(image::interpolation_names()));
   command
       ->add_option("--layer", o.layer,
                    "which output becomes the features: output, encoder, "

@@ -112,6 +112,7 @@ ImageModelOptions options_from_metadata(const std::map<std::string, std::string>
   if (std::any_of(o.std.begin(), o.std.end(), [](float s) { return !(s > 0.0f); })) {
     read.fail("std", "must be positive");
   }
+  o.resize = resize_options_from_metadata(metadata, source);
   o.position = choice<Position>(read, "position", {{"sine", Position::sine},
                                                    {"learned", Position::learned},
                                                    {"none", Position::none}});
@@ -255,7 +256,7 @@ ImageModel::ImageModel(const ImageModelOptions& options)
 
 PreprocessOptions ImageModel::preprocess_options() const {
   return {static_cast<int>(options.image_size), static_cast<int>(options.patch_size), options.mean,
-          options.std};
+          options.std, options.resize};
 }
 
 std::vector<std::string> ImageModel::layer_names() const {

@@ -29,6 +29,7 @@ struct ImageModelOptions {
   int64_t image_size = 224;
   std::array<float, 3> mean = {0.485f, 0.456f, 0.406f};
   std::array<float, 3> std = {0.229f, 0.224f, 0.225f};
+  ResizeOptions resize;  // resize_mode, resize_size, interpolation (preprocess.hpp)
   Position position = Position::sine;
   PositionMode position_mode = PositionMode::attention;
   Target target = Target::tokens;
