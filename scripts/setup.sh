@@ -12,7 +12,7 @@ packages=(build-essential cmake pkg-config
 for option in "$@"; do
   case "$option" in
     --tests) packages+=(chromium xvfb xauth xdotool) ;;  # xvfb-run needs xauth
-    --tools) packages+=(python3-torch python3-numpy python3-opencv) ;;
+    --tools) packages+=(python3-torch python3-numpy python3-opencv python3-torchvision) ;;
     *) echo "setup.sh: unknown option $option" >&2; exit 2 ;;
   esac
 done
