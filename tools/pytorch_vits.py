@@ -17,7 +17,10 @@ Every module's `outputs(pixels)` takes pixels (1, 3, H, W) and returns a dict of
     attention (nh, X + S, X + S): the last block's softmax attention weights, prefix tokens first
       (X = cls, dist, registers in that order; S = h * w)
 
-Versions mirrored (read in the published sources):
+Versions mirrored (read in the published sources: facebookresearch/dino vision_transformer.py at 04c0ad9,
+facebookresearch/dinov2 dinov2/models/vision_transformer.py at 027a9ac and its later register-token form,
+huggingface/transformers src/transformers/models/vit/modeling_vit.py at 005db82, timm 0.9's _pos_embed and
+timm/layers/pos_embed.py resample_abs_pos_embed, torchvision 0.14 as installed):
   * timm 0.9 VisionTransformer._pos_embed: cls, dist (deit.py), reg_token concatenated in that order; with
     no_embed_class the patch rows get pos_embed and the prefix tokens none, otherwise pos_embed covers the
     prefix tokens too. Resizing: timm only resizes with dynamic_img_size, through resample_abs_pos_embed,
