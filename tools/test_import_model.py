@@ -308,6 +308,26 @@ class Mapping(Folder):
         self.assert_matches_original(regs_pos, torch.randn(1, 3, 48, 48), family="timm-vit", nhead=2)
 
 
+class CommittedFixtures(unittest.TestCase):
+    def test_every_vit_fixture_is_what_the_spec_gives_for_its_model_file(self):
+        """tests/vit_fixtures as committed: each expected file within 1e-5 of the model file through the spec."""
+        from make_vit_goldens import FIXTURES, model_pixels
+        cases = sorted(p for p in FIXTURES.iterdir() if (p / "case.json").exists())
+        self.assertGreaterEqual(len(cases), 8)
+        for folder in cases:
+            case = json.loads((folder / "case.json").read_text())
+            _, meta = read_safetensors(str(folder / case["model"]))
+            for image in case["images"]:
+                with self.subTest(case=folder.name, image=image):
+                    spec = prefix_reference(str(folder / case["model"]), model_pixels(image, case, meta))
+                    spec["attention_cls"] = spec["attention"][:, 0, :]
+                    for kind, name in case["expected"][image].items():
+                        expected = np.load(folder / name)
+                        self.assertEqual(tuple(spec[kind].shape), expected.shape, kind)
+                        self.assertLess(float(np.abs(spec[kind].detach().numpy() - expected).max()), 1e-5, kind)
+                    self.assertEqual(list(spec["features"].shape[1:]), case["grid"][image])
+
+
 class CommandLine(Folder):
     def checkpoint(self):
         return self.save(pytorch_vits.TimmViT(img_size=32, patch_size=8, embed_dim=16, depth=1, num_heads=1,
