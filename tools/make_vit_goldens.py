@@ -9,8 +9,8 @@ Each case builds the ORIGINAL module (torchvision.models.VisionTransformer itsel
 timm / DeiT / DINO / DINOv2 / Hugging Face modules with their exact state_dict names) with seeded random
 weights (biases, LayerNorms, LayerScale, tokens and positions re-drawn away from 0 / 1), torch.save's its
 state_dict in a temp folder and runs `tools/import_model.py` on it to make model.safetensors. The inputs
-are real photos of assets/images, referenced by repo-relative path (not copied), decoded with
-tools/reference_model.py's load_image and resized and cropped as the case's resize_mode says, so that no
+are real photos of assets/images, referenced by repo-relative path (not copied), decoded and preprocessed by
+tools/reference_model.py's load_image and preprocess (resize_mode, resize_size, interpolation), so that no
 image is ever padded (these models have no padding masks); each image runs ALONE through the original
 module, and its outputs are the expected files:
     <stem>.cls.npy (E), <stem>.logits.npy (K, with a head), <stem>.features.npy (E, h, w),
@@ -30,16 +30,14 @@ Runs use PyTorch's reference (slow) path (eval, grad enabled) with one thread, s
 """
 
 import json
-import math
 import shutil
 import subprocess
 import sys
 import tempfile
 import zlib
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Sequence
 
-import cv2
 import numpy as np
 import torch
 import torch.nn as nn
@@ -47,7 +45,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pytorch_vits  # noqa: E402
-from reference_model import load_image, normalise, reference_mode, round_half_away  # noqa: E402
+from reference_model import load_image, preprocess, reference_mode  # noqa: E402
 from safetensors_io import read_safetensors  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,62 +60,17 @@ IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
 # =============================================================================================
-# Pixels: docs/image_model.md preprocessing with resize_mode, as src/image/preprocess.cpp does it
-
-def _cv_resize(rgb: np.ndarray, to_wh: Tuple[int, int], interpolation: str) -> np.ndarray:
-    if (rgb.shape[1], rgb.shape[0]) == to_wh:
-        return rgb
-    if interpolation == "linear":
-        flag = cv2.INTER_LINEAR
-    elif interpolation == "cubic":
-        flag = cv2.INTER_CUBIC
-    elif interpolation == "area-linear":
-        flag = cv2.INTER_AREA if to_wh[0] <= rgb.shape[1] and to_wh[1] <= rgb.shape[0] else cv2.INTER_LINEAR
-    else:
-        raise ValueError(interpolation)
-    out = cv2.resize(rgb, to_wh, interpolation=flag)
-    return np.clip(out, 0.0, 255.0) if interpolation == "cubic" else out
-
-
-def _python_round_half(twice: int) -> int:
-    return int(round(twice / 2.0))
-
-
-def resize_and_crop(rgb: np.ndarray, mode: str, size: int, resize_size: Optional[int], interpolation: str,
-                    p: int) -> np.ndarray:
-    """The image the model sees (H, W, 3), before normalisation (the C++ resize_and_crop)."""
-    h0, w0 = rgb.shape[:2]
-    if mode in ("longer", "patch-crop"):
-        scale = size / max(h0, w0)
-        resized = _cv_resize(rgb, (max(1, round_half_away(w0 * scale)), max(1, round_half_away(h0 * scale))),
-                             interpolation)
-        if mode == "longer":
-            return resized
-        keep = lambda side: side if side < p else side - side % p  # noqa: E731
-        return resized[:keep(resized.shape[0]), :keep(resized.shape[1])]
-    if mode == "stretch":
-        return _cv_resize(rgb, (size, size), interpolation)
-    assert mode == "shorter-crop"
-    r = resize_size or int(math.floor(size / 0.875))
-    shorter, longer = min(w0, h0), max(w0, h0)
-    new_long = int(r * longer / shorter)
-    to = (r, new_long) if w0 <= h0 else (new_long, r)
-    resized = _cv_resize(rgb, to, interpolation)
-    rh, rw = resized.shape[:2]
-    assert rh >= size and rw >= size, "these fixtures never pad a crop"
-    top, left = _python_round_half(rh - size), _python_round_half(rw - size)
-    return resized[top:top + size, left:left + size]
-
+# Pixels: tools/reference_model.py's preprocessing (as the C++ does it), never padded here
 
 def model_pixels(path: str, case: Dict[str, object], meta: Dict[str, str]) -> torch.Tensor:
-    """(1, 3, H, W) normalised pixels; H and W are multiples of p (asserted: nothing is padded)."""
-    p = int(meta["patch_size"])
-    rgb = resize_and_crop(load_image(str(ROOT / path)), case["resize_mode"], case["size"], case.get("resize_size"),
-                          case["interpolation"], p)
-    assert rgb.shape[0] % p == 0 and rgb.shape[1] % p == 0, f"{path}: {rgb.shape[:2]} would be padded"
+    """(1, 3, H, W) normalised pixels of the repo-relative image `path`, as case.json and the model file say;
+    H and W are multiples of p (asserted: nothing is padded, these models have no padding masks)."""
     mean = [float(v) for v in meta["mean"].split(",")]
     std = [float(v) for v in meta["std"].split(",")]
-    return torch.from_numpy(normalise(rgb, mean, std))[None]
+    pixels, pixel_mask = preprocess([load_image(str(ROOT / path))], int(meta["patch_size"]), case["size"], mean, std,
+                                    case["resize_mode"], case.get("resize_size"), case["interpolation"])
+    assert not bool(pixel_mask.any()), f"{path}: {tuple(pixels.shape[2:])} would be padded"
+    return pixels
 
 
 # =============================================================================================

@@ -43,8 +43,7 @@ timm/layers/pos_embed.py resample_abs_pos_embed, torchvision 0.14 as installed):
     layer_norm_eps 1e-12, GELU "gelu" = exact erf GELU, classifier on sequence_output[:, 0].
 """
 
-import math
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
