@@ -340,6 +340,9 @@ def build_model_file(model: Dict[str, object], family: str, options: argparse.Na
                                f"found {pos_prefix}")
 
     head, head_dist = model.get("head"), model.get("head_dist")
+    if head is not None and head[0].shape[0] == 0:  # Linear(E, 0): no classes, no head
+        head = head_dist = None
+        notes.append("the head has 0 classes: written without a head")
     num_classes = 0 if head is None else head[0].shape[0]
     if head_dist is not None:
         if dist is None:
