@@ -17,6 +17,8 @@ class MetadataReader {
   MetadataReader(const std::map<std::string, std::string>& metadata, const std::string& source)
       : metadata_(metadata), source_(source) {}
 
+  bool has(const std::string& key) const { return metadata_.count(key) > 0; }
+
   const std::string& text(const std::string& key) const {
     auto it = metadata_.find(key);
     if (it == metadata_.end()) fail(key, "is missing");

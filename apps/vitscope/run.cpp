@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -33,6 +34,7 @@
 #include "vitscope/error.hpp"
 #include "vitscope/image/image_model.hpp"
 #include "vitscope/image/load.hpp"
+#include "vitscope/image/predictions.hpp"
 #include "vitscope/image/views.hpp"
 #include "vitscope/io/atomic_file.hpp"
 #include "vitscope/io/npy_tensors.hpp"
@@ -73,6 +75,7 @@ struct Record {
   std::vector<std::pair<std::string, std::string>> outputs;  // kind -> path relative to --out
   Json size;  // [w, h] of the original image, or null
   Json grid;  // [h_i, w_i], or null
+  Json prediction;  // {"class", "index", "probability"} of a CLS classifier's top class, or null
 };
 
 Json to_json(const Record& r) {
@@ -83,8 +86,12 @@ Json to_json(const Record& r) {
           {"error", r.error.empty() ? Json(nullptr) : Json(r.error)},
           {"outputs", outputs},
           {"size", r.size},
-          {"grid", r.grid}};
+          {"grid", r.grid},
+          {"prediction", r.prediction}};
 }
+
+// How many classes predictions.json lists, as ImageNet's top-5.
+constexpr std::size_t kTopClasses = 5;
 
 // The files of one image's folder, by kind; which kinds there are depends on the model and the
 // attention asked for.
@@ -96,8 +103,15 @@ std::vector<std::pair<std::string, std::string>> output_files(const image::Image
                                                             {"token_norm", "token_norm.png"}};
   const bool queries = model.options.target == image::Target::queries &&
                        model.options.transformer.num_decoder_layers > 0;
-  if (model.options.num_classes > 0 && !queries) files.emplace_back("classes", "classes.png");
+  const bool classifier = model.options.num_classes > 0;
+  const bool cls_head = model.options.head_pool == image::HeadPool::cls;
+  if (classifier && !queries && !cls_head) files.emplace_back("classes", "classes.png");
   if (queries) files.emplace_back("queries", "queries.npy");
+  if (model.options.cls_token) files.emplace_back("cls", "cls.npy");
+  if (classifier && cls_head) {
+    files.emplace_back("logits", "logits.npy");
+    files.emplace_back("predictions", "predictions.json");
+  }
   for (const auto& file : plan.files()) files.push_back(file);
   files.emplace_back("thumbnail", kThumbnailFile);
   files.emplace_back("page", kPageFile);
@@ -141,6 +155,7 @@ bool reuse_complete(const Job& job, Record& r) {
   for (const auto& [kind, name] : job.files) r.outputs.emplace_back(kind, r.input + "/" + name);
   r.size = record.value("size", Json());
   r.grid = record.value("grid", Json());
+  r.prediction = record.value("prediction", Json());
   return true;
 }
 
@@ -181,6 +196,27 @@ void write_outputs(const Job& job, const image::ImageModelOutput& out,
     const Tensor2 queries = xt::view(out.query_outputs, b, xt::all(), xt::all());
     io::write_npy(output("queries", "queries.npy").string(), queries);
   }
+  if (job.model.options.cls_token) {
+    const Tensor1 cls = xt::view(out.prefix_outputs, b, 0, xt::all());
+    io::write_npy(output("cls", "cls.npy").string(), cls);
+  }
+  Json facts = {{"size", std::to_string(rgb.cols) + "x" + std::to_string(rgb.rows)},
+                {"tokens", std::to_string(h) + "x" + std::to_string(w)},
+                {"model", job.options.model}};  // what the image's page states
+  if (out.class_logits.size() > 0) {
+    const Tensor1 logits = xt::view(out.class_logits, b, xt::all());
+    io::write_npy(output("logits", "logits.npy").string(), logits);
+    Json top = Json::array();
+    for (const image::ClassScore& c : image::top_classes(logits.data(), logits.size(),
+                                                         job.model.options.class_names, kTopClasses)) {
+      top.push_back({{"class", c.name}, {"index", c.index}, {"probability", c.probability}});
+    }
+    io::write_file_atomically(output("predictions", "predictions.json").string(),
+                              json_text({{"top5", top}}));
+    r.prediction = top.at(0);
+    facts["top class"] = top.at(0).at("class").get<std::string>() + " (" +
+                         std::to_string(std::lround(100 * top.at(0).at("probability").get<double>())) + "%)";
+  }
   const nlohmann::json maps = job.attention.write({out, b, rgb, batch.resized[b]}, output);
   write_thumbnail(output("thumbnail", kThumbnailFile), rgb);
 
@@ -189,12 +225,9 @@ void write_outputs(const Job& job, const image::ImageModelOutput& out,
   r.grid = {h, w};
   std::vector<std::pair<std::string, std::string>> names;
   for (const auto& [kind, name] : job.files) names.emplace_back(kind, name);
-  write_image_page(output("page", kPageFile), r.input, names,
-                   {{"size", std::to_string(rgb.cols) + "x" + std::to_string(rgb.rows)},
-                    {"tokens", std::to_string(h) + "x" + std::to_string(w)},
-                    {"model", job.options.model}},
-                   maps);
-  const Json record = {{"settings", job.settings}, {"size", r.size}, {"grid", r.grid}};
+  write_image_page(output("page", kPageFile), r.input, names, facts, maps);
+  const Json record = {{"settings", job.settings}, {"size", r.size}, {"grid", r.grid},
+                       {"prediction", r.prediction}};
   io::write_file_atomically((folder / kRecordFile).string(), json_text(record));
 }
 

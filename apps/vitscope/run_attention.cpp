@@ -19,7 +19,7 @@ namespace {
 
 using Json = nlohmann::json;
 
-const std::vector<std::string> kViews = {"points", "heads", "masks", "rollout", "cross"};
+const std::vector<std::string> kViews = {"points", "heads", "masks", "rollout", "cross", "cls", "cls_masks"};
 // Spread over the image when no --points are given, as DETR's notebook picks a few by hand.
 const std::vector<cv::Point2d> kDefaultFractions = {{0.3, 0.3}, {0.7, 0.3}, {0.3, 0.7}, {0.7, 0.7}};
 
@@ -150,7 +150,7 @@ void add_attention_options(CLI::App& command, AttentionOptions& o) {
       ->type_name("X,Y");
   command.add_option("--attention-views", o.views,
                      "attention PNGs per image, comma-separated: points, heads, masks, rollout, "
-                     "cross; or none")
+                     "cross, cls, cls_masks (the last two for models with a CLS token); or none")
       ->capture_default_str();
   command.add_option("--attention-layers", o.layers,
                      "layers whose attention the gallery shows and --save-attention writes: all, "
@@ -236,6 +236,11 @@ AttentionPlan::AttentionPlan(const AttentionOptions& options, image::ImageModel&
   if (wants("rollout")) {
     for (std::size_t i = 0; i < encoder_layers; ++i) add("encoder.layers." + std::to_string(i) + ".self_attn");
   }
+  if ((wants("cls") || wants("cls_masks")) && model.options.cls_token) {
+    cls_module_ = "encoder.layers." +
+                  std::to_string(layer_index(options.layer, encoder_layers, "encoder")) + ".self_attn";
+    add(cls_module_);
+  }
   if (wants("cross") && decoder_layers > 0) {
     cross_module_ = "decoder.layers." +
                     std::to_string(layer_index(options.layer, decoder_layers, "decoder")) +
@@ -278,6 +283,7 @@ std::vector<std::pair<std::string, std::string>> AttentionPlan::files() const {
   std::vector<std::pair<std::string, std::string>> files;
   for (const std::string& view : views_) {
     if (view == "cross" && cross_module_.empty()) continue;
+    if ((view == "cls" || view == "cls_masks") && cls_module_.empty()) continue;
     files.emplace_back("attention_" + view, "attention_" + view + ".png");
   }
   if (options_.save) {
@@ -295,7 +301,7 @@ nlohmann::ordered_json AttentionPlan::settings() const {
           {"points", points},     {"head_fusion", options_.head_fusion},
           {"discard_ratio", options_.discard_ratio}, {"threshold", options_.threshold},
           {"top_queries", options_.top_queries},      {"view_layer", view_layer_},
-          {"cross_module", cross_module_},            {"save", options_.save}};
+          {"cross_module", cross_module_},            {"cls_module", cls_module_},            {"save", options_.save}};
 }
 
 std::vector<cv::Point2d> AttentionPlan::pixels(cv::Size image) const {
@@ -337,12 +343,26 @@ Json AttentionPlan::write(const ImageResult& result, const OutputFile& output) c
       png("masks", image::masks_view(weights, points, fusion_, options_.threshold, canvas));
     }
   }
-  Tensor2 rollout;
+  const std::size_t X = attention.num_prefix_tokens;
+  if (!cls_module_.empty()) {
+    const Tensor2 cls = image::cls_attention(attention.with_prefix.at(cls_module_), X);
+    if (wants("cls")) png("cls", image::cls_heads_view(cls, fusion_, canvas));
+    if (wants("cls_masks")) png("cls_masks", image::cls_masks_view(cls, fusion_, options_.threshold, canvas));
+  }
+  Tensor2 rollout;      // (S,S) over the patches
+  Tensor2 cls_rollout;  // (h_i,w_i): the CLS token's row of the rollout, with a CLS token
   if (wants("rollout")) {
+    // With prefix tokens the rollout runs over all tokens, as vit-explain's does for ViTs.
+    const auto& source = X > 0 ? attention.with_prefix : attention.modules;
     std::vector<Tensor3> layers;
-    for (const std::string& path : attention.encoder_modules()) layers.push_back(attention.modules.at(path));
-    rollout = image::attention_rollout(layers, fusion_, options_.discard_ratio);
-    png("rollout", image::rollout_view(rollout, points, canvas));
+    for (const std::string& path : attention.encoder_modules()) layers.push_back(source.at(path));
+    rollout = image::attention_rollout(layers, fusion_, options_.discard_ratio, model_.options.cls_token);
+    if (model_.options.cls_token) {
+      const Tensor2 cls_row = xt::view(rollout, xt::range(0, 1), xt::range(X, rollout.shape(1)));
+      cls_rollout = image::key_map(cls_row, 0, attention.grid);
+    }
+    if (X > 0) rollout = image::patch_block(rollout, X);
+    png("rollout", image::rollout_view(rollout, points, canvas, cls_rollout));
   }
   if (!cross_module_.empty()) {
     std::vector<image::CrossRow> rows;
@@ -368,7 +388,8 @@ Json AttentionPlan::write(const ImageResult& result, const OutputFile& output) c
     for (const std::string& path : layers_) {
       const std::filesystem::path file = output("attention:" + path, "attention/" + path + ".npy");
       std::filesystem::create_directories(file.parent_path());
-      io::write_npy(file.string(), attention.modules.at(path));
+      // With prefix tokens, the whole map: prefix tokens first, as PyTorch's module gives it.
+      io::write_npy(file.string(), X > 0 ? attention.with_prefix.at(path) : attention.modules.at(path));
     }
   }
 
@@ -390,6 +411,12 @@ Json AttentionPlan::write(const ImageResult& result, const OutputFile& output) c
     if (query_rows) {
       for (const QueryScore& q : top) add_row(q.query, q.caption, nullptr);
     } else {
+      if (model_.options.cls_token && path.rfind("encoder.", 0) == 0) {
+        const Tensor2 cls = image::cls_attention(attention.with_prefix.at(path), X);
+        Json heads = Json::array();
+        for (std::size_t k = 0; k < cls.shape(0); ++k) heads.push_back(quantised(image::key_map(cls, k, attention.grid)));
+        rows.push_back({{"label", "CLS token"}, {"point", nullptr}, {"heads", heads}});
+      }
       for (std::size_t i = 0; i < points.size(); ++i) {
         add_row(point_tokens[i], "point " + std::to_string(i + 1), {points[i].x, points[i].y});
       }
@@ -400,6 +427,9 @@ Json AttentionPlan::write(const ImageResult& result, const OutputFile& output) c
                        {"rows", rows}});
   }
   Json rollout_rows = Json::array();
+  if (cls_rollout.size() > 0) {
+    rollout_rows.push_back({{"label", "CLS token"}, {"point", nullptr}, {"map", quantised(cls_rollout)}});
+  }
   if (rollout.size() > 0) {
     for (std::size_t i = 0; i < points.size(); ++i) {
       rollout_rows.push_back({{"label", "point " + std::to_string(i + 1)},

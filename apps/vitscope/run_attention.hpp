@@ -19,7 +19,7 @@ namespace vitscope::cli {
 
 struct AttentionOptions {
   std::vector<std::string> points;  // "x,y": pixels, or fractions of the image when written with '.'
-  std::string views = "points,heads,masks,rollout,cross";
+  std::string views = "points,heads,masks,rollout,cross,cls,cls_masks";
   std::string layers = "all";       // what --save-attention writes and the gallery explores
   int layer = -1;                   // the views' layer; -1: the last
   std::string module = "encoder";   // whose self-attention the points, heads and masks views show
@@ -76,6 +76,7 @@ class AttentionPlan {
   std::vector<std::string> layers_;   // --attention-layers: saved and in the explorer
   std::string view_layer_;    // "encoder.layers.N.self_attn" or "decoder.layers.N.self_attn"
   std::string cross_module_;  // "decoder.layers.N.multihead_attn", or empty
+  std::string cls_module_;    // "encoder.layers.N.self_attn" of the CLS views, or empty
 };
 
 }  // namespace vitscope::cli

@@ -57,12 +57,14 @@ std::vector<std::size_t> ascending_order(const std::vector<float>& values) {
 
 // (S,S) fused attention -> (A' + I) / 2 with rows summing to 1, where A' drops the lowest
 // discard_ratio share of A's entries.
-Tensor2 rollout_step(Tensor2 fused, float discard_ratio) {
+Tensor2 rollout_step(Tensor2 fused, float discard_ratio, bool keep_first) {
   const std::size_t S = fused.shape(0);
   const std::vector<float> entries(fused.begin(), fused.end());
   const auto discarded = static_cast<std::size_t>(std::floor(entries.size() * discard_ratio));
   const std::vector<std::size_t> order = ascending_order(entries);
-  for (std::size_t k = 0; k < discarded; ++k) fused.data()[order[k]] = 0.0f;
+  for (std::size_t k = 0; k < discarded; ++k) {
+    if (!(keep_first && order[k] == 0)) fused.data()[order[k]] = 0.0f;
+  }
   for (std::size_t i = 0; i < S; ++i) {
     double total = 0;
     for (std::size_t j = 0; j < S; ++j) {
@@ -128,6 +130,19 @@ ImageAttention image_attention(const ImageModelOutput& output, std::size_t b) {
   const std::vector<std::size_t> tokens = real_tokens(result.grid, padded_w);
   const bool queries = output.query_outputs.size() > 0;
   const std::size_t Q = queries ? output.query_outputs.shape(1) : 0;
+  const std::size_t X = output.num_prefix_tokens;
+  result.num_prefix_tokens = X;
+  if (X > 0) {
+    // Prefix tokens are rows and columns 0..X-1; the patch grid follows them.
+    std::vector<std::size_t> prefixed = all_of(X);
+    for (std::size_t t : tokens) prefixed.push_back(X + t);
+    const std::vector<std::size_t> patches(prefixed.begin() + static_cast<std::ptrdiff_t>(X), prefixed.end());
+    for (const auto& [path, weights] : output.attention) {
+      result.with_prefix[path] = select(weights, b, prefixed, prefixed);
+      result.modules[path] = select(weights, b, patches, patches);
+    }
+    return result;
+  }
   for (const auto& [path, weights] : output.attention) {
     // Decoder rows are learned queries in a query model; its self-attention keys are too.
     const bool decoder = starts_with(path, "decoder.");
@@ -149,8 +164,30 @@ Tensor2 fuse_heads(const Tensor3& weights, HeadFusion fusion) {
   return xt::mean(weights, {0});
 }
 
+Tensor2 cls_attention(const Tensor3& with_prefix, std::size_t num_prefix_tokens) {
+  const std::size_t nh = with_prefix.shape(0), X = num_prefix_tokens;
+  if (X == 0 || with_prefix.shape(1) <= X || with_prefix.shape(2) != with_prefix.shape(1)) {
+    throw Error("bad_attention_input", "CLS attention needs (nh, X+S, X+S) self-attention with X > 0");
+  }
+  const std::size_t S = with_prefix.shape(2) - X;
+  Tensor2 out = Tensor2::from_shape({nh, S});
+  for (std::size_t k = 0; k < nh; ++k) std::copy_n(&with_prefix(k, 0, X), S, &out(k, 0));
+  return out;
+}
+
+Tensor2 patch_block(const Tensor2& rollout, std::size_t num_prefix_tokens) {
+  const std::size_t X = num_prefix_tokens;
+  if (rollout.shape(0) <= X || rollout.shape(1) != rollout.shape(0)) {
+    throw Error("bad_attention_input", "the rollout has no patch block after its prefix tokens");
+  }
+  const std::size_t S = rollout.shape(0) - X;
+  Tensor2 out = Tensor2::from_shape({S, S});
+  for (std::size_t i = 0; i < S; ++i) std::copy_n(&rollout(X + i, X), S, &out(i, 0));
+  return out;
+}
+
 Tensor2 attention_rollout(const std::vector<Tensor3>& layers, HeadFusion fusion,
-                          float discard_ratio) {
+                          float discard_ratio, bool keep_first) {
   if (layers.empty()) throw Error("bad_attention_input", "rollout needs at least one layer");
   if (!(discard_ratio >= 0.0f && discard_ratio < 1.0f)) {
     throw Error("bad_attention_input", "the discard ratio must be in [0, 1)");
@@ -161,7 +198,7 @@ Tensor2 attention_rollout(const std::vector<Tensor3>& layers, HeadFusion fusion,
     if (layer.shape(1) != S || layer.shape(2) != S) {
       throw Error("bad_attention_input", "rollout needs square (nh,S,S) self-attention");
     }
-    result = matmul(rollout_step(fuse_heads(layer, fusion), discard_ratio), result);
+    result = matmul(rollout_step(fuse_heads(layer, fusion), discard_ratio, keep_first), result);
   }
   return result;
 }

@@ -116,6 +116,22 @@ cv::Mat montage(const Tensor3& weights, const std::vector<cv::Point2d>& points, 
   return column_of(rows, kGap);
 }
 
+// The CLS token's maps, (nh,S): the fused one, then each head's, each drawn by `draw`.
+template <class Draw>
+cv::Mat cls_montage(const Tensor2& cls, HeadFusion fusion, const AttentionCanvas& canvas, Draw draw) {
+  require_canvas(canvas);
+  const std::size_t nh = cls.shape(0);
+  Tensor3 rows = Tensor3::from_shape({nh, std::size_t{1}, cls.shape(1)});
+  std::copy(cls.begin(), cls.end(), rows.begin());
+  const Tensor2 fused = fuse_heads(rows, fusion);
+  std::vector<cv::Mat> tiles = {captioned(draw(key_map(fused, 0, canvas.grid)), "CLS " + fused_caption(fusion, nh))};
+  for (std::size_t k = 0; k < nh; ++k) {
+    const Tensor2 head = xt::view(cls, xt::range(k, k + 1), xt::all());
+    tiles.push_back(captioned(draw(key_map(head, 0, canvas.grid)), "CLS head " + std::to_string(k)));
+  }
+  return wrapped(tiles);
+}
+
 }  // namespace
 
 cv::Mat attention_overlay(const Tensor2& map, const AttentionCanvas& canvas,
@@ -176,9 +192,10 @@ cv::Mat masks_view(const Tensor3& weights, const std::vector<cv::Point2d>& point
 }
 
 cv::Mat rollout_view(const Tensor2& rollout, const std::vector<cv::Point2d>& points,
-                     const AttentionCanvas& canvas) {
+                     const AttentionCanvas& canvas, const Tensor2& cls) {
   require_canvas(canvas);
   std::vector<cv::Mat> tiles;
+  if (cls.size() > 0) tiles.push_back(captioned(attention_overlay(cls, canvas), "CLS token"));
   for (const cv::Point2d& p : points) {
     const std::size_t token = token_at(p, canvas.image.size(), canvas.layout, canvas.grid);
     tiles.push_back(captioned(attention_overlay(key_map(rollout, token, canvas.grid), canvas, {p}),
@@ -187,6 +204,17 @@ cv::Mat rollout_view(const Tensor2& rollout, const std::vector<cv::Point2d>& poi
   tiles.push_back(
       captioned(attention_overlay(mean_key_map(rollout, canvas.grid), canvas), "all tokens"));
   return wrapped(tiles);
+}
+
+cv::Mat cls_heads_view(const Tensor2& cls, HeadFusion fusion, const AttentionCanvas& canvas) {
+  return cls_montage(cls, fusion, canvas, [&](const Tensor2& map) { return attention_overlay(map, canvas); });
+}
+
+cv::Mat cls_masks_view(const Tensor2& cls, HeadFusion fusion, float threshold,
+                       const AttentionCanvas& canvas) {
+  return cls_montage(cls, fusion, canvas, [&](const Tensor2& map) {
+    return mask_overlay(top_mass_mask(values_of(map), threshold), canvas);
+  });
 }
 
 cv::Mat cross_view(const Tensor3& weights, const std::vector<CrossRow>& rows, HeadFusion fusion,

@@ -96,6 +96,35 @@ std::vector<std::string> class_names(const MetadataReader& read, std::size_t cou
   return names.get<std::vector<std::string>>();
 }
 
+// The ViT keys of docs/image_model.md, "Prefix tokens": every one optional, absent meaning none.
+void read_prefix_tokens(const MetadataReader& read, ImageModelOptions& o) {
+  const auto has = [&read](const char* key) { return read.has(key); };
+  if (has("pos_resize")) {
+    o.pos_resize = choice<GridResize>(read, "pos_resize", {{"size", GridResize::size}, {"dino", GridResize::dino}});
+  }
+  if (has("head_pool")) {
+    o.head_pool = choice<HeadPool>(read, "head_pool", {{"tokens", HeadPool::tokens}, {"cls", HeadPool::cls}});
+  }
+  o.cls_token = read.flag_or("cls_token", false);
+  o.dist_token = read.flag_or("dist_token", false);
+  if (has("num_register_tokens")) o.num_register_tokens = bounded(read, "num_register_tokens", 0, kMaxCount);
+  const auto X = static_cast<int64_t>(o.num_prefix_tokens());
+  // As ViTs store them: positions for the CLS and distillation tokens, none for registers.
+  const int64_t positioned = o.position == Position::learned ? int64_t{o.cls_token} + int64_t{o.dist_token} : 0;
+  o.pos_embed_prefix = has("pos_embed_prefix") ? bounded(read, "pos_embed_prefix", 0, X) : positioned;
+  if (o.dist_token && !o.cls_token) read.fail("dist_token", "needs cls_token: it follows the CLS token");
+  if (o.head_pool == HeadPool::cls && (!o.cls_token || o.num_classes == 0)) {
+    read.fail("head_pool", "'cls' needs cls_token true and num_classes > 0");
+  }
+  if (X == 0) return;
+  if (o.transformer.num_decoder_layers > 0) {
+    read.fail("cls_token", "prefix tokens need an encoder-only model (num_decoder_layers 0)");
+  }
+  if (o.position_mode != PositionMode::input || o.position == Position::sine) {
+    read.fail("cls_token", "prefix tokens need position learned or none, with position_mode input");
+  }
+}
+
 ImageModelOptions options_from_metadata(const std::map<std::string, std::string>& metadata,
                                         const std::string& source) {
   const MetadataReader read(metadata, source);
@@ -127,24 +156,75 @@ ImageModelOptions options_from_metadata(const std::map<std::string, std::string>
   }
   o.num_classes = bounded(read, "num_classes", 0, kMaxCount);
   if (o.num_classes > 0) o.class_names = class_names(read, to_size(o.num_classes));
+  read_prefix_tokens(read, o);
   return o;
 }
 
-// The learned pos_embed's grid is the file's own: read its shape there (checked before use).
-std::array<std::size_t, 2> pos_embed_grid(const io::SafetensorsFile& file, int64_t d_model,
-                                          const std::string& source) {
+// "gh,gw", or the square grid of n rows when the key is absent.
+std::array<std::size_t, 2> sequence_grid(const MetadataReader& read, std::size_t n) {
+  if (!read.has("pos_embed_grid")) {
+    const auto side = static_cast<std::size_t>(std::llround(std::sqrt(double(n))));
+    if (side * side != n) {
+      read.fail("pos_embed_grid", "is missing, and pos_embed's " + std::to_string(n) +
+                                      " patch rows are not a square grid");
+    }
+    return {side, side};
+  }
+  std::array<std::size_t, 2> grid{};
+  std::istringstream in(read.text("pos_embed_grid"));
+  char comma = 0;
+  long long gh = 0, gw = 0;
+  if (!(in >> gh >> comma >> gw) || comma != ',' || !in.eof() || gh < 1 || gw < 1 ||
+      gh > kMaxGrid || gw > kMaxGrid || to_size(gh) * to_size(gw) != n) {
+    read.fail("pos_embed_grid", "'" + read.text("pos_embed_grid") + "' is not gh,gw with gh*gw = " +
+                                    std::to_string(n) + " patch rows of pos_embed");
+  }
+  grid = {to_size(gh), to_size(gw)};
+  return grid;
+}
+
+// A learned pos_embed's grid is the file's own: its shape says the layout and the grid, checked
+// before use. Grid layout (1,E,gh,gw) allocates model.pos_embed, sequence layout (1,P+gh*gw,E)
+// model.pos_embed_sequence.
+void allocate_pos_embed(const io::SafetensorsFile& file, const std::string& source, ImageModel& m) {
+  ImageModelOptions& o = m.options;
+  const std::size_t E = to_size(o.transformer.d_model), P = to_size(o.pos_embed_prefix);
+  const MetadataReader read(file.metadata, source);
   for (const io::NamedTensor& t : file.tensors) {
     if (t.name != "pos_embed") continue;
     const Shape& s = t.shape;
-    if (s.size() != 4 || s[0] != 1 || s[1] != to_size(d_model) || s[2] < 1 || s[3] < 1 ||
-        s[2] > to_size(kMaxGrid) || s[3] > to_size(kMaxGrid)) {
-      throw Error("state_dict_mismatch", source + ": pos_embed is " + shape_to_string(s) +
-                                             ", the model expects (1, " + std::to_string(d_model) +
-                                             ", gh, gw)");
+    if (s.size() == 4 && s[0] == 1 && s[1] == E && s[2] >= 1 && s[3] >= 1 &&
+        s[2] <= to_size(kMaxGrid) && s[3] <= to_size(kMaxGrid)) {
+      if (read.has("pos_embed_prefix") && P > 0) {
+        read.fail("pos_embed_prefix", "needs a sequence-layout pos_embed (1, P + gh*gw, E)");
+      }
+      o.pos_embed_prefix = 0;
+      o.pos_grid = {s[2], s[3]};
+      m.pos_embed = xt::zeros<float>({std::size_t{1}, E, s[2], s[3]});
+      return;
     }
-    return {s[2], s[3]};
+    if (s.size() == 3 && s[0] == 1 && s[2] == E && s[1] > P &&
+        s[1] - P <= to_size(kMaxGrid) * to_size(kMaxGrid)) {
+      o.pos_grid = sequence_grid(read, s[1] - P);
+      m.pos_embed_sequence = xt::zeros<float>({std::size_t{1}, s[1], E});
+      return;
+    }
+    throw Error("state_dict_mismatch",
+                source + ": pos_embed is " + shape_to_string(s) + ", the model expects (1, " +
+                    std::to_string(E) + ", gh, gw) or (1, " + std::to_string(P) + " + gh*gw, " +
+                    std::to_string(E) + ")");
   }
   throw Error("state_dict_mismatch", source + ": tensors do not fit the model: missing pos_embed");
+}
+
+// The patch rows of a sequence-layout pos_embed (1,P+gh*gw,E) as the grid (1,E,gh,gw).
+Tensor4 patch_positions(const Tensor3& sequence, std::size_t P, std::array<std::size_t, 2> grid) {
+  const std::size_t E = sequence.shape(2), N = grid[0] * grid[1];
+  Tensor4 out = Tensor4::from_shape({1, E, grid[0], grid[1]});
+  for (std::size_t n = 0; n < N; ++n) {
+    for (std::size_t e = 0; e < E; ++e) out.data()[e * N + n] = sequence(0, P + n, e);
+  }
+  return out;
 }
 
 std::vector<Parameter> image_parameters(ImageModel& m) {
@@ -159,11 +239,17 @@ std::vector<Parameter> image_parameters(ImageModel& m) {
   }
   add("patch_embed.proj.weight", m.patch_embed_weight);
   add("patch_embed.proj.bias", m.patch_embed_bias);
+  add("cls_token", m.cls_token);
+  add("dist_token", m.dist_token);
+  add("register_tokens", m.register_tokens);
   add("pos_embed", m.pos_embed);
+  add("pos_embed", m.pos_embed_sequence);  // at most one of the two layouts is allocated
   add("query_embed.weight", m.query_embed);
   for (Parameter& p : named_parameters(m.transformer, "transformer.")) out.push_back(p);
   add("head.weight", m.head.weight);
   add("head.bias", m.head.bias);
+  add("head_dist.weight", m.head_dist.weight);
+  add("head_dist.bias", m.head_dist.bias);
   return out;
 }
 
@@ -233,6 +319,22 @@ Tensor3 batch_major(const Tensor3& seq) {
   return out;
 }
 
+// Rows [first, first + count) of seq (T,B,E).
+Tensor3 sequence_rows(const Tensor3& seq, std::size_t first, std::size_t count) {
+  const std::size_t row = seq.shape(1) * seq.shape(2);
+  Tensor3 out = Tensor3::from_shape({count, seq.shape(1), seq.shape(2)});
+  std::copy_n(seq.data() + first * row, count * row, out.data());
+  return out;
+}
+
+// (B,S) key padding mask -> (B,X+S): prefix tokens are never padding.
+nn::KeyPaddingMask with_prefix_columns(const nn::KeyPaddingMask& kpm, std::size_t X) {
+  const std::size_t B = kpm.shape(0), S = kpm.shape(1);
+  nn::KeyPaddingMask out = xt::zeros<float>({B, X + S});
+  for (std::size_t b = 0; b < B; ++b) std::copy_n(&kpm(b, 0), S, &out(b, X));
+  return out;
+}
+
 }  // namespace
 
 ImageModel::ImageModel(const ImageModelOptions& options)
@@ -252,6 +354,35 @@ ImageModel::ImageModel(const ImageModelOptions& options)
     query_embed = xt::zeros<float>({to_size(options.num_queries), E});
   }
   if (options.num_classes > 0) head = nn::Linear(options.transformer.d_model, options.num_classes);
+  if (options.cls_token) cls_token = xt::zeros<float>({std::size_t{1}, std::size_t{1}, E});
+  if (options.dist_token) dist_token = xt::zeros<float>({std::size_t{1}, std::size_t{1}, E});
+  if (options.num_register_tokens > 0) {
+    register_tokens = xt::zeros<float>({std::size_t{1}, to_size(options.num_register_tokens), E});
+  }
+  if (options.dist_token && options.head_pool == HeadPool::cls) {
+    head_dist = nn::Linear(options.transformer.d_model, options.num_classes);
+  }
+}
+
+Tensor3 ImageModel::with_prefix_tokens(const Tensor3& patches) const {
+  const std::size_t S = patches.shape(0), B = patches.shape(1), E = patches.shape(2);
+  const std::size_t X = options.num_prefix_tokens(), P = to_size(options.pos_embed_prefix);
+  std::vector<const float*> prefix;  // each token's (E) row, in sequence order
+  if (cls_token.size()) prefix.push_back(cls_token.data());
+  if (dist_token.size()) prefix.push_back(dist_token.data());
+  for (std::size_t r = 0; r < register_tokens.size() / E; ++r) prefix.push_back(&register_tokens(0, r, 0));
+  Tensor3 src = Tensor3::from_shape({X + S, B, E});
+  for (std::size_t x = 0; x < X; ++x) {
+    for (std::size_t b = 0; b < B; ++b) {
+      float* row = &src(x, b, 0);
+      std::copy_n(prefix[x], E, row);
+      if (x < P) {
+        for (std::size_t e = 0; e < E; ++e) row[e] += pos_embed_sequence(0, x, e);
+      }
+    }
+  }
+  std::copy_n(patches.data(), patches.size(), &src(X, 0, 0));
+  return src;
 }
 
 PreprocessOptions ImageModel::preprocess_options() const {
@@ -314,17 +445,27 @@ ImageModelOutput ImageModel::forward(const ImageBatch& batch, const std::string&
   Tensor4 pos;
   if (options.position == Position::sine) pos = position_embedding_sine(result.token_mask, E);
   if (options.position == Position::learned) {
-    pos = position_embedding_learned(pos_embed, h, w, result.grids);
+    const Tensor4& grid = pos_embed.size() ? pos_embed
+                                           : patch_positions(pos_embed_sequence,
+                                                             to_size(options.pos_embed_prefix), options.pos_grid);
+    pos = position_embedding_learned(grid, h, w, result.grids, options.pos_resize);
   }
 
   // 4. to_sequence: src and pos (S,B,E); key padding mask (B,S).
   Tensor3 src = to_sequence(tokens);
   const Tensor3 pos_seq = pos.size() ? to_sequence(pos) : Tensor3();
-  const nn::KeyPaddingMask kpm = to_key_padding_mask(result.token_mask);
+  nn::KeyPaddingMask kpm = to_key_padding_mask(result.token_mask);
 
   // 5. Encoder: position added once to its input (ViT), or inside every attention (DETR).
   const bool pos_in_attention = options.position_mode == PositionMode::attention;
   if (!pos_in_attention && pos_seq.size()) nn::add_in_place(src, pos_seq);
+  // Prefix tokens first: src (X+S,B,E), kpm (B,X+S).
+  const std::size_t X = options.num_prefix_tokens();
+  result.num_prefix_tokens = X;
+  if (X > 0) {
+    src = with_prefix_tokens(src);
+    kpm = with_prefix_columns(kpm, X);
+  }
   const Tensor3 no_pos;
   const Tensor3& layer_pos = pos_in_attention ? pos_seq : no_pos;
   Tensor3 chosen;  // the chosen layer's output, (S,B,E)
@@ -353,14 +494,22 @@ ImageModelOutput ImageModel::forward(const ImageBatch& batch, const std::string&
     out = transformer.decoder.forward(tgt, memory, {}, {}, tgt_kpm, kpm, layer_pos, query_pos);
   }
 
-  // 7. Feature map of the chosen output, queries, head.
+  // 7. Feature map of the chosen output's patch tokens, prefix outputs, queries.
   const bool queries = options.target == Target::queries && !transformer.encoder_only();
   const Tensor3& token_output = queries ? memory : out;
   if (layer == "output") chosen = token_output;
   if (layer == "encoder") chosen = memory;
-  result.features = to_feature_map(chosen, h, w);
+  result.features = to_feature_map(X > 0 ? sequence_rows(chosen, X, h * w) : chosen, h, w);
+  if (X > 0) {
+    result.prefix_outputs = batch_major(sequence_rows(out, 0, X));
+    out = sequence_rows(out, X, h * w);
+  }
   if (queries) result.query_outputs = batch_major(out);
-  if (options.num_classes > 0) {
+
+  // 8. Head: on the CLS token (with DeiT's distillation head beside it), or on every output.
+  if (options.num_classes > 0 && options.head_pool == HeadPool::cls) {
+    result.class_logits = cls_head(result.prefix_outputs);
+  } else if (options.num_classes > 0) {
     const Tensor3 logits = head.forward(out);
     if (queries) {
       result.query_logits = batch_major(logits);
@@ -371,13 +520,28 @@ ImageModelOutput ImageModel::forward(const ImageBatch& batch, const std::string&
   return result;
 }
 
+Tensor2 ImageModel::cls_head(const Tensor3& prefix_outputs) const {
+  const std::size_t B = prefix_outputs.shape(0);
+  const std::size_t K = to_size(options.num_classes);
+  Tensor2 logits = Tensor2::from_shape({B, K});
+  std::vector<float> dist_logits(K);
+  for (std::size_t b = 0; b < B; ++b) {
+    head.forward_rows(&prefix_outputs(b, 0, 0), 1, &logits(b, 0));
+    if (!options.dist_token) continue;
+    // DeiT at eval: the mean of the class and distillation heads.
+    head_dist.forward_rows(&prefix_outputs(b, 1, 0), 1, dist_logits.data());
+    for (std::size_t k = 0; k < K; ++k) logits(b, k) = (logits(b, k) + dist_logits[k]) / 2;
+  }
+  return logits;
+}
+
 ImageModelFile load_image_model(const std::string& path) {
   io::SafetensorsFile file = io::read_safetensors(path);
   ImageModelOptions options = options_from_metadata(file.metadata, path);
   ImageModelFile result{ImageModel(options), std::move(file.metadata)};
-  if (options.position == Position::learned) {
-    const auto [gh, gw] = pos_embed_grid(file, options.transformer.d_model, path);
-    result.model.pos_embed = xt::zeros<float>({std::size_t{1}, to_size(options.transformer.d_model), gh, gw});
+  if (options.position == Position::learned) allocate_pos_embed(file, path, result.model);
+  if (options.position != Position::learned && result.model.options.pos_embed_prefix > 0) {
+    throw Error("bad_metadata", path + ": pos_embed_prefix needs position learned");
   }
   load_state_dict(image_parameters(result.model), file.tensors, path);
   return result;

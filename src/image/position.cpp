@@ -28,8 +28,8 @@ struct CubicTaps {
   std::array<double, 4> weight;
 };
 
-CubicTaps cubic_taps(std::size_t out_index, std::size_t in_size, std::size_t out_size) {
-  const double scale = static_cast<double>(in_size) / static_cast<double>(out_size);
+// scale: input pixels per output pixel.
+CubicTaps cubic_taps(std::size_t out_index, double scale) {
   const double real = scale * (static_cast<double>(out_index) + 0.5) - 0.5;
   const double floor = std::floor(real);
   const double t = real - floor;
@@ -81,13 +81,16 @@ Tensor4 position_embedding_sine(const xt::xtensor<bool, 3>& token_mask, std::siz
   return pos;
 }
 
-Tensor3 interpolate_bicubic(const Tensor3& planes, std::size_t out_h, std::size_t out_w) {
+Tensor3 interpolate_bicubic(const Tensor3& planes, std::size_t out_h, std::size_t out_w,
+                            const std::array<double, 2>* scale_factor) {
   const std::size_t E = planes.shape(0), in_h = planes.shape(1), in_w = planes.shape(2);
+  const double scale_h = scale_factor ? 1.0 / (*scale_factor)[0] : double(in_h) / double(out_h);
+  const double scale_w = scale_factor ? 1.0 / (*scale_factor)[1] : double(in_w) / double(out_w);
   Tensor3 out = Tensor3::from_shape({E, out_h, out_w});
   for (std::size_t y = 0; y < out_h; ++y) {
-    const CubicTaps ty = cubic_taps(y, in_h, out_h);
+    const CubicTaps ty = cubic_taps(y, scale_h);
     for (std::size_t x = 0; x < out_w; ++x) {
-      const CubicTaps tx = cubic_taps(x, in_w, out_w);
+      const CubicTaps tx = cubic_taps(x, scale_w);
       for (std::size_t e = 0; e < E; ++e) {
         const float* plane = planes.data() + e * in_h * in_w;
         double value = 0.0;
@@ -105,13 +108,19 @@ Tensor3 interpolate_bicubic(const Tensor3& planes, std::size_t out_h, std::size_
 }
 
 Tensor4 position_embedding_learned(const Tensor4& pos_embed, std::size_t h, std::size_t w,
-                                   const std::vector<std::array<std::size_t, 2>>& grids) {
+                                   const std::vector<std::array<std::size_t, 2>>& grids,
+                                   GridResize resize) {
   const std::size_t E = pos_embed.shape(1), gh = pos_embed.shape(2), gw = pos_embed.shape(3);
   const Tensor3 trained = xt::view(pos_embed, 0, xt::all(), xt::all(), xt::all());
   Tensor4 pos = xt::zeros<float>({grids.size(), E, h, w});
   for (std::size_t b = 0; b < grids.size(); ++b) {
     const auto [hb, wb] = grids[b];
-    const Tensor3 placed = (hb == gh && wb == gw) ? trained : interpolate_bicubic(trained, hb, wb);
+    // DINO's 0.1 keeps floor(g * scale_factor) at the wanted size despite rounding.
+    const std::array<double, 2> dino_scale = {(hb + 0.1) / gh, (wb + 0.1) / gw};
+    const Tensor3 placed =
+        (hb == gh && wb == gw)
+            ? trained
+            : interpolate_bicubic(trained, hb, wb, resize == GridResize::dino ? &dino_scale : nullptr);
     for (std::size_t e = 0; e < E; ++e) {
       for (std::size_t i = 0; i < hb; ++i) {
         std::copy_n(&placed(e, i, 0), wb, &pos(b, e, i, 0));

@@ -26,11 +26,15 @@ HeadFusion parse_head_fusion(const std::string& name);
 std::string to_string(HeadFusion fusion);
 
 // One image's attention, every module the forward captured, keyed by module path
-// ("encoder.layers.0.self_attn", "decoder.layers.1.multihead_attn", ...): (nh, L_i, S_i) with the
-// padding tokens removed from both axes (queries keep all Q rows).
+// ("encoder.layers.0.self_attn", "decoder.layers.1.multihead_attn", ...): (nh, L_i, S_i) over the
+// patch tokens, with the padding tokens removed from both axes (queries keep all Q rows).
 struct ImageAttention {
   std::array<std::size_t, 2> grid{};  // (h_i, w_i): the image's real token grid
   std::map<std::string, Tensor3> modules;
+  // A model with X prefix tokens (CLS first): each module over all its real tokens, prefix
+  // tokens first, (nh, X+S_i, X+S_i); empty without prefix tokens.
+  std::size_t num_prefix_tokens = 0;
+  std::map<std::string, Tensor3> with_prefix;
 
   // The encoder self-attention modules captured, in layer order.
   std::vector<std::string> encoder_modules() const;
@@ -43,12 +47,17 @@ ImageAttention image_attention(const ImageModelOutput& output, std::size_t b);
 // (nh,L,S) -> (L,S): the heads' mean, maximum or minimum.
 Tensor2 fuse_heads(const Tensor3& weights, HeadFusion fusion);
 
+// DINO's view: the CLS token's attention over the patches, (nh, X+S, X+S) -> (nh, S): row 0 with
+// the prefix columns dropped, not renormalised (as visualize_attention.py takes attentions[:, 0, 1:]).
+Tensor2 cls_attention(const Tensor3& with_prefix, std::size_t num_prefix_tokens);
+
 // Attention rollout through `layers` (each (nh,S,S), first layer first): per layer the heads are
 // fused, the lowest `discard_ratio` share of the fused entries set to 0, the identity added for the
 // residual path, (A + I) / 2, rows renormalised, and the layers multiplied: R = A_n ... A_1.
 // Row t of the result (S,S) is how much token t's final representation draws on each input token.
+// keep_first never discards entry (0,0), as vit-explain keeps the CLS token's own entry.
 Tensor2 attention_rollout(const std::vector<Tensor3>& layers, HeadFusion fusion,
-                          float discard_ratio);
+                          float discard_ratio, bool keep_first = false);
 
 // DINO's masks: true on the largest entries of `map` that together hold at least `threshold` of
 // its mass (the entries whose ascending cumulative share exceeds 1 - threshold).
@@ -58,6 +67,9 @@ std::vector<bool> top_mass_mask(const std::vector<float>& map, float threshold);
 // views.hpp, so a marked point sits on the token whose map is shown.
 std::size_t token_at(cv::Point2d pixel, cv::Size image, const TokenLayout& layout,
                      std::array<std::size_t, 2> grid);
+
+// The patch block of a rollout over prefix and patch tokens: (X+S, X+S) -> (S, S).
+Tensor2 patch_block(const Tensor2& rollout, std::size_t num_prefix_tokens);
 
 // Row `row` of (L,S) as a (h_i, w_i) map over the key tokens.
 Tensor2 key_map(const Tensor2& weights, std::size_t row, std::array<std::size_t, 2> grid);

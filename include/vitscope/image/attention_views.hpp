@@ -54,10 +54,18 @@ cv::Mat heads_view(const Tensor3& weights, const std::vector<cv::Point2d>& point
 cv::Mat masks_view(const Tensor3& weights, const std::vector<cv::Point2d>& points,
                    HeadFusion fusion, float threshold, const AttentionCanvas& canvas);
 
-// Rollout (S,S) from attention_rollout: one tile per point (its token's row), then the mean of
-// all rows ("all tokens").
+// Rollout (S,S) from attention_rollout: the CLS token's row when `cls` (h_i,w_i) is given, one
+// tile per point (its token's row), then the mean of all rows ("all tokens").
 cv::Mat rollout_view(const Tensor2& rollout, const std::vector<cv::Point2d>& points,
-                     const AttentionCanvas& canvas);
+                     const AttentionCanvas& canvas, const Tensor2& cls = {});
+
+// DINO's visualize_attention.py: the CLS token's attention over the patches, `cls` (nh,S) from
+// cls_attention: the fused map, then every head's.
+cv::Mat cls_heads_view(const Tensor2& cls, HeadFusion fusion, const AttentionCanvas& canvas);
+
+// DINO's threshold masks: each of those maps reduced to its top `threshold` share of mass.
+cv::Mat cls_masks_view(const Tensor2& cls, HeadFusion fusion, float threshold,
+                       const AttentionCanvas& canvas);
 
 // Cross-attention (nh,L,S) rows as maps over the key tokens: one fused tile per chosen row, with
 // its caption (and point, when the rows are tokens under points).

@@ -2,6 +2,7 @@
 // The image model of docs/image_model.md: patch embedding, 2-D position, to_sequence, the core
 // Transformer (token or learned-query target, or encoder only), to_feature_map, optional head.
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "vitscope/image/patch_embed.hpp"
+#include "vitscope/image/position.hpp"
 #include "vitscope/image/preprocess.hpp"
 #include "vitscope/nn/linear.hpp"
 #include "vitscope/nn/transformer.hpp"
@@ -19,6 +21,8 @@ namespace vitscope::image {
 enum class Position { sine, learned, none };
 enum class PositionMode { input, attention };
 enum class Target { tokens, queries };
+// The head on every output token, or on the final CLS token (timm's global_pool "token").
+enum class HeadPool { tokens, cls };
 
 struct ImageModelOptions {
   nn::TransformerOptions transformer;  // batch_first is always false
@@ -34,8 +38,22 @@ struct ImageModelOptions {
   PositionMode position_mode = PositionMode::attention;
   Target target = Target::tokens;
   int64_t num_queries = 0;
+  GridResize pos_resize = GridResize::size;  // how learned positions meet an image's grid
   int64_t num_classes = 0;
   std::vector<std::string> class_names;
+  HeadPool head_pool = HeadPool::tokens;
+  // Prefix tokens before the patches, in this order (docs/image_model.md, "Prefix tokens").
+  bool cls_token = false;
+  bool dist_token = false;            // DeiT's distillation token
+  int64_t num_register_tokens = 0;    // DINOv2's registers
+  int64_t pos_embed_prefix = 0;       // leading prefix tokens with a row in pos_embed
+  std::array<std::size_t, 2> pos_grid{};  // (gh,gw) of a learned pos_embed
+
+  // X: how many prefix tokens come before the patch tokens.
+  std::size_t num_prefix_tokens() const {
+    return std::size_t{cls_token} + std::size_t{dist_token} +
+           static_cast<std::size_t>(num_register_tokens);
+  }
 };
 
 // Which output becomes the feature map: "output" (default: the decoder output for token targets,
@@ -44,13 +62,17 @@ struct ImageModelOptions {
 struct ImageModelOutput {
   Tensor4 features;                  // (B,E,h,w) of the chosen layer
   Tensor4 logits;                    // (B,K,h,w) head on the token outputs; empty without a head or for queries
+  Tensor3 prefix_outputs;            // (B,X,E) final prefix tokens (CLS first), after the norm; else empty
+  Tensor2 class_logits;              // (B,K) head on the CLS token (head_pool cls), else empty
   Tensor3 query_outputs;             // (B,Q,E) for learned-query models, else empty
   Tensor3 query_logits;              // (B,Q,K) for learned-query models with a head, else empty
   xt::xtensor<bool, 3> token_mask;   // (B,h,w) true on padding tokens
   std::vector<std::array<std::size_t, 2>> grids;  // per image its real token grid (h_i, w_i)
   // Per captured attention module (path as attention_modules() names it), per head (B,nh,L,S)
-  // over the padded grid: L and S are h*w tokens, or Q for a query model's decoder queries.
+  // over the padded grid: L and S are X + h*w tokens (prefix tokens first), or Q for a query
+  // model's decoder queries.
   std::map<std::string, Tensor4> attention;
+  std::size_t num_prefix_tokens = 0;  // X
 };
 
 class ImageModel {
@@ -76,14 +98,24 @@ class ImageModel {
   // layer "decoder.layers.N.self_attn" and "decoder.layers.N.multihead_attn".
   std::vector<std::string> attention_modules();
 
+  // patches (S,B,E) -> (X+S,B,E): the prefix tokens, each with its pos_embed row if it has one.
+  Tensor3 with_prefix_tokens(const Tensor3& patches) const;
+  // prefix outputs (B,X,E) -> logits (B,K) of the CLS token (and the distillation token's).
+  Tensor2 cls_head(const Tensor3& prefix_outputs) const;
+
   ImageModelOptions options;
   std::vector<StemConv> patch_embed_stem;  // patch_embed.stem.N.*, one per stem channel count
   Tensor4 patch_embed_weight;  // patch_embed.proj.weight (E,C,p,p), or (E,c_n,1,1) after a stem
   Tensor1 patch_embed_bias;    // patch_embed.proj.bias (E)
-  Tensor4 pos_embed;           // (1,E,gh,gw) when position is learned, else empty
+  Tensor4 pos_embed;           // (1,E,gh,gw) when position is learned (grid layout), else empty
+  Tensor3 pos_embed_sequence;  // pos_embed (1,P+gh*gw,E) as ViTs store it (sequence layout), else empty
+  Tensor3 cls_token;           // (1,1,E) with cls_token, else empty
+  Tensor3 dist_token;          // (1,1,E) with dist_token, else empty
+  Tensor3 register_tokens;     // (1,R,E) with register tokens, else empty
   Tensor2 query_embed;         // query_embed.weight (Q,E) when the target is queries, else empty
   nn::Transformer transformer;
   nn::Linear head;             // E -> K when num_classes > 0
+  nn::Linear head_dist;        // E -> K on the distillation token (DeiT), with head_pool cls
 };
 
 struct ImageModelFile {

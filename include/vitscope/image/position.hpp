@@ -14,13 +14,22 @@ namespace vitscope::image {
 // scale = 2π) on token_mask (B,h,w) (true = padding) -> (B,E,h,w). E must be a multiple of 4.
 Tensor4 position_embedding_sine(const xt::xtensor<bool, 3>& token_mask, std::size_t E);
 
-// A learned pos_embed (1,E,gh,gw) placed per image: bicubically interpolated (PyTorch's
-// F.interpolate, align_corners=False) to that image's real grid grids[b] = (h_b, w_b), written at
-// the top-left of (E,h,w), 0 elsewhere -> (B,E,h,w).
+// How a learned grid is resized to an image's grid (h_b, w_b), both bicubic, align_corners=False:
+// as F.interpolate(size=(h_b, w_b)), or as DINO's interpolate_pos_encoding,
+// F.interpolate(scale_factor=((h_b + 0.1) / gh, (w_b + 0.1) / gw)).
+enum class GridResize { size, dino };
+
+// A learned pos_embed (1,E,gh,gw) placed per image: resized to that image's real grid
+// grids[b] = (h_b, w_b) (kept as is when they are equal), written at the top-left of (E,h,w), 0
+// elsewhere -> (B,E,h,w).
 Tensor4 position_embedding_learned(const Tensor4& pos_embed, std::size_t h, std::size_t w,
-                                   const std::vector<std::array<std::size_t, 2>>& grids);
+                                   const std::vector<std::array<std::size_t, 2>>& grids,
+                                   GridResize resize = GridResize::size);
 
 // PyTorch's upsample_bicubic2d, align_corners=False: planes (E, in_h, in_w) -> (E, out_h, out_w).
-Tensor3 interpolate_bicubic(const Tensor3& planes, std::size_t out_h, std::size_t out_w);
+// An output pixel reads input (o + 0.5) * in / out - 0.5, or (o + 0.5) / scale_factor - 0.5 when
+// PyTorch is given scale factors (rows, columns) instead of a size.
+Tensor3 interpolate_bicubic(const Tensor3& planes, std::size_t out_h, std::size_t out_w,
+                            const std::array<double, 2>* scale_factor = nullptr);
 
 }  // namespace vitscope::image

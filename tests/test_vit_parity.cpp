@@ -1,0 +1,167 @@
+// CLS-token ViTs from PyTorch: every case under tests/vit_fixtures (tools/make_vit_goldens.py)
+// is a torchvision, timm-style (DeiT, DINO, DINOv2) or Hugging Face model with random weights,
+// brought in by tools/import_model.py and run on real photos by the original PyTorch module.
+// vitscope must give its CLS output, logits, patch features and last-layer attention within
+// the case's tolerance, through the library and through `vitscope run`.
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <xtensor/xview.hpp>
+
+#include "support.hpp"
+#include "vitscope/image/attention.hpp"
+#include "vitscope/image/image_model.hpp"
+#include "vitscope/image/load.hpp"
+#include "vitscope/image/sequence.hpp"
+#include "vitscope/io/npy.hpp"
+
+namespace fs = std::filesystem;
+using namespace vitscope;
+using namespace vitscope::image;
+using nlohmann::json;
+
+namespace {
+
+const fs::path kRepo = fs::path(VITSCOPE_ASSETS_DIR).parent_path();
+const fs::path kCases = VITSCOPE_VIT_FIXTURES_DIR;
+
+struct VitCase {
+  fs::path dir;
+  json spec;
+
+  std::vector<std::string> images() const { return spec.at("images"); }
+  fs::path model() const { return dir / spec.at("model").get<std::string>(); }
+  io::NpyArray expected(const std::string& image, const std::string& kind) const {
+    return io::read_npy((dir / spec.at("expected").at(image).at(kind).get<std::string>()).string());
+  }
+  // The preprocessing the fixture fed PyTorch, whatever the model file's defaults are.
+  PreprocessOptions preprocess(const ImageModel& model) const {
+    PreprocessOptions options = model.preprocess_options();
+    options.size = spec.at("size");
+    options.resize.resize_mode = parse_resize_mode(spec.at("resize_mode"));
+    options.resize.resize_size = spec.at("resize_size").is_null() ? 0 : spec.at("resize_size").get<int>();
+    options.resize.interpolation = parse_interpolation(spec.at("interpolation"));
+    return options;
+  }
+};
+
+std::vector<VitCase> vit_cases() {
+  std::vector<VitCase> cases;
+  for (const fs::directory_entry& entry : fs::directory_iterator(kCases)) {
+    if (!fs::exists(entry.path() / "case.json")) continue;
+    std::ifstream in(entry.path() / "case.json");
+    cases.push_back({entry.path(), json::parse(in)});
+  }
+  std::sort(cases.begin(), cases.end(), [](const VitCase& a, const VitCase& b) { return a.dir < b.dir; });
+  return cases;
+}
+
+template <class Tensor>
+void check(const VitCase& c, const std::string& image, const std::string& kind, const Tensor& actual) {
+  const io::NpyArray reference = c.expected(image, kind);
+  const std::string what = c.dir.filename().string() + " " + fs::path(image).stem().string() + " " + kind;
+  INFO(what);
+  REQUIRE(Shape(actual.shape().begin(), actual.shape().end()) == reference.shape);
+  test::require_close(what, actual, reference, c.spec.at("tolerance").get<double>());
+}
+
+}  // namespace
+
+TEST_CASE("ViT fixtures cover every importer family and the prefix-token kinds", "[vit]") {
+  std::set<std::string> families;
+  bool dist = false, registers = false, dino_resize = false;
+  for (const VitCase& c : vit_cases()) {
+    families.insert(c.spec.at("family").get<std::string>());
+    const ImageModelFile file = load_image_model(c.model().string());
+    dist |= file.model.options.dist_token;
+    registers |= file.model.options.num_register_tokens > 0;
+    dino_resize |= file.model.options.pos_resize == GridResize::dino;
+  }
+  REQUIRE(families == std::set<std::string>{"torchvision-vit", "timm-vit", "hf-vit"});
+  REQUIRE(dist);
+  REQUIRE(registers);
+  REQUIRE(dino_resize);
+}
+
+TEST_CASE("ViT parity with PyTorch: CLS, logits, features and attention of every fixture", "[vit][parity]") {
+  for (const VitCase& c : vit_cases()) {
+    INFO("case " << c.dir.filename());
+    ImageModelFile file = load_image_model(c.model().string());
+    const std::string module = c.spec.at("attention_module");
+    const std::vector<std::string> images = c.images();
+    std::vector<cv::Mat> loaded;
+    for (const std::string& image : images) loaded.push_back(load_image((kRepo / image).string()));
+    // All of a case's images in one batch: mixed grids are padded and masked, and each must still
+    // give what PyTorch gives for it alone.
+    const ImageModelOutput out =
+        file.model.forward(preprocess(loaded, c.preprocess(file.model)), "output", {module});
+    for (std::size_t b = 0; b < loaded.size(); ++b) {
+      const std::string& image = images[b];
+      const auto grid = c.spec.at("grid").at(image).get<std::array<std::size_t, 2>>();
+      REQUIRE(out.grids[b] == grid);
+      const json& expected = c.spec.at("expected").at(image);
+      check(c, image, "cls", Tensor1(xt::view(out.prefix_outputs, b, 0, xt::all())));
+      check(c, image, "features", crop_feature_map(out.features, b, grid[0], grid[1]));
+      if (expected.contains("logits")) check(c, image, "logits", Tensor1(xt::view(out.class_logits, b, xt::all())));
+      const Tensor3 attention = image_attention(out, b).with_prefix.at(module);
+      check(c, image, "attention_cls", Tensor2(xt::view(attention, xt::all(), 0, xt::all())));
+      if (expected.contains("attention")) check(c, image, "attention", attention);
+    }
+  }
+}
+
+TEST_CASE("ViT parity through vitscope run: cls.npy, logits.npy, features.npy, predictions", "[vit]") {
+  for (const VitCase& c : vit_cases()) {
+    INFO("case " << c.dir.filename());
+    const test::TempDir dir;
+    std::string args = "run --out " + test::quote(dir.file("out")) + " --model " +
+                       test::quote(c.model().string()) + " --size " +
+                       std::to_string(c.spec.at("size").get<int>()) + " --resize-mode " +
+                       c.spec.at("resize_mode").get<std::string>() + " --interpolation " +
+                       c.spec.at("interpolation").get<std::string>() + " --batch 3 --attention-views cls";
+    if (!c.spec.at("resize_size").is_null()) {
+      args += " --resize-size " + std::to_string(c.spec.at("resize_size").get<int>());
+    }
+    const std::vector<std::string> images = c.images();
+    for (const std::string& image : images) args += " " + test::quote((kRepo / image).string());
+    const test::Run run = test::run_cli(args);
+    INFO("stderr: " << run.err);
+    REQUIRE(run.exit_code == 0);
+    std::ifstream summary_file(dir.file("out/summary.json"));
+    const json summary = json::parse(summary_file);
+    for (std::size_t b = 0; b < images.size(); ++b) {
+      const std::string& image = images[b];
+      const json& expected = c.spec.at("expected").at(image);
+      const fs::path folder = dir.path() / "out" / fs::path(image).filename();
+      for (const char* kind : {"cls", "features", "logits"}) {
+        if (!expected.contains(kind)) continue;
+        const io::NpyArray actual = io::read_npy((folder / (std::string(kind) + ".npy")).string());
+        const io::NpyArray reference = c.expected(image, kind);
+        REQUIRE(actual.shape == reference.shape);
+        test::require_close(c.dir.filename().string() + " run " + kind, actual.data, reference,
+                            c.spec.at("tolerance").get<double>());
+      }
+      REQUIRE(fs::exists(folder / "attention_cls.png"));
+      const json& records = summary.at("images");
+      const auto record_of = std::find_if(records.begin(), records.end(), [&](const json& r) {
+        return r.at("input") == fs::path(image).filename().string();
+      });
+      REQUIRE(record_of != records.end());
+      const json& record = *record_of;
+      if (expected.contains("logits")) {
+        // The summary's top class is the PyTorch logits' argmax.
+        const io::NpyArray logits = c.expected(image, "logits");
+        const auto best = std::max_element(logits.data.begin(), logits.data.end()) - logits.data.begin();
+        REQUIRE(record.at("prediction").at("index").get<long>() == best);
+        std::ifstream predictions(folder / "predictions.json");
+        REQUIRE(json::parse(predictions).at("top5").size() == std::min<std::size_t>(5, logits.data.size()));
+      } else {
+        REQUIRE(record.at("prediction").is_null());
+      }
+    }
+  }
+}
