@@ -408,6 +408,31 @@ TEST_CASE("preprocess: vitscope run preprocesses as the model file's resize_mode
   check("shorter-crop", 320, 14, 14);
 }
 
+TEST_CASE("preprocess: vitscope run on a shorter-crop cubic model file matches PyTorch",
+          "[preprocess][run]") {
+  using vitscope::test::quote;
+  const json model = read_json(kFixtures / "cases.json").at("model");
+  vitscope::test::TempDir dir;
+  const std::string image = model.at("image");
+  const vitscope::test::Run r = vitscope::test::run_cli(
+      "run " + quote((kRoot / image).string()) + " --out " + quote(dir.file("out")) +
+      " --model " + quote((kFixtures / model.at("file").get<std::string>()).string()));
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  const json summary = read_json(dir.path() / "out" / "summary.json");
+  CHECK(summary.at("settings").at("resize_mode") == "shorter-crop");
+  CHECK(summary.at("settings").at("resize_size") == 248);
+  CHECK(summary.at("settings").at("interpolation") == "cubic");
+  const json& entry = summary.at("images").at(0);
+  const vitscope::io::NpyArray features = vitscope::io::read_npy(
+      (dir.path() / "out" / entry.at("outputs").at("features").get<std::string>()).string());
+  const vitscope::io::NpyArray expected =
+      vitscope::io::read_npy((kFixtures / model.at("features").get<std::string>()).string());
+  REQUIRE(features.shape == expected.shape);
+  vitscope::test::require_close("run " + image + " features", features.data, expected,
+                                model.at("tolerance").get<double>());
+}
+
 TEST_CASE("preprocess: bad resize metadata and flags are one-line errors", "[preprocess][run]") {
   using vitscope::test::quote;
   using vitscope::test::run_cli;

@@ -15,7 +15,10 @@ torchvision's own pipelines (informative: different filters, not asserted beyond
 cases.json: {"tolerance", "cases": [{"name", "images": [path relative to the repo], "size",
 "patch_size", "resize_mode", "resize_size" (null: the default), "interpolation", "pixels"
 (B, C, H, W) float32 .npy, "pixel_mask" (B, H, W) bool .npy, "resized": [[w, h]] (the pixels' size
-before padding), "before_crop": [[w, h]], "crop": [[x, y, w, h]]}]}
+before padding), "before_crop": [[w, h]], "crop": [[x, y, w, h]]}],
+"model": {"file", "image", "features", "tolerance"}}: a small seeded encoder-only model whose file
+names resize_mode shorter-crop, resize_size 248 and interpolation cubic, and its reference features
+(E, 14, 14) on chelsea.jpg at image_size 224, p 16, for `vitscope run` to reproduce.
 """
 
 import json
@@ -33,9 +36,11 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reference_model import (CROP_PCT, IMAGENET_MEAN, IMAGENET_STD, center_crop,  # noqa: E402
-                             center_crop_window, load_image, preprocess, resize_and_crop,
-                             resize_longer_side, shorter_side_size)
+from reference_model import (CROP_PCT, IMAGENET_MEAN, IMAGENET_STD, ImageTransformer,  # noqa: E402
+                             center_crop, center_crop_window, export_image_model, load_image,
+                             load_image_model, preprocess, resize_and_crop, resize_longer_side,
+                             run_images, shorter_side_size)
+from safetensors_io import read_safetensors  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "preprocess_fixtures"
@@ -152,6 +157,33 @@ def write_case(name: str, images: List[str], size: int, patch_size: int, resize_
             "before_crop": [b for b, _ in geometries], "crop": [c for _, c in geometries]}
 
 
+def write_model_case(image: str) -> dict:
+    """A model file naming its preprocessing; its features on `image` as run_images computes them."""
+    torch.manual_seed(15)
+    model = ImageTransformer(d_model=16, nhead=2, num_encoder_layers=1, num_decoder_layers=0,
+                             dim_feedforward=32, position="sine", position_mode="input")
+    model.resize_mode, model.resize_size, model.interpolation = "shorter-crop", 248, "cubic"
+    path = FIXTURES / "model_shorter_crop.safetensors"
+    export_image_model(model, str(path))
+    _, metadata = read_safetensors(str(path))
+    assert (metadata["resize_mode"], metadata["resize_size"], metadata["interpolation"]) == \
+        ("shorter-crop", "248", "cubic"), metadata
+    loaded = load_image_model(str(path))  # the keys come back as the attributes
+    assert (loaded.resize_mode, loaded.resize_size, loaded.interpolation) == ("shorter-crop", 248, "cubic")
+    unset = ImageTransformer(d_model=16, nhead=2, num_encoder_layers=1, num_decoder_layers=0,
+                             dim_feedforward=32, position="sine", position_mode="input")
+    export_image_model(unset, str(FIXTURES / "unset.safetensors"))
+    _, unset_metadata = read_safetensors(str(FIXTURES / "unset.safetensors"))
+    (FIXTURES / "unset.safetensors").unlink()
+    assert not {"resize_mode", "resize_size", "interpolation"} & set(unset_metadata), "None means absent"
+    (item,) = run_images(loaded, [str(ROOT / image)])
+    assert item["grid"] == (14, 14), item["grid"]
+    np.save(FIXTURES / "model_shorter_crop.features.npy", item["features"])
+    print(f"model_shorter_crop: {Path(image).name} -> features {list(item['features'].shape)}")
+    return {"file": path.name, "image": image, "features": "model_shorter_crop.features.npy",
+            "tolerance": 1e-4}
+
+
 def main() -> int:
     print(f"torchvision {torchvision.__version__}: shorter-crop geometry agrees in "
           f"{check_torchvision_geometry()} (image size, crop, resize) cases")
@@ -182,8 +214,9 @@ def main() -> int:
         ("batch_shorter_crop", [rgba, tall], 32, 16, "shorter-crop", None, "cubic"),
     ]
     written = [write_case(*case) for case in cases]
+    model = write_model_case(chelsea)
     with open(FIXTURES / "cases.json", "w") as f:
-        json.dump({"tolerance": TOLERANCE, "cases": written}, f, indent=1)
+        json.dump({"tolerance": TOLERANCE, "cases": written, "model": model}, f, indent=1)
         f.write("\n")
     return 0
 
