@@ -160,6 +160,11 @@ TEST_CASE("preprocess: bad input", "[image][preprocess]") {
   CHECK(error_code([&] { preprocess({image}, options(4, 0)); }) == "bad_input");
   CHECK(error_code([&] { resize_to_size(image, -1); }) == "bad_input");
   CHECK(error_code([&] { resize_to_size(cv::Mat(2, 2, CV_32FC4), 4); }) == "bad_input");
+  // shorter-crop would make a 2x300 image 256x38400: refused, not allocated.
+  PreprocessOptions crop = options(224, 16);
+  crop.resize.resize_mode = ResizeMode::shorter_crop;
+  CHECK(error_code([&] { preprocess({test_image(2, 300)}, crop); }) == "bad_input");
+  CHECK(error_code([&] { preprocess({test_image(2, 100)}, crop); }) == "no error");  // 12800 long
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -116,7 +116,14 @@ cv::Mat resize(const cv::Mat& rgb, cv::Size to, Interpolation interpolation) {
 cv::Size shorter_side_size(cv::Size from, int resize_size) {
   const int shorter = std::min(from.width, from.height), longer = std::max(from.width, from.height);
   const double new_long = static_cast<double>(std::int64_t{resize_size} * longer) / shorter;
-  const int new_longer = new_long > kMaxSide ? kMaxSide + 1 : static_cast<int>(new_long);
+  if (new_long >= kMaxSide + 1) {
+    throw Error("bad_input", "a " + size_text(from) + " image would be " +
+                                 std::to_string(static_cast<std::int64_t>(new_long)) +
+                                 " pixels long after resizing its shorter side to " +
+                                 std::to_string(resize_size) + ", over " +
+                                 std::to_string(kMaxSide) + "; try --resize-mode longer");
+  }
+  const int new_longer = static_cast<int>(new_long);
   return from.width <= from.height ? cv::Size(resize_size, new_longer)
                                    : cv::Size(new_longer, resize_size);
 }
