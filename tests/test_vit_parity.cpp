@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include <opencv2/imgcodecs.hpp>
 #include <xtensor/xview.hpp>
 
 #include "support.hpp"
@@ -146,6 +147,17 @@ TEST_CASE("ViT parity through vitscope run: cls.npy, logits.npy, features.npy, p
                             c.spec.at("tolerance").get<double>());
       }
       REQUIRE(fs::exists(folder / "attention_cls.png"));
+      // Views draw on what the model saw: a crop at the model's resolution, else the whole image.
+      const cv::Mat token_norm = cv::imread((folder / "token_norm.png").string());
+      const cv::Mat photo = cv::imread((kRepo / image).string());
+      const std::string mode = c.spec.at("resize_mode");
+      const auto grid = c.spec.at("grid").at(image).get<std::array<int, 2>>();
+      const int p = static_cast<int>(load_image_model(c.model().string()).model.options.patch_size);
+      if (mode == "shorter-crop") {
+        REQUIRE(token_norm.size() == cv::Size(grid[1] * p, grid[0] * p));
+      } else if (mode == "stretch") {
+        REQUIRE(token_norm.size() == photo.size());
+      }
       const json& records = summary.at("images");
       const auto record_of = std::find_if(records.begin(), records.end(), [&](const json& r) {
         return r.at("input") == fs::path(image).filename().string();

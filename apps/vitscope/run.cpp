@@ -169,9 +169,18 @@ Tensor3 crop(const Tensor4& t, std::size_t b, std::size_t h, std::size_t w) {
   return xt::view(t, b, xt::all(), xt::range(std::size_t{0}, h), xt::range(std::size_t{0}, w));
 }
 
+// The picture an image's views draw on: the image itself, or where the resize mode cut it, the
+// crop the model saw (at the model's resolution), so that every token is drawn where it lies.
+cv::Mat view_picture(const cv::Mat& original, const image::ImageBatch& batch, std::size_t b,
+                     const image::PreprocessOptions& preprocess) {
+  if (batch.crops[b] == cv::Rect({0, 0}, batch.before_crop[b])) return original;
+  return image::resize_and_crop(original, preprocess).rgb;
+}
+
 // One image's results from the batch outputs.
 void write_outputs(const Job& job, const image::ImageModelOutput& out,
-                   const image::ImageBatch& batch, std::size_t b, const cv::Mat& rgb, Record& r) {
+                   const image::ImageBatch& batch, std::size_t b, const cv::Mat& original, Record& r) {
+  const cv::Mat rgb = view_picture(original, batch, b, job.preprocess);
   const auto [h, w] = out.grids[b];
   const Tensor3 features = crop(out.features, b, h, w);
   const image::TokenLayout layout{batch.resized[b], static_cast<int>(job.model.options.patch_size)};
@@ -200,7 +209,7 @@ void write_outputs(const Job& job, const image::ImageModelOutput& out,
     const Tensor1 cls = xt::view(out.prefix_outputs, b, 0, xt::all());
     io::write_npy(output("cls", "cls.npy").string(), cls);
   }
-  Json facts = {{"size", std::to_string(rgb.cols) + "x" + std::to_string(rgb.rows)},
+  Json facts = {{"size", std::to_string(original.cols) + "x" + std::to_string(original.rows)},
                 {"tokens", std::to_string(h) + "x" + std::to_string(w)},
                 {"model", job.options.model}};  // what the image's page states
   if (out.class_logits.size() > 0) {
@@ -221,7 +230,7 @@ void write_outputs(const Job& job, const image::ImageModelOutput& out,
   write_thumbnail(output("thumbnail", kThumbnailFile), rgb);
 
   r.status = "ok";
-  r.size = {rgb.cols, rgb.rows};
+  r.size = {original.cols, original.rows};
   r.grid = {h, w};
   std::vector<std::pair<std::string, std::string>> names;
   for (const auto& [kind, name] : job.files) names.emplace_back(kind, name);
