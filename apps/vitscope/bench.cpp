@@ -1,4 +1,5 @@
-// vitscope bench: load and forward timings of a model on seeded random inputs, as one JSON object.
+// vitscope bench: load and forward timings of a model on seeded random inputs, as one JSON object:
+// an nn.Transformer on random sequences, an image model on a batch of random pictures.
 
 #include <sys/resource.h>
 
@@ -14,9 +15,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <opencv2/core.hpp>
+
 #include "commands.hpp"
 #include "model_option.hpp"
 #include "threads.hpp"
+#include "vitscope/image/preprocess.hpp"
 #include "vitscope/model_file.hpp"
 #include "vitscope/parallel.hpp"
 
@@ -30,8 +34,10 @@ constexpr unsigned kSeed = 0;  // fixed, so runs time the same inputs
 
 struct BenchOptions {
   std::string model;
-  int src_len = 0;
-  int tgt_len = 0;  // 0: encoder only
+  TransformerArguments given;
+  int src_len = 0;     // Transformer: required
+  int tgt_len = 0;     // 0: encoder only
+  int image_size = 0;  // image model: 0 is the model's image_size
   int batch = 1;
   int threads = 1;
   int repeat = 10;
@@ -84,25 +90,72 @@ std::vector<double> time_runs(const std::function<void()>& forward, int warmup, 
   return times;
 }
 
+// The sequence lengths and shapes one forward ran on, for the report.
+struct BenchInputs {
+  std::function<void()> forward;
+  nlohmann::ordered_json shape;  // src_len, tgt_len, and the image sizes of an image model
+};
+
+BenchInputs transformer_inputs(const BenchOptions& o, const nn::Transformer& model) {
+  if (o.src_len == 0) throw UsageError("--src-len is required for an nn.Transformer model");
+  if (o.image_size > 0) throw UsageError("--image-size applies to image models; " + o.model + " is an nn.Transformer");
+  const bool decode = o.tgt_len > 0 && !model.encoder_only();
+  std::mt19937 rng(kSeed);
+  auto src = std::make_shared<Tensor3>(random_sequence(o.src_len, o.batch, model.options, rng));
+  auto tgt = std::make_shared<Tensor3>(decode ? random_sequence(o.tgt_len, o.batch, model.options, rng)
+                                              : Tensor3{});
+  BenchInputs inputs;
+  inputs.forward = [&model, src, tgt, decode] {
+    if (decode) {
+      model.forward(*src, *tgt);
+    } else {
+      model.encoder.forward(*src);
+    }
+  };
+  inputs.shape = {{"src_len", o.src_len}, {"tgt_len", decode ? o.tgt_len : 0}};
+  return inputs;
+}
+
+// B pictures of uniform random pixels, image_size square, preprocessed as the model's own.
+BenchInputs image_inputs(const BenchOptions& o, image::ImageModel& model) {
+  if (o.src_len > 0 || o.tgt_len > 0) {
+    throw UsageError("--src-len and --tgt-len apply to nn.Transformer models; " + o.model +
+                     " is an image model: --image-size sets its input");
+  }
+  const int size = o.image_size > 0 ? o.image_size : static_cast<int>(model.options.image_size);
+  cv::RNG rng(kSeed);
+  std::vector<cv::Mat> pictures;
+  for (int b = 0; b < o.batch; ++b) {
+    cv::Mat rgb(size, size, CV_32FC3);
+    rng.fill(rgb, cv::RNG::UNIFORM, 0.0f, 255.0f);
+    pictures.push_back(rgb);
+  }
+  image::PreprocessOptions preprocess = model.preprocess_options();
+  preprocess.size = size;
+  auto batch = std::make_shared<image::ImageBatch>(image::preprocess(pictures, preprocess));
+  const std::size_t H = batch->pixels.shape(2), W = batch->pixels.shape(3);
+  const std::size_t p = static_cast<std::size_t>(model.options.patch_size);
+  const bool encoder_only = model.transformer.encoder_only();
+  const bool queries = model.options.target == image::Target::queries;
+  const std::size_t S = (H / p) * (W / p);
+  BenchInputs inputs;
+  inputs.forward = [&model, batch] { model.forward(*batch); };
+  inputs.shape = {{"image_size", size},
+                  {"pixels", {o.batch, 3, H, W}},
+                  {"src_len", S},  // patch tokens (prefix tokens aside)
+                  {"tgt_len", encoder_only ? 0 : queries ? model.options.num_queries : int64_t(S)}};
+  return inputs;
+}
+
 void run_bench(const BenchOptions& o) {
   use_threads(o.threads);
   const Clock::time_point load_start = Clock::now();
-  const TransformerFile file = load_transformer(o.model);
+  ModelFile file = load_model_file(o.model, o.given);
   const double load_ms = ms_since(load_start);
 
-  const nn::Transformer& model = file.model;
-  const bool decode = o.tgt_len > 0 && !model.encoder_only();
-  std::mt19937 rng(kSeed);
-  const Tensor3 src = random_sequence(o.src_len, o.batch, model.options, rng);
-  const Tensor3 tgt = decode ? random_sequence(o.tgt_len, o.batch, model.options, rng) : Tensor3{};
-  const auto forward = [&] {
-    if (decode) {
-      model.forward(src, tgt);
-    } else {
-      model.encoder.forward(src);
-    }
-  };
-  const std::vector<double> times = time_runs(forward, o.warmup, o.repeat);
+  const BenchInputs inputs =
+      file.image ? image_inputs(o, file.image->model) : transformer_inputs(o, file.transformer->model);
+  const std::vector<double> times = time_runs(inputs.forward, o.warmup, o.repeat);
 
   nlohmann::ordered_json report;
   report["load_ms"] = load_ms;
@@ -111,8 +164,7 @@ void run_bench(const BenchOptions& o) {
   report["repeat"] = o.repeat;
   report["threads"] = o.threads;
   report["batch"] = o.batch;
-  report["src_len"] = o.src_len;
-  report["tgt_len"] = decode ? o.tgt_len : 0;
+  report.update(inputs.shape);
   report["peak_rss_mb"] = peak_rss_mb();
   report["kernels"] = kernel_level();
   std::cout << report.dump() << "\n";
@@ -126,13 +178,18 @@ Command add_bench_command(CLI::App& app) {
   CLI::App* command = app.add_subcommand(
       "bench",
       "Time model loading and forward passes on seeded random inputs; prints one JSON object. "
-      "Without --tgt-len, or for an encoder-only model, times the encoder alone.");
+      "An nn.Transformer runs on random (S,N,E) sequences: without --tgt-len, or for an "
+      "encoder-only model, the encoder alone. An image model runs on --batch random pictures "
+      "of --image-size pixels square, preprocessed as its own (the preprocessing is not timed).");
   add_model_option(*command, "--model", o.model);
-  command->add_option("--src-len", o.src_len, "source length S")
-      ->required()
+  command->add_option("--src-len", o.src_len, "nn.Transformer: source length S (required)")
       ->check(CLI::Range(1, 65536));
-  command->add_option("--tgt-len", o.tgt_len, "target length T (default: encoder only)")
+  command->add_option("--tgt-len", o.tgt_len, "nn.Transformer: target length T (default: encoder only)")
       ->check(CLI::Range(1, 65536));
+  command
+      ->add_option("--image-size", o.image_size,
+                   "image model: the pictures' side in pixels (default: the model's image_size)")
+      ->check(CLI::Range(1, 8192));
   command->add_option("--batch", o.batch, "batch size N")
       ->capture_default_str()
       ->check(CLI::Range(1, 4096));
@@ -143,6 +200,7 @@ Command add_bench_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(0, 100000));
   add_threads_option(*command, o.threads);
+  add_transformer_arguments(*command, o.given);
   return {command, [options] { run_bench(*options); }};
 }
 

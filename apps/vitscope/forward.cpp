@@ -1,6 +1,8 @@
 // vitscope forward: one inference run from .npy inputs to an .npy output, optionally dumping every
-// attention module's per-head weights.
+// attention module's per-head weights. An nn.Transformer takes sequences (--src, --tgt, masks); an
+// image model takes preprocessed pixels (--pixels) and gives its feature map.
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -11,6 +13,7 @@
 #include "model_option.hpp"
 #include "threads.hpp"
 #include "vitscope/error.hpp"
+#include "vitscope/image/image_model.hpp"
 #include "vitscope/io/npy.hpp"
 #include "vitscope/io/npy_tensors.hpp"
 #include "vitscope/model_file.hpp"
@@ -22,6 +25,9 @@ namespace {
 
 struct ForwardOptions {
   std::string model;
+  TransformerArguments given;
+  std::string pixels;      // image model
+  std::string pixel_mask;  // image model, optional
   std::string src;
   std::string tgt;
   std::string src_mask;
@@ -218,10 +224,96 @@ Tensor3 run_model(const nn::Transformer& model, const Inputs& in) {
                        in.memory_key_padding_mask);
 }
 
+// Every option that names a sequence input: an image model has none of them.
+std::vector<InputFile> sequence_files(const ForwardOptions& o) {
+  std::vector<InputFile> files = {src_file(o), tgt_file(o), {"--src-mask", o.src_mask},
+                                  {"--src-key-padding-mask", o.src_key_padding_mask}};
+  for (const InputFile& file : target_mask_files(o)) files.push_back(file);
+  return files;
+}
+
+// pixels (B,C,H,W) as preprocessing gives them, H and W multiples of p; no padding until a
+// --pixel-mask says where it is.
+image::ImageBatch read_pixels(const InputFile& file, const image::ImageModelOptions& model) {
+  const io::NpyArray array = io::read_npy(file.path);
+  const std::size_t C = static_cast<std::size_t>(model.in_chans);
+  const std::size_t p = static_cast<std::size_t>(model.patch_size);
+  const Shape& s = array.shape;
+  if (s.size() != 4 || s[0] == 0 || s[1] != C || s[2] == 0 || s[3] == 0 || s[2] % p || s[3] % p) {
+    reject_shape(file, s,
+                 "(B, " + std::to_string(C) + ", H, W) with H and W positive multiples of the "
+                 "patch size " + std::to_string(p));
+  }
+  image::ImageBatch batch;
+  batch.pixels = io::to_tensor4(array, file.label());
+  batch.pixel_mask = xt::zeros<bool>({s[0], s[2], s[3]});
+  batch.resized.assign(s[0], cv::Size(static_cast<int>(s[3]), static_cast<int>(s[2])));
+  return batch;
+}
+
+// pixel_mask (B,H,W), bool or float, true (non-zero) on padding, as preprocessing pads a batch.
+xt::xtensor<bool, 3> read_pixel_mask(const InputFile& file, const Shape& pixels) {
+  const io::NpyArray array = io::read_npy(file.path);
+  const Shape want = {pixels[0], pixels[2], pixels[3]};
+  if (array.shape != want) reject_shape(file, array.shape, dims_text(want[0], want[1], want[2]));
+  xt::xtensor<bool, 3> mask = xt::xtensor<bool, 3>::from_shape({want[0], want[1], want[2]});
+  std::transform(array.data.begin(), array.data.end(), mask.begin(), [](float v) { return v != 0; });
+  // Preprocessing pads at the bottom and right only: each image's real pixels are a top-left
+  // rectangle of at least one pixel, which the model's token grids rely on.
+  for (std::size_t b = 0; b < want[0]; ++b) {
+    std::size_t rows = 0, cols = 0;
+    while (rows < want[1] && !mask(b, rows, 0)) ++rows;
+    while (cols < want[2] && !mask(b, 0, cols)) ++cols;
+    bool rectangle = rows > 0 && cols > 0;
+    for (std::size_t i = 0; rectangle && i < want[1]; ++i) {
+      for (std::size_t j = 0; j < want[2]; ++j) {
+        if (mask(b, i, j) != (i >= rows || j >= cols)) rectangle = false;
+      }
+    }
+    if (!rectangle) {
+      throw Error("bad_input", file.label() + ": image " + std::to_string(b) +
+                                   ": the real pixels (false) must be a non-empty top-left "
+                                   "rectangle, padding at the bottom and right");
+    }
+  }
+  return mask;
+}
+
+// An image model: pixels in, the feature map (B,E,h,w) out, attention (B,nh,L,S) per module.
+void run_image_forward(const ForwardOptions& o, image::ImageModel& model) {
+  for (const InputFile& file : sequence_files(o)) {
+    if (file.given()) {
+      throw UsageError(file.option + " applies to nn.Transformer models; " + o.model +
+                       " is an image model: give --pixels");
+    }
+  }
+  if (o.pixels.empty()) throw UsageError(o.model + " is an image model: give --pixels");
+  image::ImageBatch batch = read_pixels({"--pixels", o.pixels}, model.options);
+  if (!o.pixel_mask.empty()) {
+    const Shape pixels(batch.pixels.shape().begin(), batch.pixels.shape().end());
+    batch.pixel_mask = read_pixel_mask({"--pixel-mask", o.pixel_mask}, pixels);
+  }
+  const std::vector<std::string> modules =
+      o.attn_dir.empty() ? std::vector<std::string>{} : model.attention_modules();
+  const image::ImageModelOutput out = model.forward(batch, "output", modules);
+  io::write_npy(o.out, out.features);
+  if (o.attn_dir.empty()) return;
+  std::filesystem::create_directories(o.attn_dir);
+  for (const auto& [name, weights] : out.attention) {
+    io::write_npy((std::filesystem::path(o.attn_dir) / (name + ".npy")).string(), weights);
+  }
+}
+
 void run_forward(const ForwardOptions& o) {
-  require_target_for_target_masks(o);
   use_threads(o.threads);
-  TransformerFile file = load_transformer(o.model);
+  ModelFile model_file = load_model_file(o.model, o.given);
+  if (model_file.image) return run_image_forward(o, model_file.image->model);
+  require_target_for_target_masks(o);
+  if (!o.pixels.empty() || !o.pixel_mask.empty()) {
+    throw UsageError("--pixels and --pixel-mask apply to image models; " + o.model + " is an nn.Transformer: give --src");
+  }
+  if (o.src.empty()) throw UsageError("--src is required for an nn.Transformer model");
+  TransformerFile& file = *model_file.transformer;
   require_decoder(file.model, o);
   const Inputs inputs = read_inputs(o, file.model.options);
   // Computing the weights costs time, so modules only report them when they are wanted.
@@ -247,10 +339,16 @@ Command add_forward_command(CLI::App& app) {
   CLI::App* command = app.add_subcommand(
       "forward",
       "Run a model on .npy inputs (shaped as PyTorch shapes them for the model's batch_first). "
-      "Without --tgt, or for an encoder-only model, runs the encoder alone.");
+      "Without --tgt, or for an encoder-only model, runs the encoder alone. An image model "
+      "takes --pixels instead and writes its feature map (B,E,h,w) to --out.");
   add_model_option(*command, "--model", o.model);
-  add_input_option(*command, "--src", o.src, "source sequence (S,N,E), or (N,S,E) when batch_first")
-      ->required();
+  add_input_option(*command, "--src", o.src,
+                   "source sequence (S,N,E), or (N,S,E) when batch_first (nn.Transformer: required)");
+  add_input_option(*command, "--pixels", o.pixels,
+                   "image model: preprocessed pixels (B,C,H,W) float32, H and W multiples of the "
+                   "patch size, as tools/reference_model.py's preprocess gives them");
+  add_input_option(*command, "--pixel-mask", o.pixel_mask,
+                   "image model: bool or float mask (B,H,W); true = padding (default: none)");
   add_input_option(*command, "--tgt", o.tgt,
                    "target sequence (T,N,E), or (N,T,E) when batch_first");
   add_input_option(*command, "--src-mask", o.src_mask, "float or bool mask (S,S) or (N*nhead,S,S)");
@@ -270,6 +368,7 @@ Command add_forward_command(CLI::App& app) {
                    "DIR/<module path>.npy (DIR is created if missing)")
       ->type_name("DIR");
   add_threads_option(*command, o.threads);
+  add_transformer_arguments(*command, o.given);
   return {command, [options] { run_forward(*options); }};
 }
 
