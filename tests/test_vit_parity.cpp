@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <opencv2/imgcodecs.hpp>
+#include <xtensor/xmath.hpp>
 #include <xtensor/xview.hpp>
 
 #include "support.hpp"
@@ -18,7 +19,9 @@
 #include "vitscope/image/image_model.hpp"
 #include "vitscope/image/load.hpp"
 #include "vitscope/image/sequence.hpp"
+#include "vitscope/image/position.hpp"
 #include "vitscope/io/npy.hpp"
+#include "vitscope/io/safetensors.hpp"
 
 namespace fs = std::filesystem;
 using namespace vitscope;
@@ -176,4 +179,63 @@ TEST_CASE("ViT parity through vitscope run: cls.npy, logits.npy, features.npy, p
       }
     }
   }
+}
+
+TEST_CASE("prefix-token metadata that does not fit is refused with its key named", "[vit]") {
+  const io::SafetensorsFile deit =
+      io::read_safetensors((kCases / "timm_deit_distilled_224" / "model.safetensors").string());
+  REQUIRE(deit.metadata.at("dist_token") == "true");
+  const test::TempDir dir;
+  const std::string path = dir.file("bad.safetensors");
+  // Each change with the error code and a word the message must hold.
+  struct Bad {
+    std::string key, value, code, says;
+  };
+  const std::vector<Bad> bad = {
+      {"cls_token", "false", "bad_metadata", "dist_token"},          // a distillation token needs the CLS token
+      {"head_pool", "mean", "bad_metadata", "head_pool"},
+      {"pos_resize", "bilinear", "bad_metadata", "pos_resize"},
+      {"num_register_tokens", "-1", "bad_metadata", "num_register_tokens"},
+      {"pos_embed_prefix", "3", "bad_metadata", "pos_embed_prefix"},  // more than the 2 prefix tokens
+      {"pos_embed_prefix", "1", "bad_metadata", "pos_embed_grid"},    // 197 patch rows: no square grid
+      {"pos_embed_grid", "14,x", "bad_metadata", "pos_embed_grid"},
+      {"pos_embed_grid", "7,28", "no error", ""},                     // 196 rows as a 7x28 grid loads
+      {"pos_embed_grid", "15,14", "bad_metadata", "pos_embed_grid"},
+      {"position_mode", "attention", "bad_metadata", "position_mode input"},
+      {"num_register_tokens", "2", "state_dict_mismatch", "register_tokens"},
+  };
+  for (const Bad& b : bad) {
+    INFO(b.key << " = '" << b.value << "'");
+    auto metadata = deit.metadata;
+    metadata[b.key] = b.value;
+    io::write_safetensors(path, deit.tensors, metadata);
+    std::string message;
+    const std::string code = test::error_code([&] {
+      try {
+        load_image_model(path);
+      } catch (const Error& e) {
+        message = e.what();
+        throw;
+      }
+    });
+    INFO(message);
+    REQUIRE(code == b.code);
+    REQUIRE(message.find(b.says) != std::string::npos);
+  }
+}
+
+TEST_CASE("DINO's resize rule differs from F.interpolate(size=...), and equal grids are kept", "[vit]") {
+  // (1,E,4,4) planes resized to 6x5 both ways: PyTorch samples input (o + 0.5) / scale_factor - 0.5
+  // under DINO's scale_factor = (g + 0.1) / 4, not (o + 0.5) * 4 / g - 0.5, so the maps differ.
+  Tensor4 grid = Tensor4::from_shape({1, 2, 4, 4});
+  for (std::size_t i = 0; i < grid.size(); ++i) grid.data()[i] = std::sin(0.7 * double(i));
+  const std::vector<std::array<std::size_t, 2>> grids = {{6, 5}, {4, 4}};
+  const Tensor4 by_size = position_embedding_learned(grid, 6, 5, grids, GridResize::size);
+  const Tensor4 by_dino = position_embedding_learned(grid, 6, 5, grids, GridResize::dino);
+  const Tensor3 first_size = xt::view(by_size, 0), first_dino = xt::view(by_dino, 0);
+  REQUIRE(xt::amax(xt::abs(first_size - first_dino))() > 1e-3);
+  // The image whose grid is the trained one gets pos_embed as stored, by either rule.
+  const Tensor3 kept = xt::view(by_dino, 1, xt::all(), xt::range(0, 4), xt::range(0, 4));
+  const Tensor3 stored = xt::view(grid, 0);
+  REQUIRE(kept == stored);
 }

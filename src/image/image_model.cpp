@@ -107,12 +107,12 @@ void read_prefix_tokens(const MetadataReader& read, ImageModelOptions& o) {
   }
   o.cls_token = read.flag_or("cls_token", false);
   o.dist_token = read.flag_or("dist_token", false);
+  if (o.dist_token && !o.cls_token) read.fail("dist_token", "needs cls_token: it follows the CLS token");
   if (has("num_register_tokens")) o.num_register_tokens = bounded(read, "num_register_tokens", 0, kMaxCount);
   const auto X = static_cast<int64_t>(o.num_prefix_tokens());
   // As ViTs store them: positions for the CLS and distillation tokens, none for registers.
   const int64_t positioned = o.position == Position::learned ? int64_t{o.cls_token} + int64_t{o.dist_token} : 0;
   o.pos_embed_prefix = has("pos_embed_prefix") ? bounded(read, "pos_embed_prefix", 0, X) : positioned;
-  if (o.dist_token && !o.cls_token) read.fail("dist_token", "needs cls_token: it follows the CLS token");
   if (o.head_pool == HeadPool::cls && (!o.cls_token || o.num_classes == 0)) {
     read.fail("head_pool", "'cls' needs cls_token true and num_classes > 0");
   }
@@ -186,11 +186,11 @@ std::array<std::size_t, 2> sequence_grid(const MetadataReader& read, std::size_t
 // A learned pos_embed's grid is the file's own: its shape says the layout and the grid, checked
 // before use. Grid layout (1,E,gh,gw) allocates model.pos_embed, sequence layout (1,P+gh*gw,E)
 // model.pos_embed_sequence.
-void allocate_pos_embed(const io::SafetensorsFile& file, const std::string& source, ImageModel& m) {
+void allocate_pos_embed(const std::vector<io::NamedTensor>& tensors, const MetadataReader& read,
+                        const std::string& source, ImageModel& m) {
   ImageModelOptions& o = m.options;
   const std::size_t E = to_size(o.transformer.d_model), P = to_size(o.pos_embed_prefix);
-  const MetadataReader read(file.metadata, source);
-  for (const io::NamedTensor& t : file.tensors) {
+  for (const io::NamedTensor& t : tensors) {
     if (t.name != "pos_embed") continue;
     const Shape& s = t.shape;
     if (s.size() == 4 && s[0] == 1 && s[1] == E && s[2] >= 1 && s[3] >= 1 &&
@@ -539,7 +539,9 @@ ImageModelFile load_image_model(const std::string& path) {
   io::SafetensorsFile file = io::read_safetensors(path);
   ImageModelOptions options = options_from_metadata(file.metadata, path);
   ImageModelFile result{ImageModel(options), std::move(file.metadata)};
-  if (options.position == Position::learned) allocate_pos_embed(file, path, result.model);
+  if (options.position == Position::learned) {
+    allocate_pos_embed(file.tensors, MetadataReader(result.metadata, path), path, result.model);
+  }
   if (options.position != Position::learned && result.model.options.pos_embed_prefix > 0) {
     throw Error("bad_metadata", path + ": pos_embed_prefix needs position learned");
   }
