@@ -38,12 +38,15 @@ std::string number_text(double x) {
 // read_safetensors then checks the whole file and names what is wrong.
 std::optional<ModelFileHeader> peek_header(const std::string& path) {
   using Json = nlohmann::json;
-  std::ifstream in(path, std::ios::binary);
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  const std::streamoff size = in ? static_cast<std::streamoff>(in.tellg()) : -1;
   unsigned char length_bytes[8];
-  if (!in.read(reinterpret_cast<char*>(length_bytes), sizeof length_bytes)) return std::nullopt;
+  if (size < 8 || !in.seekg(0) || !in.read(reinterpret_cast<char*>(length_bytes), sizeof length_bytes)) {
+    return std::nullopt;
+  }
   std::uint64_t length = 0;
   for (int i = 7; i >= 0; --i) length = (length << 8) | length_bytes[i];
-  if (length > kMaxHeaderBytes) return std::nullopt;
+  if (length > kMaxHeaderBytes || length > static_cast<std::uint64_t>(size - 8)) return std::nullopt;
   std::string text(length, '\0');
   if (!in.read(text.data(), static_cast<std::streamsize>(length))) return std::nullopt;
   const Json header = Json::parse(text, nullptr, /*allow_exceptions=*/false);
