@@ -31,7 +31,7 @@ void add_bool_argument(CLI::App& command, const std::string& name, std::optional
   command
       .add_option_function<std::string>(
           name, [&value](const std::string& text) { value = text == "true"; }, description)
-      ->type_name("true|false")
+      ->type_name("BOOL")
       ->check(CLI::IsMember({"true", "false"}));
 }
 
