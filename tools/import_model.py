@@ -4,13 +4,14 @@
 Usage (Debian's python3-torch only imports from the system interpreter):
     /usr/bin/python3 tools/import_model.py CHECKPOINT --family torchvision-vit|timm-vit|hf-vit --out MODEL.safetensors
         [--num-classes K] [--class-names FILE] [--image-size S] [--mean M,M,M] [--std S,S,S] [--nhead N]
-        [--layer-norm-eps E] [--pos-resize size|dino] [--pos-grid GH,GW]
+        [--layer-norm-eps E] [--pos-resize size|dino|size-antialias] [--pos-grid GH,GW]
         [--resize-mode shorter-crop|stretch|patch-crop|longer] [--resize-size R]
         [--interpolation area-linear|linear|cubic]
 
 CHECKPOINT is a state_dict saved with torch.save (or a dict holding it under "model", "state_dict" or
 "teacher"; a "module." prefix is stripped; a DINO training checkpoint's "backbone." part is kept and its
-projection head dropped), or a safetensors file with the original model's tensor names.
+projection head dropped), or a safetensors file with the original model's tensor names (F32, F16 or BF16
+tensors; F16 and BF16 are widened to float32 exactly, as torch.save'd half / bfloat16 tensors are).
 
 Families and the tensor names they read (everything else is an error naming the tensor):
   torchvision-vit  torchvision.models.VisionTransformer: conv_proj, class_token, encoder.pos_embedding,
@@ -30,7 +31,10 @@ Sizes the shapes determine are inferred: width E, depth, patch size, MLP width, 
 distillation, registers), pos_embed_prefix (the rows of pos_embed beyond the largest square grid, or
 beyond --pos-grid), the pos grid and the classes. The rest has a flag with the family's usual default:
 nhead E/64, eps 1e-6 (hf 1e-12), image size = pos grid * patch, mean/std ImageNet (hf 0.5), pos_resize
-size (DINO and DINOv2 users: --pos-resize dino), resize_mode shorter-crop (hf stretch), resize_size
+size (Hugging Face's rule; DINO v1 and DinoVisionTransformer's default interpolate_offset 0.1, as the torch.hub
+dinov2_vit*14 models: --pos-resize dino; DINOv2's torch.hub *_reg models, interpolate_offset 0 with
+interpolate_antialias, and timm models with dynamic_img_size, resample_abs_pos_embed: --pos-resize
+size-antialias), resize_mode shorter-crop (hf stretch), resize_size
 floor(S / 0.875) (256 for 224: torchvision's and DeiT's Resize(256), CenterCrop(224)), interpolation
 area-linear (OpenCV has no antialiased bilinear/bicubic; INTER_AREA when shrinking is the nearest to
 PIL's). The file follows docs/image_model.md ("Prefix tokens"), written with the conventions of
@@ -54,7 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from safetensors_io import read_safetensors, write_safetensors  # noqa: E402
 
 FAMILIES = ("torchvision-vit", "timm-vit", "hf-vit")
-POS_RESIZE = ("size", "dino")
+POS_RESIZE = ("size", "dino", "size-antialias")
 RESIZE_MODES = ("shorter-crop", "stretch", "patch-crop", "longer")
 INTERPOLATIONS = ("area-linear", "linear", "cubic")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -361,9 +365,17 @@ def build_model_file(model: Dict[str, object], family: str, options: argparse.Na
         raise ImportModelError(f"--class-names has {len(names)} names for {num_classes} classes")
 
     if model.get("looks_dinov2") and options.pos_resize is None:
-        notes.append("mask_token / register_tokens look like DINOv2, whose own code resizes positions by DINO's "
-                     "rule: give --pos-resize dino (the torch.hub *_reg models use size with antialias, "
-                     "which vitscope does not have; size is the nearer)")
+        seen = "register_tokens, as the torch.hub *_reg models have" if model.get("dinov2_registers") else \
+            "a mask_token and no register_tokens, as the torch.hub models without _reg have"
+        notes.append("mask_token / register_tokens look like DINOv2, whose position resize is not the default "
+                     "size rule: give --pos-resize dino for DinoVisionTransformer's default (interpolate_offset "
+                     "0.1, no antialias: the torch.hub dinov2_vit*14 models), --pos-resize size-antialias for "
+                     "the torch.hub dinov2_vit*14_reg models (interpolate_offset 0, interpolate_antialias True); "
+                     f"this checkpoint has {seen}")
+    elif family == "timm-vit" and options.pos_resize is None:
+        notes.append("pos_resize size (plain bicubic, Hugging Face's rule): timm resizes positions only with "
+                     "dynamic_img_size, by resample_abs_pos_embed (bicubic, antialias=True), so a timm model "
+                     "with dynamic_img_size needs --pos-resize size-antialias; DINO v1: --pos-resize dino")
     image_size = options.image_size if options.image_size is not None else max(gh, gw) * p
     resize_mode = options.resize_mode or defaults["resize_mode"]
     eps = options.layer_norm_eps if options.layer_norm_eps is not None else defaults["eps"]
@@ -500,7 +512,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--std", type=_floats_arg, help="R,G,B (default ImageNet's; hf-vit 0.5,0.5,0.5)")
     parser.add_argument("--nhead", type=_positive, help="attention heads (default E/64, at least 1)")
     parser.add_argument("--layer-norm-eps", type=_eps, help="default 1e-6 (hf-vit 1e-12)")
-    parser.add_argument("--pos-resize", choices=POS_RESIZE, help="size (default) or dino (DINO, DINOv2)")
+    parser.add_argument("--pos-resize", choices=POS_RESIZE,
+                        help="size (default; Hugging Face), dino (DINO v1, DINOv2 with interpolate_offset 0.1) or "
+                             "size-antialias (timm dynamic_img_size, DINOv2 torch.hub *_reg models)")
     parser.add_argument("--pos-grid", type=_grid_arg, help="GH,GW: pos_embed's grid when it is not square")
     parser.add_argument("--resize-mode", choices=RESIZE_MODES, help="default shorter-crop (hf-vit stretch)")
     parser.add_argument("--resize-size", type=_positive, help="shorter-crop's shorter side (default floor(S/0.875))")

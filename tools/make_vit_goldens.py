@@ -117,7 +117,10 @@ def prefix_reference(path: str, pixels: torch.Tensor) -> Dict[str, torch.Tensor]
         if meta["pos_resize"] == "dino":
             grid = F.interpolate(grid, scale_factor=((h + 0.1) / gh, (w + 0.1) / gw), mode="bicubic",
                                  align_corners=False)
+        elif meta["pos_resize"] == "size-antialias":
+            grid = F.interpolate(grid, size=(h, w), mode="bicubic", align_corners=False, antialias=True)
         else:
+            assert meta["pos_resize"] == "size", meta["pos_resize"]
             grid = F.interpolate(grid, size=(h, w), mode="bicubic", align_corners=False)
     prefix = prefix + F.pad(pos[:p_rows], (0, 0, 0, x_count - p_rows))[:, None, :]
     src = torch.cat((prefix, seq + grid.reshape(1, e, h * w).permute(2, 0, 1)), dim=0)  # (X + S, 1, E)
@@ -360,9 +363,42 @@ def case_hf_interpolate() -> None:
                dict(size=160, resize_mode="patch-crop", interpolation="area-linear"))
 
 
+def case_timm_dynamic_img_size() -> None:
+    name = "timm_dynamic_img_size_antialias"
+    seeded(name)
+    model = pytorch_vits.TimmViT(img_size=128, patch_size=16, embed_dim=24, depth=2, num_heads=3, mlp_hidden=48,
+                                 num_classes=5, pos_resize="size-antialias")
+    randomize(model)
+    write_case(name, "timm-vit", "timm VisionTransformer with dynamic_img_size=True (resample_abs_pos_embed: "
+               "F.interpolate(size=(h, w), bicubic, antialias=True)) p16 trained at 128 (pos grid 8x8), imported "
+               "with --pos-resize size-antialias, run at longer side 160 with patch-crop: 6x10 grids (rows shrunk, "
+               "columns enlarged) and a square 10x10, E=24, 3 heads, 2 blocks, head K=5",
+               model, timm_run(model), ["--nhead", "3", "--pos-resize", "size-antialias", "--image-size", "160",
+                                        "--resize-mode", "patch-crop"],
+               dict(size=160, resize_mode="patch-crop", interpolation="area-linear"))
+
+
+def case_dinov2_hub_registers() -> None:
+    name = "dinov2_hub_reg_antialias"
+    seeded(name)
+    model = pytorch_vits.TimmViT(img_size=168, patch_size=14, embed_dim=24, depth=2, num_heads=2, mlp_hidden=48,
+                                 num_classes=0, reg_tokens=4, register_naming="dinov2", init_values=1.0,
+                                 pos_resize="size-antialias", mask_token=True)
+    randomize(model)
+    write_case(name, "timm-vit", "DINOv2 as the torch.hub dinov2_vit*14_reg models build it (interpolate_offset 0, "
+               "interpolate_antialias True: F.interpolate(size=(h, w), bicubic, antialias=True)) p14 with 4 "
+               "register_tokens (no positions), LayerScale, mask_token (dropped); trained grid 12x12 at 168, "
+               "imported with --pos-resize size-antialias, run at longer side 140 with patch-crop: every grid "
+               "smaller than the trained one, 6x10 and a square 10x10, E=24, 2 heads, 2 blocks",
+               model, timm_run(model), ["--nhead", "2", "--pos-resize", "size-antialias", "--image-size", "140",
+                                        "--resize-mode", "patch-crop"],
+               dict(size=140, resize_mode="patch-crop", interpolation="area-linear"))
+
+
 CASES = {f.__name__[len("case_"):]: f for f in (case_torchvision_p16, case_torchvision_p8, case_deit_distilled,
                                                  case_timm_registers, case_dino_v1, case_dinov2_registers,
-                                                 case_hf_classification, case_hf_interpolate)}
+                                                 case_hf_classification, case_hf_interpolate,
+                                                 case_timm_dynamic_img_size, case_dinov2_hub_registers)}
 CLASS_FILE = FIXTURES / "class_names_3.txt"
 
 

@@ -24,10 +24,11 @@ timm/layers/pos_embed.py resample_abs_pos_embed, torchvision 0.14 as installed):
   * timm 0.9 VisionTransformer._pos_embed: cls, dist (deit.py), reg_token concatenated in that order; with
     no_embed_class the patch rows get pos_embed and the prefix tokens none, otherwise pos_embed covers the
     prefix tokens too. Resizing: timm only resizes with dynamic_img_size, through resample_abs_pos_embed,
-    which calls F.interpolate(size=..., mode="bicubic", antialias=True). antialias=True differs from the
-    spec's "size" rule even when enlarging (PyTorch's antialiased bicubic uses the a = -0.5 kernel), so
-    pos_resize="size" here is the spec's plain rule (Hugging Face's) and timm fixtures run at the native
-    grid, where nothing is resized.
+    which calls F.interpolate(size=..., mode="bicubic", antialias=True) (skipped when the new grid is the
+    stored square one): TimmViT(pos_resize="size-antialias") is a timm model with dynamic_img_size=True.
+    antialias=True differs from the spec's "size" rule even when enlarging (PyTorch's antialiased bicubic
+    uses the a = -0.5 kernel, the plain one a = -0.75), so pos_resize="size" here is the spec's plain rule
+    (Hugging Face's), which timm itself never uses.
   * DINO v1 (facebookresearch/dino, vision_transformer.py interpolate_pos_encoding): no resize when
     npatch == N and the pixel input is square, else F.interpolate(scale_factor=((h + 0.1) / sqrt(N),
     (w + 0.1) / sqrt(N)), mode="bicubic") on the (1, E, sqrt(N), sqrt(N)) patch rows (its variables named
@@ -36,7 +37,8 @@ timm/layers/pos_embed.py resample_abs_pos_embed, torchvision 0.14 as installed):
     default, and interpolate_antialias=False): the same rule; register_tokens are inserted after the CLS
     token after the positions are added, so they have none. The torch.hub "_reg" models are built with
     interpolate_offset=0.0 and interpolate_antialias=True, i.e. F.interpolate(size=(h, w), bicubic,
-    antialias=True): a rule the spec does not have (pos_resize="size-antialias" here reproduces it).
+    antialias=True): TimmViT(register_naming="dinov2", pos_resize="size-antialias"), the spec's
+    "size-antialias". Either way DINOv2 skips the resize when npatch == N and the pixel input is square.
   * Hugging Face transformers (modeling_vit.py, 2025 versions): ViTEmbeddings.interpolate_pos_encoding
     = F.interpolate(size=(h, w), mode="bicubic", align_corners=False), skipped when num_patches ==
     num_positions and height == width. (transformers before ~4.42 used DINO's scale_factor + 0.1 rule.)
@@ -196,7 +198,8 @@ class TimmViT(nn.Module):
     def _positions(self, h: int, w: int, pixel_hw: Tuple[int, int]) -> torch.Tensor:
         """pos_embed for an (h, w) token grid: (1, P + h*w, E), prefix rows never resized."""
         prefix, patch = self.pos_embed[:, :self.pos_prefix], self.pos_embed[:, self.pos_prefix:]
-        if self.pos_resize == "dino":  # DINO / DINOv2: `if npatch == N and w == h: return self.pos_embed`
+        if self.pos_resize == "dino" or self.register_naming == "dinov2":
+            # DINO / DINOv2 interpolate_pos_encoding: `if npatch == N and w == h: return self.pos_embed`
             same = h * w == patch.shape[1] and pixel_hw[0] == pixel_hw[1]
         else:  # timm resample_abs_pos_embed / HF: nothing to do at the stored grid
             same = (h, w) == self.grid

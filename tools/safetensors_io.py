@@ -4,6 +4,8 @@
 Layout: 8-byte little-endian header length N, N bytes of UTF-8 JSON, then the raw data.
 The JSON maps tensor names to {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}
 (relative to the start of the data) plus an optional "__metadata__" {str: str} object.
+The writer writes F32; the reader also reads F16 (IEEE half) and BF16 (the top 16 bits of a float32),
+as many Hugging Face checkpoints are stored, widened exactly to float32 (as the C++ reader does).
 
 Run as a script to list a file's metadata and tensors:  safetensors_io.py FILE...
 """
@@ -68,10 +70,26 @@ def _parse_entry(path: str, name: str, entry) -> Tuple[str, str, Tuple[int, ...]
         raise ValueError(f"{path}: malformed header entry for tensor {name!r}: {error}") from None
 
 
+_ITEM_SIZE = {"F32": 4, "F16": 2, "BF16": 2}  # the dtypes read; all widen to float32 exactly
+
+
+def _as_float32(data: bytes, dtype: str, count: int, offset: int) -> np.ndarray:
+    """`count` little-endian `dtype` values at `offset` of `data` as float32 (F32: a read-only view)."""
+    if dtype == "F32":
+        return np.frombuffer(data, dtype="<f4", count=count, offset=offset)
+    if dtype == "F16":
+        return np.frombuffer(data, dtype="<f2", count=count, offset=offset).astype(np.float32)
+    # BF16: the value's bits are the top 16 of the float32's (inf, nan and subnormals included)
+    bits = np.frombuffer(data, dtype="<u2", count=count, offset=offset).astype(np.uint32) << 16
+    return bits.view(np.float32)
+
+
 def read_safetensors(path: str) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
     """Returns ({name: float32 array} in file order, metadata); raises ValueError on a malformed file.
 
-    Checks the same invariants the C++ reader relies on, so a round trip here proves the file is sound.
+    F32, F16 and BF16 tensors are read (F16 and BF16 widened to float32, exactly); other dtypes are an
+    error naming the tensor. Checks the same invariants the C++ reader relies on, so a round trip here
+    proves the file is sound.
     """
     with open(path, "rb") as f:
         raw = f.read()
@@ -95,13 +113,16 @@ def read_safetensors(path: str) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
     tensors: Dict[str, np.ndarray] = {}
     expected_begin = 0
     for name, dtype, shape, begin, end in entries:
-        if dtype != "F32":
-            raise ValueError(f"{path}: tensor {name!r} has dtype {dtype!r}, only F32 is supported")
+        if not isinstance(dtype, str) or dtype not in _ITEM_SIZE:
+            raise ValueError(f"{path}: tensor {name!r} has dtype {dtype!r}, only F32, F16 and BF16 are supported")
         if begin != expected_begin:
             raise ValueError(f"{path}: tensor {name!r} starts at {begin}, expected {expected_begin} (gap or overlap)")
-        if end - begin != 4 * int(np.prod(shape, dtype=np.int64)):
-            raise ValueError(f"{path}: tensor {name!r} byte range does not match shape {list(shape)}")
-        tensors[name] = np.frombuffer(data, dtype="<f4", count=(end - begin) // 4, offset=begin).reshape(shape)
+        size = _ITEM_SIZE[dtype]
+        if end - begin != size * int(np.prod(shape, dtype=np.int64)):
+            raise ValueError(f"{path}: tensor {name!r} byte range does not match shape {list(shape)} of {dtype}")
+        if end > len(data):
+            raise ValueError(f"{path}: tensor {name!r} ends at {end}, beyond the {len(data)}-byte data section")
+        tensors[name] = _as_float32(data, dtype, (end - begin) // size, begin).reshape(shape)
         expected_begin = end
     if expected_begin != len(data):
         raise ValueError(f"{path}: data section has {len(data) - expected_begin} trailing bytes")

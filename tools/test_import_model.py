@@ -4,6 +4,7 @@
 """
 
 import json
+import struct
 import subprocess
 import sys
 import tempfile
@@ -21,6 +22,38 @@ from reference_model import reference_mode  # noqa: E402
 from safetensors_io import read_safetensors, write_safetensors  # noqa: E402
 
 IMPORTER = Path(__file__).resolve().parent / "import_model.py"
+
+
+def half_bits(array: np.ndarray, dtype: str) -> np.ndarray:
+    """float32 values as the 16-bit words of `dtype` (round to nearest even): F16 is IEEE half, BF16 the top
+    16 bits of the float32 after rounding away the low 16 (no NaNs here)."""
+    array = np.ascontiguousarray(array, dtype="<f4")
+    if dtype == "F16":
+        return array.astype("<f2").view("<u2")
+    bits = array.view("<u4").astype(np.uint64)
+    return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype("<u2")
+
+
+def half_rounded(array: np.ndarray, dtype: str) -> np.ndarray:
+    """The float32 values `array` becomes when stored as `dtype` and widened back."""
+    if dtype == "F16":
+        return half_bits(array, dtype).view("<f2").astype(np.float32)
+    return (half_bits(array, dtype).astype(np.uint32) << 16).view(np.float32)
+
+
+def write_by_hand(path: str, state, dtype_of) -> None:
+    """A safetensors file written byte by byte (not by safetensors_io): tensor `name` as dtype_of(name)."""
+    header, blobs, offset = {}, [], 0
+    for name, value in state.items():
+        array = np.ascontiguousarray(value.numpy() if isinstance(value, torch.Tensor) else value, dtype="<f4")
+        dtype = dtype_of(name)
+        blob = array.tobytes() if dtype == "F32" else half_bits(array, dtype).tobytes()
+        header[name] = {"dtype": dtype, "shape": list(array.shape), "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    raw = json.dumps(header).encode()
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(raw)) + raw + b"".join(blobs))
 
 
 class Folder(unittest.TestCase):
@@ -306,6 +339,157 @@ class Mapping(Folder):
         regs_pos = pytorch_vits.TimmViT(img_size=48, patch_size=8, embed_dim=16, depth=1, num_heads=2, num_classes=0,
                                         reg_tokens=2)  # registers with positions: pos_embed_prefix 3
         self.assert_matches_original(regs_pos, torch.randn(1, 3, 48, 48), family="timm-vit", nhead=2)
+
+
+class AntialiasedPositions(Folder):
+    """pos_resize size-antialias: timm's dynamic_img_size and DINOv2's torch.hub *_reg models."""
+
+    def test_timm_dynamic_img_size_computes_what_the_original_does(self):
+        seeded("dynamic_img_size")
+        model = pytorch_vits.TimmViT(img_size=48, patch_size=8, embed_dim=16, depth=2, num_heads=2, num_classes=3,
+                                     reg_tokens=1, pos_resize="size-antialias")
+        for pixels in (torch.randn(1, 3, 32, 72), torch.randn(1, 3, 64, 24), torch.randn(1, 3, 48, 48)):
+            with self.subTest(grid=tuple(pixels.shape[2:])):  # 4x9 (rows shrunk), 8x3, the trained 6x6
+                self.assert_matches_original(model, pixels, family="timm-vit", nhead=2, pos_resize="size-antialias")
+        _, meta, _ = self.imported(model.state_dict(), "timm-vit", pos_resize="size-antialias")
+        self.assertEqual(meta["pos_resize"], "size-antialias")
+
+    def test_dinov2_hub_registers_compute_what_the_original_does(self):
+        seeded("dinov2 hub reg")
+        model = pytorch_vits.TimmViT(img_size=84, patch_size=14, embed_dim=16, depth=2, num_heads=2, num_classes=0,
+                                     reg_tokens=4, register_naming="dinov2", init_values=1.0, mask_token=True,
+                                     pos_resize="size-antialias")
+        worst = self.assert_matches_original(model, torch.randn(1, 3, 42, 112), family="timm-vit", nhead=2,
+                                             pos_resize="size-antialias")  # 3x8 from the trained 6x6
+        print(f"DINOv2 *_reg form, size-antialias, 3x8 grid: worst difference {worst:.2e}")
+
+    def test_the_other_rules_would_show(self):
+        """The same file read with size or dino instead gives other features: the fixtures test the rule."""
+        seeded("antialias matters")
+        model = pytorch_vits.TimmViT(img_size=48, patch_size=8, embed_dim=16, depth=1, num_heads=2, num_classes=0,
+                                     pos_resize="size-antialias")
+        randomize(model)
+        reference_mode(model)
+        pixels = torch.randn(1, 3, 24, 64)  # 3x8 from 6x6
+        original = model.outputs(pixels)["features"]
+        tensors, meta, _ = self.imported(model.state_dict(), "timm-vit", nhead=2, pos_resize="size-antialias")
+        for rule in ("size", "dino"):
+            other = str(self.dir / f"{rule}.safetensors")
+            write_safetensors(other, tensors, dict(meta, pos_resize=rule))
+            with self.subTest(rule=rule):
+                self.assertGreater(float((prefix_reference(other, pixels)["features"] - original).abs().max()), 1e-2)
+
+    def test_notes_say_which_rule_fits(self):
+        dinov2_reg = pytorch_vits.TimmViT(img_size=28, patch_size=14, embed_dim=16, depth=1, num_heads=1,
+                                          num_classes=0, reg_tokens=4, register_naming="dinov2", mask_token=True)
+        _, _, notes = self.imported(dinov2_reg.state_dict(), "timm-vit")
+        note = next(n for n in notes if "look like DINOv2" in n)
+        self.assertIn("--pos-resize dino for DinoVisionTransformer's default (interpolate_offset 0.1", note)
+        self.assertIn("--pos-resize size-antialias for the torch.hub dinov2_vit*14_reg models", note)
+        self.assertIn("this checkpoint has register_tokens", note)
+        timm = pytorch_vits.TimmViT(img_size=32, patch_size=8, embed_dim=16, depth=1, num_heads=1, num_classes=0)
+        _, _, notes = self.imported(timm.state_dict(), "timm-vit")
+        self.assertTrue(any("dynamic_img_size needs --pos-resize size-antialias" in n for n in notes), notes)
+        _, _, notes = self.imported(timm.state_dict(), "timm-vit", pos_resize="size-antialias")
+        self.assertFalse(any("dynamic_img_size" in n for n in notes), notes)
+
+    def test_the_command_line_takes_size_antialias(self):
+        out = str(self.dir / "m.safetensors")
+        state = pytorch_vits.TimmViT(img_size=32, patch_size=8, embed_dim=16, depth=1, num_heads=1,
+                                     num_classes=0).state_dict()
+        done = self.cli(self.save(state), "--family", "timm-vit", "--out", out, "--pos-resize", "size-antialias")
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual(read_safetensors(out)[1]["pos_resize"], "size-antialias")
+
+
+class HalfPrecisionCheckpoints(Folder):
+    """F16 / BF16 safetensors checkpoints (as Hugging Face publishes many) import as their float32 values."""
+
+    def file_bytes(self, checkpoint, family, **options):
+        out = str(self.dir / "model.safetensors")
+        import_model.import_model(checkpoint, family, out, import_model.options(**options))
+        return Path(out).read_bytes()
+
+    def test_the_reader_widens_exactly(self):
+        values = np.array([1.0, -2.5, 3.14159, np.inf, -np.inf, 1e-40, -0.0, 0.0, 65504.0, 1e-6, 3e38], np.float32)
+        path = str(self.dir / "t.safetensors")
+        write_by_hand(path, {"b": values, "h": values[:10], "f": values},
+                      lambda name: {"b": "BF16", "h": "F16"}.get(name, "F32"))
+        tensors, _ = read_safetensors(path)
+        self.assertEqual({n: a.dtype for n, a in tensors.items()}, {n: np.dtype(np.float32) for n in "bhf"})
+        np.testing.assert_array_equal(tensors["b"], torch.from_numpy(values).to(torch.bfloat16).float().numpy())
+        np.testing.assert_array_equal(tensors["h"], torch.from_numpy(values[:10]).half().float().numpy())
+        np.testing.assert_array_equal(tensors["f"], values)
+        self.assertEqual(np.signbit(tensors["b"][6]), True)  # -0.0 stays negative
+        # the hand-written BF16 words are torch's bfloat16 bits
+        np.testing.assert_array_equal(half_bits(values, "BF16").view(np.int16),
+                                      torch.from_numpy(values).to(torch.bfloat16).view(torch.int16).numpy())
+
+    def test_the_reader_refuses_other_dtypes_and_wrong_sizes_by_name(self):
+        path = self.dir / "t.safetensors"
+        for entry, message in (({"dtype": "I64", "shape": [1], "data_offsets": [0, 8]},
+                                r"tensor 'x' has dtype 'I64', only F32, F16 and BF16"),
+                               ({"dtype": "BF16", "shape": [2], "data_offsets": [0, 8]},
+                                r"tensor 'x' byte range does not match shape \[2\] of BF16")):
+            raw = json.dumps({"x": entry}).encode()
+            path.write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(8))
+            with self.subTest(dtype=entry["dtype"]), self.assertRaisesRegex(ValueError, message):
+                read_safetensors(str(path))
+        done = self.cli(str(path), "--family", "timm-vit", "--out", str(self.dir / "m.safetensors"))
+        self.assertEqual(done.returncode, 1, done.stderr)
+        self.assertEqual(len(done.stderr.strip().splitlines()), 1, done.stderr)
+        self.assertIn("byte range does not match shape [2] of BF16", done.stderr)
+
+    def test_representable_values_give_the_same_file_bit_for_bit(self):
+        seeded("half exact")
+        model = pytorch_vits.TimmViT(img_size=32, patch_size=8, embed_dim=16, depth=2, num_heads=2, num_classes=3,
+                                     reg_tokens=2, register_naming="dinov2", init_values=0.5, mask_token=True)
+        randomize(model)
+        for dtype in ("BF16", "F16"):
+            with self.subTest(dtype=dtype):
+                state = {k: half_rounded(v.numpy(), dtype) for k, v in model.state_dict().items()}
+                f32 = str(self.dir / "f32.safetensors")
+                write_safetensors(f32, state)
+                expected = self.file_bytes(f32, "timm-vit", pos_resize="size-antialias")
+                half = str(self.dir / f"{dtype}.safetensors")
+                write_by_hand(half, state, lambda name: dtype)
+                self.assertEqual(self.file_bytes(half, "timm-vit", pos_resize="size-antialias"), expected)
+                mixed = str(self.dir / "mixed.safetensors")  # F32 positions, the rest half
+                write_by_hand(mixed, state, lambda name: "F32" if name == "pos_embed" else dtype)
+                self.assertEqual(self.file_bytes(mixed, "timm-vit", pos_resize="size-antialias"), expected)
+                torch_dtype = torch.bfloat16 if dtype == "BF16" else torch.float16
+                saved = self.save({k: torch.from_numpy(v).to(torch_dtype) for k, v in state.items()})
+                self.assertEqual(self.file_bytes(saved, "timm-vit", pos_resize="size-antialias"), expected)
+
+    def test_a_half_checkpoint_is_the_float32_one_within_its_rounding(self):
+        seeded("half rounding")
+        model = pytorch_vits.HFViTForImageClassification(num_labels=3, image_size=32, patch_size=8, hidden_size=16,
+                                                         num_hidden_layers=2, num_attention_heads=2,
+                                                         intermediate_size=24)
+        randomize(model)
+        state = model.state_dict()  # vit.* and classifier.*, as Hugging Face's model.safetensors
+        f32 = str(self.dir / "f32.safetensors")
+        write_safetensors(f32, {k: v.numpy() for k, v in state.items()})
+        self.file_bytes(f32, "hf-vit", nhead=2)
+        expected, expected_meta = read_safetensors(str(self.dir / "model.safetensors"))
+        expected = {k: np.array(v) for k, v in expected.items()}
+        # round to nearest: relative error <= 2^-8 (BF16's 8 significant bits), 2^-11 (F16's 11; subnormals
+        # below 2^-14 are spaced 2^-24)
+        for dtype, rtol, atol in (("BF16", 2.0 ** -8, 0.0), ("F16", 2.0 ** -11, 2.0 ** -25)):
+            with self.subTest(dtype=dtype):
+                half = str(self.dir / f"{dtype}.safetensors")
+                write_by_hand(half, state, lambda name: dtype)
+                self.file_bytes(half, "hf-vit", nhead=2)
+                tensors, meta = read_safetensors(str(self.dir / "model.safetensors"))
+                self.assertEqual(meta, expected_meta)
+                self.assertEqual(list(tensors), list(expected))
+                worst = 0.0
+                for name, array in tensors.items():
+                    np.testing.assert_allclose(array, expected[name], rtol=rtol, atol=atol, err_msg=name)
+                    relative = np.abs(array - expected[name]) / np.maximum(np.abs(expected[name]), 1e-30)
+                    worst = max(worst, float(relative.max(initial=0.0)))
+                self.assertGreater(worst, 0.0)  # really rounded
+                print(f"{dtype} checkpoint: worst relative difference from the F32 import {worst:.2e}")
 
 
 class CommittedFixtures(unittest.TestCase):
