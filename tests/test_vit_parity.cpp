@@ -224,18 +224,29 @@ TEST_CASE("prefix-token metadata that does not fit is refused with its key named
   }
 }
 
-TEST_CASE("DINO's resize rule differs from F.interpolate(size=...), and equal grids are kept", "[vit]") {
-  // (1,E,4,4) planes resized to 6x5 both ways: PyTorch samples input (o + 0.5) / scale_factor - 0.5
-  // under DINO's scale_factor = (g + 0.1) / 4, not (o + 0.5) * 4 / g - 0.5, so the maps differ.
-  Tensor4 grid = Tensor4::from_shape({1, 2, 4, 4});
-  for (std::size_t i = 0; i < grid.size(); ++i) grid.data()[i] = std::sin(0.7 * double(i));
-  const std::vector<std::array<std::size_t, 2>> grids = {{6, 5}, {4, 4}};
-  const Tensor4 by_size = position_embedding_learned(grid, 6, 5, grids, GridResize::size);
-  const Tensor4 by_dino = position_embedding_learned(grid, 6, 5, grids, GridResize::dino);
-  const Tensor3 first_size = xt::view(by_size, 0), first_dino = xt::view(by_dino, 0);
-  REQUIRE(xt::amax(xt::abs(first_size - first_dino))() > 1e-3);
-  // The image whose grid is the trained one gets pos_embed as stored, by either rule.
-  const Tensor3 kept = xt::view(by_dino, 1, xt::all(), xt::range(0, 4), xt::range(0, 4));
-  const Tensor3 stored = xt::view(grid, 0);
-  REQUIRE(kept == stored);
+TEST_CASE("learned positions resize as F.interpolate does under each pos_resize rule", "[vit][parity]") {
+  // tools/make_interpolate_fixtures.py: one (E,5,7) grid enlarged, shrunk, both, and kept.
+  const fs::path dir = kCases.parent_path() / "interpolate_fixtures";
+  std::ifstream in(dir / "case.json");
+  const json spec = json::parse(in);
+  const io::NpyArray stored = io::read_npy((dir / spec.at("grid").get<std::string>()).string());
+  Tensor4 grid = Tensor4::from_shape({1, stored.shape[0], stored.shape[1], stored.shape[2]});
+  std::copy(stored.data.begin(), stored.data.end(), grid.begin());
+  std::set<std::string> rules;
+  for (const json& c : spec.at("cases")) {
+    const std::string rule = c.at("rule");
+    const auto [h, w] = c.at("size").get<std::array<std::size_t, 2>>();
+    GridResize resize = GridResize::size;
+    for (GridResize r : {GridResize::size, GridResize::dino, GridResize::size_antialias}) {
+      if (rule == grid_resize_name(r)) resize = r;
+    }
+    REQUIRE(rule == grid_resize_name(resize));
+    rules.insert(rule);
+    const Tensor4 pos = position_embedding_learned(grid, h, w, {{h, w}}, resize);
+    const Tensor3 placed = xt::view(pos, 0);
+    test::require_close(rule + " " + std::to_string(h) + "x" + std::to_string(w), placed,
+                        io::read_npy((dir / c.at("expected").get<std::string>()).string()),
+                        spec.at("tolerance").get<double>());
+  }
+  REQUIRE(rules.size() == 3);
 }

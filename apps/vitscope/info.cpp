@@ -84,7 +84,7 @@ void describe_prefix_tokens(const image::ImageModelOptions& o, Json& d) {
   if (o.position == image::Position::learned) {
     d["positions"]["grid"] = o.pos_grid;
     d["positions"]["prefix_rows"] = o.pos_embed_prefix;
-    d["positions"]["resize"] = o.pos_resize == image::GridResize::dino ? "dino" : "size";
+    d["positions"]["resize"] = image::grid_resize_name(o.pos_resize);
   }
   if (o.num_classes > 0) d["head"]["pool"] = o.head_pool == image::HeadPool::cls ? "cls" : "tokens";
 }

@@ -100,7 +100,11 @@ std::vector<std::string> class_names(const MetadataReader& read, std::size_t cou
 void read_prefix_tokens(const MetadataReader& read, ImageModelOptions& o) {
   const auto has = [&read](const char* key) { return read.has(key); };
   if (has("pos_resize")) {
-    o.pos_resize = choice<GridResize>(read, "pos_resize", {{"size", GridResize::size}, {"dino", GridResize::dino}});
+    std::vector<std::pair<const char*, GridResize>> rules;
+    for (GridResize r : {GridResize::size, GridResize::dino, GridResize::size_antialias}) {
+      rules.emplace_back(grid_resize_name(r), r);
+    }
+    o.pos_resize = choice<GridResize>(read, "pos_resize", rules);
   }
   if (has("head_pool")) {
     o.head_pool = choice<HeadPool>(read, "head_pool", {{"tokens", HeadPool::tokens}, {"cls", HeadPool::cls}});

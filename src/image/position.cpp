@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include <xtensor/xview.hpp>
 
@@ -14,30 +15,56 @@ namespace {
 
 constexpr double kTwoPi = 6.283185307179586;
 constexpr double kTemperature = 10000.0;
-constexpr double kBicubicA = -0.75;  // PyTorch's cubic convolution constant
+constexpr double kBicubicA = -0.75;    // PyTorch's cubic convolution constant
+constexpr double kAntialiasA = -0.5;   // its antialiased bicubic's (Keys' value, as PIL's)
 
-double cubic_near(double x) { return ((kBicubicA + 2) * x - (kBicubicA + 3)) * x * x + 1; }  // |x| <= 1
-double cubic_far(double x) {  // 1 < |x| < 2
-  return ((kBicubicA * x - 5 * kBicubicA) * x + 8 * kBicubicA) * x - 4 * kBicubicA;
+// Keys' cubic convolution kernel with constant a, at distance x.
+double cubic_kernel(double x, double a) {
+  x = std::fabs(x);
+  if (x < 1) return ((a + 2) * x - (a + 3)) * x * x + 1;
+  if (x < 2) return (((x - 5) * x + 8) * x - 4) * a;
+  return 0;
 }
 
-// The source position of an output index, and the four tap weights around it (taps at
-// floor - 1 .. floor + 2), as PyTorch's area_pixel_compute_source_index with cubic = true.
-struct CubicTaps {
-  long first;
-  std::array<double, 4> weight;
+// The input indices and weights one output index reads along one axis.
+struct Taps {
+  std::vector<std::size_t> index;
+  std::vector<double> weight;
 };
 
-// scale: input pixels per output pixel.
-CubicTaps cubic_taps(std::size_t out_index, double scale) {
+// upsample_bicubic2d: four taps around (o + 0.5) * scale - 0.5, indices clamped to the input
+// (area_pixel_compute_source_index with cubic = true). scale: input pixels per output pixel.
+Taps cubic_taps(std::size_t out_index, std::size_t in_size, double scale) {
   const double real = scale * (static_cast<double>(out_index) + 0.5) - 0.5;
   const double floor = std::floor(real);
-  const double t = real - floor;
-  return {static_cast<long>(floor) - 1, {cubic_far(t + 1), cubic_near(t), cubic_near(1 - t), cubic_far(2 - t)}};
+  Taps taps;
+  for (long k = -1; k <= 2; ++k) {
+    const long i = static_cast<long>(floor) + k;
+    taps.index.push_back(static_cast<std::size_t>(std::clamp<long>(i, 0, static_cast<long>(in_size) - 1)));
+    taps.weight.push_back(cubic_kernel(real - static_cast<double>(i), kBicubicA));
+  }
+  return taps;
 }
 
-std::size_t clamp_index(long i, std::size_t size) {
-  return static_cast<std::size_t>(std::clamp<long>(i, 0, static_cast<long>(size) - 1));
+// _upsample_bicubic2d_aa (antialias = True): the kernel stretched by the scale when shrinking,
+// its taps cut at the input's edges and renormalised (PyTorch's _compute_weights_aa).
+Taps antialias_taps(std::size_t out_index, std::size_t in_size, double scale) {
+  const double support = 2.0 * std::max(scale, 1.0);
+  const double stretch = scale >= 1.0 ? 1.0 / scale : 1.0;
+  const double centre = scale * (static_cast<double>(out_index) + 0.5);
+  const long first = std::max(static_cast<long>(centre - support + 0.5), 0L);
+  const long end = std::min(static_cast<long>(centre + support + 0.5), static_cast<long>(in_size));
+  Taps taps;
+  double total = 0;
+  for (long i = first; i < end; ++i) {
+    taps.index.push_back(static_cast<std::size_t>(i));
+    taps.weight.push_back(cubic_kernel((static_cast<double>(i) - centre + 0.5) * stretch, kAntialiasA));
+    total += taps.weight.back();
+  }
+  if (total != 0) {
+    for (double& w : taps.weight) w /= total;
+  }
+  return taps;
 }
 
 }  // namespace
@@ -81,25 +108,40 @@ Tensor4 position_embedding_sine(const xt::xtensor<bool, 3>& token_mask, std::siz
   return pos;
 }
 
+const char* grid_resize_name(GridResize resize) {
+  switch (resize) {
+    case GridResize::size: return "size";
+    case GridResize::dino: return "dino";
+    case GridResize::size_antialias: return "size-antialias";
+  }
+  return "size";
+}
+
 Tensor3 interpolate_bicubic(const Tensor3& planes, std::size_t out_h, std::size_t out_w,
-                            const std::array<double, 2>* scale_factor) {
+                            BicubicKind kind, const std::array<double, 2>* scale_factor) {
   const std::size_t E = planes.shape(0), in_h = planes.shape(1), in_w = planes.shape(2);
   const double scale_h = scale_factor ? 1.0 / (*scale_factor)[0] : double(in_h) / double(out_h);
   const double scale_w = scale_factor ? 1.0 / (*scale_factor)[1] : double(in_w) / double(out_w);
+  const auto taps = kind == BicubicKind::antialias ? antialias_taps : cubic_taps;
+  std::vector<Taps> rows, cols;
+  for (std::size_t y = 0; y < out_h; ++y) rows.push_back(taps(y, in_h, scale_h));
+  for (std::size_t x = 0; x < out_w; ++x) cols.push_back(taps(x, in_w, scale_w));
+  // Separable: along each row first, then down each column.
+  std::vector<double> along_rows(in_h * out_w);
   Tensor3 out = Tensor3::from_shape({E, out_h, out_w});
-  for (std::size_t y = 0; y < out_h; ++y) {
-    const CubicTaps ty = cubic_taps(y, scale_h);
-    for (std::size_t x = 0; x < out_w; ++x) {
-      const CubicTaps tx = cubic_taps(x, scale_w);
-      for (std::size_t e = 0; e < E; ++e) {
-        const float* plane = planes.data() + e * in_h * in_w;
-        double value = 0.0;
-        for (int r = 0; r < 4; ++r) {
-          const float* row = plane + clamp_index(ty.first + r, in_h) * in_w;
-          double row_value = 0.0;
-          for (int k = 0; k < 4; ++k) row_value += tx.weight[k] * row[clamp_index(tx.first + k, in_w)];
-          value += ty.weight[r] * row_value;
-        }
+  for (std::size_t e = 0; e < E; ++e) {
+    const float* plane = planes.data() + e * in_h * in_w;
+    for (std::size_t i = 0; i < in_h; ++i) {
+      for (std::size_t x = 0; x < out_w; ++x) {
+        double value = 0;
+        for (std::size_t k = 0; k < cols[x].index.size(); ++k) value += cols[x].weight[k] * plane[i * in_w + cols[x].index[k]];
+        along_rows[i * out_w + x] = value;
+      }
+    }
+    for (std::size_t y = 0; y < out_h; ++y) {
+      for (std::size_t x = 0; x < out_w; ++x) {
+        double value = 0;
+        for (std::size_t k = 0; k < rows[y].index.size(); ++k) value += rows[y].weight[k] * along_rows[rows[y].index[k] * out_w + x];
         out(e, y, x) = static_cast<float>(value);
       }
     }
@@ -117,10 +159,11 @@ Tensor4 position_embedding_learned(const Tensor4& pos_embed, std::size_t h, std:
     const auto [hb, wb] = grids[b];
     // DINO's 0.1 keeps floor(g * scale_factor) at the wanted size despite rounding.
     const std::array<double, 2> dino_scale = {(hb + 0.1) / gh, (wb + 0.1) / gw};
+    const BicubicKind kind = resize == GridResize::size_antialias ? BicubicKind::antialias : BicubicKind::plain;
     const Tensor3 placed =
         (hb == gh && wb == gw)
             ? trained
-            : interpolate_bicubic(trained, hb, wb, resize == GridResize::dino ? &dino_scale : nullptr);
+            : interpolate_bicubic(trained, hb, wb, kind, resize == GridResize::dino ? &dino_scale : nullptr);
     for (std::size_t e = 0; e < E; ++e) {
       for (std::size_t i = 0; i < hb; ++i) {
         std::copy_n(&placed(e, i, 0), wb, &pos(b, e, i, 0));
