@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
@@ -11,10 +12,14 @@
 
 #include <catch2/catch.hpp>
 #include <opencv2/imgcodecs.hpp>
+#include <xtensor/xbuilder.hpp>
+#include <xtensor/xview.hpp>
 
 #include "demo_frame.hpp"
 #include "support.hpp"
 #include "vitscope/image/load.hpp"
+#include "vitscope/image/preprocess.hpp"
+#include "vitscope/io/npy.hpp"
 
 namespace vitscope::demo {
 namespace {
@@ -269,6 +274,200 @@ TEST_CASE("demo frame for learned-query and encoder-only models", "[demo]") {
     }
     s.view = View::pca;
     CHECK(compose_frame(image, s, shape, {}).size() == kFrameSize);
+  }
+}
+
+// A CLS-token fixture model (tests/vit_fixtures) on one shipped image, analysed as the demo does.
+struct ClsModel {
+  image::ImageModelFile file;
+  ModelShape shape;
+  DemoImage image;
+  explicit ClsModel(const std::string& fixture, const std::string& picture = "chelsea.jpg")
+      : file(image::load_image_model(std::string(VITSCOPE_VIT_FIXTURES_DIR) + "/" + fixture +
+                                     "/model.safetensors")),
+        shape(ModelShape::of(file.model)),
+        image(analyse_image(file.model, image::load_image(kImages + "/" + picture), picture)) {}
+};
+
+// PyTorch's attention of the CLS token (nh, X+S) from a fixture, its prefix columns dropped,
+// head k as a (h,w) map.
+Tensor2 pytorch_cls_map(const std::string& fixture, const std::string& stem, std::size_t X,
+                        std::size_t k, std::array<std::size_t, 2> grid) {
+  const io::NpyArray cls = io::read_npy(std::string(VITSCOPE_VIT_FIXTURES_DIR) + "/" + fixture +
+                                        "/" + stem + ".attention_cls.npy");
+  REQUIRE(cls.shape.size() == 2);
+  REQUIRE(cls.shape[1] == X + grid[0] * grid[1]);
+  Tensor2 map = Tensor2::from_shape({grid[0], grid[1]});
+  std::copy_n(cls.data.begin() + static_cast<std::ptrdiff_t>(k * cls.shape[1] + X), map.size(), map.begin());
+  return map;
+}
+
+double worst(const Tensor2& a, const Tensor2& b) {
+  REQUIRE(a.shape() == b.shape());
+  double w = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) w = std::max(w, std::fabs(double(a.data()[i]) - b.data()[i]));
+  return w;
+}
+
+TEST_CASE("demo key t: the CLS token's view, only for models with a CLS token", "[demo]") {
+  ModelShape none = token_model_shape();
+  DemoState s = initial_state(none);
+  CHECK(apply_key(s, 't', none) == Action::none);  // no CLS token: nothing changes
+  CHECK_FALSE(s.cls);
+
+  ModelShape cls = token_model_shape();
+  cls.decoder_layers = 0;  // prefix tokens need an encoder-only model
+  cls.head = false;
+  cls.cls = true;
+  s = initial_state(cls);
+  CHECK(apply_key(s, 't', cls) == Action::redraw);
+  CHECK(s.cls);
+  CHECK(s.view == View::attention);
+  apply_key(s, 'l', cls);  // the layers go on in the CLS view
+  CHECK(s.cls);
+  CHECK(s.layer == 1);
+  CHECK(apply_key(s, 't', cls) == Action::redraw);
+  CHECK_FALSE(s.cls);
+  apply_key(s, 'r', cls);
+  apply_key(s, 't', cls);  // the rollout view stays: its CLS row
+  CHECK(s.view == View::rollout);
+  CHECK(s.cls);
+  apply_key(s, 'f', cls);
+  apply_key(s, 't', cls);  // from the PCA view back to attention, the CLS token's
+  CHECK(s.view == View::attention);
+  CHECK_FALSE(s.cls);
+  CHECK(key_help().find("(models with a CLS token)") != std::string::npos);
+}
+
+TEST_CASE("demo CLS view: the CLS token's maps of the layer and the rollout, as PyTorch's, on the "
+          "crop the model saw", "[demo]") {
+  // torchvision ViT: CLS token, head on it, shorter-crop 256 -> 224: 14x14 tokens of the crop.
+  const std::string fixture = "torchvision_p16_224";
+  const ClsModel m(fixture);
+  const DemoImage& image = m.image;
+  REQUIRE(m.shape.cls);
+  CHECK_FALSE(m.shape.head);  // a CLS classifier: no per-token class overlay
+  CHECK(m.shape.kinds() == std::vector<ModuleKind>{ModuleKind::encoder_self});
+  CHECK(image.original == cv::Size(451, 300));
+  REQUIRE(image.rgb.size() == cv::Size(224, 224));
+  CHECK(image.layout.resized == cv::Size(224, 224));
+  CHECK(image.attention.grid == std::array<std::size_t, 2>{14, 14});
+  CHECK(cv::norm(image.rgb, image::resize_and_crop(image::load_image(kImages + "/chelsea.jpg"),
+                                                   m.file.model.preprocess_options()).rgb,
+                 cv::NORM_INF) == 0);
+  CHECK(image.attention.num_prefix_tokens == 1);
+  CHECK(image.attention.modules.at("encoder.layers.1.self_attn").shape(1) == 196);  // patches only
+  CHECK(!image.top_class.empty());
+
+  DemoState s = initial_state(m.shape);
+  select_centre(s, image);
+  s.layer = 1;  // the fixture's attention module, encoder.layers.1.self_attn
+  CHECK(apply_key(s, 'c', m.shape) == Action::none);
+  const cv::Mat token_frame = compose_frame(image, s, m.shape, {});
+  const std::vector<Tile> token_tiles = view_tiles(image, s, m.shape);
+  DemoState c = s;
+  REQUIRE(apply_key(c, 't', m.shape) == Action::redraw);
+  const cv::Mat cls_frame = compose_frame(image, c, m.shape, {});
+  CHECK(cls_frame.size() == kFrameSize);
+  CHECK(difference(right_box(token_frame), right_box(cls_frame)) > 0);
+  CHECK(difference(left_box(token_frame), left_box(cls_frame)) > 0);  // no token outlined
+
+  // The tiles: the fused CLS map, then each head's, PyTorch's attentions[:, 0, 1:].
+  const std::vector<Tile> tiles = view_tiles(image, c, m.shape);
+  REQUIRE(tiles.size() == m.shape.heads + 1);
+  Tensor2 mean = xt::zeros<float>({std::size_t{14}, std::size_t{14}});
+  for (std::size_t k = 0; k < m.shape.heads; ++k) {
+    const Tensor2 expected = pytorch_cls_map(fixture, "chelsea", 1, k, image.attention.grid);
+    INFO("head " << k << " worst " << worst(tiles[k + 1].map, expected));
+    CHECK(worst(tiles[k + 1].map, expected) < 1e-4);
+    CHECK(tiles[k + 1].caption == "CLS head " + std::to_string(k));
+    mean += expected / static_cast<float>(m.shape.heads);
+    CHECK(worst(tiles[k + 1].map, token_tiles[k + 1].map) > 0);
+  }
+  CHECK(worst(tiles[0].map, mean) < 1e-4);
+  const std::string status = status_line(image, c, m.shape);
+  CHECK(status.find("CLS token") != std::string::npos);
+  CHECK(status.find("token (") == std::string::npos);
+  CHECK(status.find("224x224 crop") != std::string::npos);
+
+  // The rollout: the CLS token's row of the rollout over all tokens (vit-explain keeps its own
+  // entry), then the mean over the patch rows as in the token view.
+  DemoState r = c;
+  REQUIRE(apply_key(r, 'r', m.shape) == Action::redraw);
+  REQUIRE(r.cls);
+  const std::vector<Tile> cls_rollout = view_tiles(image, r, m.shape);
+  r.cls = false;
+  const std::vector<Tile> token_rollout = view_tiles(image, r, m.shape);
+  REQUIRE(cls_rollout.size() == 2);
+  REQUIRE(token_rollout.size() == 2);
+  CHECK(cls_rollout[0].caption == "rollout of the CLS token");
+  std::vector<Tensor3> layers;
+  for (const std::string& path : image.attention.encoder_modules()) layers.push_back(image.attention.with_prefix.at(path));
+  const Tensor2 rollout = image::attention_rollout(layers, HeadFusion::mean, kRolloutDiscard, true);
+  const Tensor2 row = xt::view(rollout, xt::range(0, 1), xt::range(1, rollout.shape(1)));
+  CHECK(worst(cls_rollout[0].map, image::key_map(row, 0, image.attention.grid)) == 0);
+  CHECK(worst(cls_rollout[0].map, token_rollout[0].map) > 0);
+  CHECK(worst(cls_rollout[1].map, token_rollout[1].map) == 0);
+  const cv::Mat token_rollout_frame = compose_frame(image, r, m.shape, {});
+  r.cls = true;
+  CHECK(difference(right_box(compose_frame(image, r, m.shape, {})), right_box(token_rollout_frame)) > 0);
+
+  // Clicks map to the tokens of the crop and go back to the token's view.
+  for (const auto& [i, j] : std::vector<std::array<std::size_t, 2>>{{0, 0}, {3, 11}, {13, 13}}) {
+    DemoState k = c;
+    const cv::Point at = token_centre_on_frame(image, i, j);
+    INFO("token (" << i << "," << j << ") drawn at frame pixel " << at);
+    REQUIRE(click(k, at, image));
+    CHECK(k.token == i * 14 + j);
+    CHECK_FALSE(k.cls);
+  }
+}
+
+TEST_CASE("demo CLS view with register tokens: the prefix columns are dropped", "[demo]") {
+  // DINOv2: CLS + 4 registers (X = 5), patch-crop 168: 8x12 tokens on chelsea.
+  const std::string fixture = "dinov2_p14_registers_layerscale";
+  const ClsModel m(fixture);
+  REQUIRE(m.shape.cls);
+  REQUIRE(m.image.attention.num_prefix_tokens == 5);
+  REQUIRE(m.image.attention.grid == std::array<std::size_t, 2>{8, 12});
+  DemoState s = initial_state(m.shape);
+  select_centre(s, m.image);
+  s.layer = 2;  // the fixture's encoder.layers.2.self_attn
+  REQUIRE(apply_key(s, 't', m.shape) == Action::redraw);
+  const std::vector<Tile> tiles = view_tiles(m.image, s, m.shape);
+  REQUIRE(tiles.size() == m.shape.heads + 1);
+  for (std::size_t k = 0; k < m.shape.heads; ++k) {
+    const double w = worst(tiles[k + 1].map, pytorch_cls_map(fixture, "chelsea", 5, k, m.image.attention.grid));
+    INFO("head " << k << " worst " << w);
+    CHECK(w < 1e-4);
+  }
+  for (const View view : {View::attention, View::rollout, View::pca}) {
+    s.view = view;
+    CHECK(compose_frame(m.image, s, m.shape, {}).size() == kFrameSize);
+  }
+}
+
+TEST_CASE("demo model: t does nothing and the frame stays as it was", "[demo]") {
+  image::ImageModelFile file =
+      image::load_image_model(std::string(VITSCOPE_ASSETS_DIR) + "/models/demo.safetensors");
+  const ModelShape shape = ModelShape::of(file.model);
+  CHECK_FALSE(shape.cls);
+  const DemoImage image = analyse_image(file.model, image::load_image(kImages + "/shapes_1.png"), "shapes_1.png");
+  CHECK(image.rgb.size() == image.original);  // no crop: the picture is the image
+  CHECK(image.attention.num_prefix_tokens == 0);
+  CHECK(image.attention.with_prefix.empty());
+  CHECK(image.top_class.empty());
+  const std::vector<std::string>& names = file.model.options.class_names;
+  for (const View view : {View::attention, View::rollout}) {
+    DemoState s = initial_state(shape);
+    select_centre(s, image);
+    s.view = view;
+    const cv::Mat before = compose_frame(image, s, shape, names);
+    DemoState after = s;
+    CHECK(apply_key(after, 't', shape) == Action::none);
+    CHECK_FALSE(after.cls);
+    CHECK(difference(before, compose_frame(image, after, shape, names)) == 0);
+    CHECK(status_line(image, after, shape).find("CLS") == std::string::npos);
   }
 }
 

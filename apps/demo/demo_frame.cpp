@@ -11,6 +11,7 @@
 
 #include "vitscope/error.hpp"
 #include "vitscope/image/attention_views.hpp"
+#include "vitscope/image/predictions.hpp"
 #include "vitscope/image/preprocess.hpp"
 
 namespace vitscope::demo {
@@ -53,6 +54,12 @@ double boundary(std::size_t k, int patch, int resized_len, int original_len) {
   return r * original_len / resized_len;
 }
 
+// The CLS view (t, only offered for models with a CLS token, which are encoder-only): the CLS
+// token's attention instead of the selected token's.
+bool cls_view(const DemoImage& image, const DemoState& state) {
+  return state.cls && state.kind == ModuleKind::encoder_self && image.attention.num_prefix_tokens > 0;
+}
+
 // The image box: the image with its token grid, the selected token outlined, the point marked.
 cv::Mat image_panel(const DemoImage& image, const DemoState& state, const ImageBox& box) {
   cv::Mat shown = resized(to_bgr8(image.rgb), box.rect.size());
@@ -74,6 +81,7 @@ cv::Mat image_panel(const DemoImage& image, const DemoState& state, const ImageB
     cv::line(lines, {0, y_at(i)}, {shown.cols - 1, y_at(i)}, kWhite, 1);
   }
   cv::addWeighted(shown, 0.6, lines, 0.4, 0.0, shown);
+  if (cls_view(image, state)) return shown;  // the CLS token has no place on the image
   const auto [ti, tj] = token_cell(state.token, image);
   cv::rectangle(shown, cv::Point(x_at(tj), y_at(ti)),
                 cv::Point(x_at(tj + 1) - 1, y_at(ti + 1) - 1), kSelected, 2);
@@ -83,11 +91,6 @@ cv::Mat image_panel(const DemoImage& image, const DemoState& state, const ImageB
   cv::circle(shown, centre, 4, kWhite, 1, cv::LINE_AA);
   return shown;
 }
-
-struct Tile {
-  Tensor2 map;  // (h,w) over the key tokens
-  std::string caption;
-};
 
 // Tiles of equal size laid out to fill the right box as fully as the image's aspect allows.
 cv::Mat tile_panel(const std::vector<Tile>& tiles, const DemoImage& image,
@@ -146,11 +149,28 @@ const Tensor3& module_weights(const DemoImage& image, const std::string& path) {
   return found->second;
 }
 
-cv::Mat attention_panel(const DemoImage& image, const DemoState& state, const ModelShape& shape) {
-  const Tensor3& weights = module_weights(image, module_path(state.kind, state.layer));
-  const Tensor2 fused = image::fuse_heads(weights, state.fusion);
+std::vector<Tile> attention_tiles(const DemoImage& image, const DemoState& state, const ModelShape& shape) {
+  const std::string path = module_path(state.kind, state.layer);
+  const Tensor3& weights = module_weights(image, path);
   const std::string fusion = to_string(state.fusion) + " of " + std::to_string(weights.shape(0)) + " heads";
   std::vector<Tile> tiles;
+  if (cls_view(image, state)) {
+    // DINO's view: row 0 of the module over all tokens, the prefix columns dropped: (nh, S).
+    const auto found = image.attention.with_prefix.find(path);
+    if (found == image.attention.with_prefix.end()) {
+      throw Error("bad_demo_state", "the forward pass did not capture " + path + " with its CLS token");
+    }
+    const Tensor2 cls = image::cls_attention(found->second, image.attention.num_prefix_tokens);
+    Tensor3 rows = Tensor3::from_shape({cls.shape(0), std::size_t{1}, cls.shape(1)});
+    std::copy(cls.begin(), cls.end(), rows.begin());
+    tiles.push_back({image::key_map(image::fuse_heads(rows, state.fusion), 0, image.attention.grid),
+                     "CLS " + fusion});
+    for (std::size_t k = 0; k < cls.shape(0); ++k) {
+      tiles.push_back({image::key_map(cls, k, image.attention.grid), "CLS head " + std::to_string(k)});
+    }
+    return tiles;
+  }
+  const Tensor2 fused = image::fuse_heads(weights, state.fusion);
   if (state.kind == ModuleKind::cross && shape.queries) {
     // Learned queries: each query's fused map over the image tokens; the click does not apply.
     const std::size_t count = std::min(weights.shape(1), kMaxQueryTiles);
@@ -158,7 +178,7 @@ cv::Mat attention_panel(const DemoImage& image, const DemoState& state, const Mo
       tiles.push_back({image::key_map(fused, q, image.attention.grid),
                        "query " + std::to_string(q) + " " + fusion});
     }
-    return tile_panel(tiles, image, {});
+    return tiles;
   }
   tiles.push_back({image::key_map(fused, state.token, image.attention.grid), fusion});
   for (std::size_t k = 0; k < weights.shape(0); ++k) {
@@ -166,33 +186,50 @@ cv::Mat attention_panel(const DemoImage& image, const DemoState& state, const Mo
     tiles.push_back({image::key_map(head, state.token, image.attention.grid),
                      "head " + std::to_string(k)});
   }
-  return tile_panel(tiles, image, {state.point});
+  return tiles;
 }
 
-cv::Mat rollout_panel(const DemoImage& image, const DemoState& state) {
+std::vector<Tile> rollout_tiles(const DemoImage& image, const DemoState& state, const ModelShape& shape) {
+  // With prefix tokens the rollout runs over all tokens, as vitscope run's (and vit-explain's)
+  // does, never discarding the CLS token's own entry; the token rows are its patch block.
+  const std::size_t X = image.attention.num_prefix_tokens;
+  const auto& source = X > 0 ? image.attention.with_prefix : image.attention.modules;
   std::vector<Tensor3> layers;
-  for (const std::string& path : image.attention.encoder_modules()) {
-    layers.push_back(image.attention.modules.at(path));
+  for (const std::string& path : image.attention.encoder_modules()) layers.push_back(source.at(path));
+  Tensor2 rollout = image::attention_rollout(layers, state.fusion, kRolloutDiscard, shape.cls && X > 0);
+  std::vector<Tile> tiles;
+  if (cls_view(image, state) && shape.cls) {
+    const Tensor2 cls_row = xt::view(rollout, xt::range(0, 1), xt::range(X, rollout.shape(1)));
+    tiles.push_back({image::key_map(cls_row, 0, image.attention.grid), "rollout of the CLS token"});
   }
-  const Tensor2 rollout = image::attention_rollout(layers, state.fusion, kRolloutDiscard);
+  if (X > 0) rollout = image::patch_block(rollout, X);
+  if (tiles.empty()) {
+    tiles.push_back({image::key_map(rollout, state.token, image.attention.grid),
+                     "rollout of token " + cell_text(token_cell(state.token, image))});
+  }
   // The mean of all rows: what the tokens draw on together.
   const auto [h, w] = image.attention.grid;
   Tensor2 all_tokens = Tensor2::from_shape({h, w});
   for (std::size_t s = 0; s < h * w; ++s) {
     all_tokens.data()[s] = xt::mean(xt::view(rollout, xt::all(), s))();
   }
-  const std::vector<Tile> tiles = {
-      {image::key_map(rollout, state.token, image.attention.grid),
-       "rollout of token " + cell_text(token_cell(state.token, image))},
-      {all_tokens, "rollout, all tokens"}};
-  return tile_panel(tiles, image, {state.point});
+  tiles.push_back({all_tokens, "rollout, all tokens"});
+  return tiles;
+}
+
+// The point marked on the tiles: the selected one, none for the CLS token or learned queries.
+std::vector<cv::Point2d> marked_points(const DemoImage& image, const DemoState& state, const ModelShape& shape) {
+  if (cls_view(image, state) && shape.cls) return {};
+  if (state.view == View::attention && state.kind == ModuleKind::cross && shape.queries) return {};
+  return {state.point};
 }
 
 cv::Mat right_panel(const DemoImage& image, const DemoState& state, const ModelShape& shape,
                     const std::vector<std::string>& class_names) {
   switch (state.view) {
-    case View::attention: return attention_panel(image, state, shape);
-    case View::rollout: return rollout_panel(image, state);
+    case View::attention:
+    case View::rollout:
+      return tile_panel(view_tiles(image, state, shape), image, marked_points(image, state, shape));
     case View::pca:
       return picture_panel(image::pca_view(image.features, image.rgb, image.layout),
                            "PCA of the output features (first 3 components as RGB)");
@@ -201,10 +238,20 @@ cv::Mat right_panel(const DemoImage& image, const DemoState& state, const ModelS
           image::class_overlay_view(image.logits, image.rgb, image.layout, class_names),
           "class per token");
   }
-  return attention_panel(image, state, shape);
+  return tile_panel(view_tiles(image, state, shape), image, marked_points(image, state, shape));
 }
 
 }  // namespace
+
+std::vector<Tile> view_tiles(const DemoImage& image, const DemoState& state, const ModelShape& shape) {
+  switch (state.view) {
+    case View::attention: return attention_tiles(image, state, shape);
+    case View::rollout: return rollout_tiles(image, state, shape);
+    case View::pca:
+    case View::classes: return {};
+  }
+  return {};
+}
 
 std::string to_string(ModuleKind kind) {
   switch (kind) {
@@ -230,8 +277,11 @@ ModelShape ModelShape::of(const image::ImageModel& model) {
   shape.encoder_layers = model.transformer.encoder.layers.size();
   shape.decoder_layers = model.transformer.decoder.layers.size();
   shape.queries = model.options.target == image::Target::queries;
-  // Query models classify queries, not tokens: there is no per-token class map to overlay.
-  shape.head = model.options.num_classes > 0 && !shape.queries;
+  // Query models classify queries, not tokens, and a CLS classifier the image: there is no
+  // per-token class map to overlay.
+  shape.head = model.options.num_classes > 0 && !shape.queries &&
+               model.options.head_pool == image::HeadPool::tokens;
+  shape.cls = model.options.cls_token;
   shape.heads = static_cast<std::size_t>(model.options.transformer.nhead);
   return shape;
 }
@@ -300,6 +350,14 @@ Action apply_key(DemoState& state, int key, const ModelShape& shape) {
       if (!shape.head) return Action::none;
       state.view = state.view == View::classes ? View::attention : View::classes;
       return Action::redraw;
+    case 't':
+      // CLS models are encoder-only: the CLS token's row of the encoder layer, or of the rollout.
+      if (!shape.cls || shape.encoder_layers == 0) return Action::none;
+      state.cls = !state.cls;
+      state.kind = ModuleKind::encoder_self;
+      state.layer = std::min(state.layer, shape.encoder_layers - 1);
+      if (state.view != View::rollout) state.view = View::attention;
+      return Action::redraw;
     case 'n': return Action::next_image;
     case 'p': return Action::previous_image;
     case 's': return Action::save;
@@ -316,7 +374,9 @@ std::string key_help() {
          "  m      module: encoder self / decoder self / decoder cross-attention (those the model has)\n"
          "  r      rollout through the encoder (discard ratio 0.9) on / off\n"
          "  f      PCA feature view on / off\n"
-         "  c      class overlay on / off (models with a head)\n"
+         "  c      class overlay on / off (models with a per-token head)\n"
+         "  t      the CLS token's attention (and rollout) instead of the selected token's on / off\n"
+         "         (models with a CLS token); a click goes back to the token under it\n"
          "  n / p  next / previous image\n"
          "  s      save the view as PNG\n"
          "  q, Esc quit\n";
@@ -325,12 +385,16 @@ std::string key_help() {
 DemoImage analyse_image(image::ImageModel& model, const cv::Mat& rgb, const std::string& name) {
   DemoImage out;
   out.name = name;
-  out.rgb = rgb;
+  out.original = rgb.size();
+  const image::PreprocessOptions options = model.preprocess_options();
   const auto start = std::chrono::steady_clock::now();
-  const image::ImageBatch batch = image::preprocess({rgb}, model.preprocess_options());
+  const image::ImageBatch batch = image::preprocess({rgb}, options);
   const image::ImageModelOutput output = model.forward(batch, "output", model.attention_modules());
   out.inference_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  // Where the resize mode cut the image, the crop the model saw (as vitscope run's view_picture).
+  const bool cropped = batch.crops[0] != cv::Rect({0, 0}, batch.before_crop[0]);
+  out.rgb = cropped ? image::resize_and_crop(rgb, options).rgb : rgb;
   out.layout = {batch.resized[0], static_cast<int>(model.options.patch_size)};
   out.attention = image::image_attention(output, 0);
   const auto [h, w] = output.grids[0];
@@ -341,6 +405,12 @@ DemoImage analyse_image(image::ImageModel& model, const cv::Mat& rgb, const std:
   if (output.logits.size() > 0) out.logits = crop(output.logits);
   if (model.options.target == image::Target::queries) {
     out.queries = static_cast<std::size_t>(model.options.num_queries);
+  }
+  if (output.class_logits.size() > 0) {
+    const Tensor1 logits = xt::view(output.class_logits, 0, xt::all());
+    const image::ClassScore top =
+        image::top_classes(logits.data(), logits.size(), model.options.class_names, 1).at(0);
+    out.top_class = top.name + " (" + std::to_string(std::lround(100 * top.probability)) + "%)";
   }
   return out;
 }
@@ -379,6 +449,7 @@ bool click(DemoState& state, cv::Point frame_pixel, const DemoImage& image) {
                           (frame_pixel.y - box.rect.y + 0.5) / box.scale);
   state.point = pixel;
   state.token = image::token_at(pixel, image.rgb.size(), image.layout, image.attention.grid);
+  state.cls = false;
   return true;
 }
 
@@ -399,8 +470,15 @@ std::string status_line(const DemoImage& image, const DemoState& state, const Mo
   }
   char ms[32];
   std::snprintf(ms, sizeof ms, "%.1f ms", image.inference_ms);
-  return image.name + " | " + view + " | token " + cell_text(token_cell(state.token, image)) +
-         " | inference " + ms;
+  std::string name = image.name;
+  if (image.rgb.size() != image.original) {
+    name += " (" + std::to_string(image.rgb.cols) + "x" + std::to_string(image.rgb.rows) + " crop)";
+  }
+  if (!image.top_class.empty()) name += " | top " + image.top_class;
+  const std::string token = cls_view(image, state) && shape.cls
+                                ? "CLS token"
+                                : "token " + cell_text(token_cell(state.token, image));
+  return name + " | " + view + " | " + token + " | inference " + ms;
 }
 
 cv::Mat compose_frame(const DemoImage& image, const DemoState& state, const ModelShape& shape,
@@ -417,8 +495,8 @@ cv::Mat compose_frame(const DemoImage& image, const DemoState& state, const Mode
   frame(cv::Rect(0, kPanel, kFrameSize.width, kStatusHeight)).setTo(cv::Scalar(0, 0, 0));
   put_text(frame, status_line(image, state, shape), {6, kPanel + 18});
   put_text(frame,
-           "click: token   l/L layer   h fusion   m module   r rollout   f PCA   c classes   "
-           "n/p image   s save   q quit",
+           std::string("click: token   l/L layer   h fusion   m module   r rollout   ") +
+               (shape.cls ? "t CLS   " : "") + "f PCA   c classes   n/p image   s save   q quit",
            {6, kPanel + 40});
   return frame;
 }

@@ -4,10 +4,11 @@
 // viewer's state, the keys that change it, and the frame drawn from both.
 //
 // The frame (CV_8UC3 BGR, always kFrameSize) is three parts:
-//   left   the image fitted into a kPanel x kPanel box, its token grid drawn, the selected token
-//          outlined and the clicked point marked;
-//   right  a kRightWidth x kPanel box: the selected token's attention, the fused map first then
-//          every head of the current layer (or the rollout, the PCA view, the class overlay);
+//   left   the picture the model saw fitted into a kPanel x kPanel box, its token grid drawn, the
+//          selected token outlined and the clicked point marked (neither in the CLS view);
+//   right  a kRightWidth x kPanel box: the selected token's attention (or the CLS token's), the
+//          fused map first then every head of the current layer (or the rollout, the PCA view,
+//          the class overlay);
 //   bottom a status strip: image, module, layer, fusion, token, inference time, and the keys.
 
 #include <array>
@@ -47,6 +48,7 @@ struct ModelShape {
   std::size_t decoder_layers = 0;
   bool queries = false;  // learned-query target: decoder self-attention is query x query
   bool head = false;     // a per-token class head (the class overlay)
+  bool cls = false;      // a CLS token (t: its attention over the patches)
   std::size_t heads = 0;
 
   static ModelShape of(const image::ImageModel& model);
@@ -66,7 +68,8 @@ struct DemoState {
   image::HeadFusion fusion = image::HeadFusion::mean;
   View view = View::attention;
   std::size_t token = 0;   // row-major over the image's token grid
-  cv::Point2d point;       // the selected pixel of the original image
+  cv::Point2d point;       // the selected pixel of the picture (DemoImage::rgb)
+  bool cls = false;        // the CLS token's attention (and rollout row) instead of the token's
 };
 
 // The state a model starts in: its first module kind, layer 0, mean fusion, the attention view.
@@ -77,10 +80,11 @@ enum class Action { none, redraw, next_image, previous_image, save, quit };
 // Keys (as cv::waitKey returns them; 27 is Esc):
 //   l / L next / previous layer      h head fusion mean -> max -> min
 //   m next module kind               r rollout on/off       f PCA view on/off
-//   c class overlay on/off           n / p next / previous image
-//   s save the view                  q / Esc quit
+//   c class overlay on/off           t CLS token instead of the selected token on/off
+//   n / p next / previous image      s save the view        q / Esc quit
 // Changes `state` and says what the viewer must do; keys that do not apply (c without a head, r
-// without an encoder, unknown keys) change nothing and return Action::none.
+// without an encoder, t without a CLS token, unknown keys) change nothing and return
+// Action::none.
 Action apply_key(DemoState& state, int key, const ModelShape& shape);
 
 // The key help, one line per key, for --help.
@@ -89,12 +93,19 @@ std::string key_help();
 // One image as the demo shows it: its forward pass, run once.
 struct DemoImage {
   std::string name;
-  cv::Mat rgb;                     // CV_32FC3 RGB [0, 255], the original image
+  // CV_32FC3 RGB [0, 255]: the picture the views draw on and clicks fall on. The original image,
+  // or where the model's resize mode crops (shorter-crop, patch-crop), the crop the model saw at
+  // the model's resolution (as vitscope run draws its views), so every token lies where it is drawn.
+  cv::Mat rgb;
+  cv::Size original;               // the original image's size
   image::TokenLayout layout;
-  image::ImageAttention attention; // every module, cropped to the real tokens
+  // Every module, cropped to the real tokens: `modules` over the patch tokens, and for models
+  // with prefix tokens `with_prefix` over them too (prefix tokens first).
+  image::ImageAttention attention;
   Tensor3 features;                // (E,h,w) the model's output features
   Tensor3 logits;                  // (K,h,w), empty without a head
   std::size_t queries = 0;         // Q for learned-query models
+  std::string top_class;           // "name (p%)" of a CLS classifier's best class, else empty
   double inference_ms = 0;         // preprocess + forward
 };
 
@@ -112,11 +123,24 @@ struct ImageBox {
 ImageBox image_box(cv::Size image);
 
 // A click at `frame_pixel`: when it falls on the image, selects the token under it (token_at of
-// the image pixel) and returns true; elsewhere changes nothing and returns false.
+// the image pixel), leaves the CLS view for that token's, and returns true; elsewhere changes
+// nothing and returns false.
 bool click(DemoState& state, cv::Point frame_pixel, const DemoImage& image);
 
 // The token under the image pixel, (i, j) on the grid.
 std::array<std::size_t, 2> token_cell(std::size_t token, const DemoImage& image);
+
+// One map of the right box: (h_i,w_i) over the key tokens, drawn over the picture.
+struct Tile {
+  Tensor2 map;
+  std::string caption;
+};
+
+// The maps the right box draws in the attention and rollout views, in order (empty in the
+// others): the fused map then every head of the current module for the selected token (or the
+// CLS token, or each learned query); the rollout of the token (or of the CLS token), then the
+// mean over all tokens.
+std::vector<Tile> view_tiles(const DemoImage& image, const DemoState& state, const ModelShape& shape);
 
 // The whole frame, kFrameSize, CV_8UC3 BGR.
 cv::Mat compose_frame(const DemoImage& image, const DemoState& state, const ModelShape& shape,

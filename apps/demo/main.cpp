@@ -125,8 +125,9 @@ int run(int argc, char** argv) {
                  "else the current directory)")
       ->type_name("DIR");
   app.footer("Keys (in the window):\n" + demo::key_help() +
-             "The status line at the bottom shows image, module, layer, fusion, token and the "
-             "inference time.");
+             "The status line at the bottom shows image, module, layer, fusion, token (or CLS) and "
+             "the inference time. Models that crop (resize modes shorter-crop, patch-crop) are "
+             "shown on the crop they saw.");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
