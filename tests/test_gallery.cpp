@@ -288,3 +288,112 @@ TEST_CASE("run: attention usage errors exit 2 and name the option", "[gallery]")
     CHECK(run.err.find(reason) != std::string::npos);
   }
 }
+
+namespace {
+
+// The explorer's data of an image page: the JSON in its <script id="maps">.
+json page_maps(const std::string& html) {
+  const std::string open = "<script id=\"maps\" type=\"application/json\">";
+  const std::size_t begin = html.find(open);
+  REQUIRE(begin != std::string::npos);
+  const std::size_t end = html.find("</script>", begin);
+  REQUIRE(end != std::string::npos);
+  std::string text = html.substr(begin + open.size(), end - begin - open.size());
+  for (std::size_t at; (at = text.find("<\\/")) != std::string::npos;) text.replace(at, 3, "</");
+  return json::parse(text);
+}
+
+// A data-NAME="N" attribute of the rendered body, -1 when absent.
+int rendered_attribute(const std::string& dom, const std::string& name) {
+  std::smatch match;
+  if (!std::regex_search(dom, match, std::regex("data-" + name + "=\"(\\d+)\""))) return -1;
+  return std::stoi(match[1].str());
+}
+
+}  // namespace
+
+TEST_CASE("gallery of a CLS-token model: the explorer's CLS rows drawn on the crop with no marker",
+          "[gallery]") {
+  // torchvision ViT (CLS token, 2 layers, 3 heads), shorter-crop 256 -> 224: 14x14 tokens.
+  TempDir dir;
+  fs::create_directories(dir.file("photos"));
+  fs::copy_file(std::string(VITSCOPE_ASSETS_DIR) + "/images/chelsea.jpg", dir.file("photos/chelsea.jpg"));
+  const std::string model = std::string(VITSCOPE_VIT_FIXTURES_DIR) + "/torchvision_p16_224/model.safetensors";
+  const auto run = run_cli("run " + quote(dir.file("photos")) + " --out " + quote(dir.file("out")) +
+                           " --model " + quote(model) + " --threads 1");
+  INFO(run.err);
+  REQUIRE(run.exit_code == 0);
+  const json summary = read_json(dir.file("out") + "/summary.json");
+  REQUIRE(summary.at("images").size() == 1);
+  const fs::path page = dir.file("out") + "/" + summary.at("images")[0].at("outputs").at("page").get<std::string>();
+  const fs::path folder = page.parent_path();
+  const std::string html = read_bytes(page.string());
+  CHECK(check_references(page) >= 8);
+  for (const std::string view : {"attention_cls.png", "attention_cls_masks.png"}) {
+    INFO(view);
+    CHECK(html.find("<img loading=\"lazy\" src=\"" + view + "\"") != std::string::npos);  // a figure
+  }
+
+  const json maps = page_maps(html);
+  CHECK(maps.at("size") == json::array({224, 224}));  // the crop the model saw
+  CHECK(maps.at("resized") == json::array({224, 224}));
+  CHECK(maps.at("grid") == json::array({14, 14}));
+  REQUIRE(maps.at("modules").size() == 2);
+  for (const json& module : maps.at("modules")) {
+    INFO(module.at("name"));
+    CHECK(module.at("kind") == "encoder self-attention");
+    const json& rows = module.at("rows");
+    REQUIRE(rows.size() == 5);  // the CLS token, then the 4 default points
+    CHECK(rows[0].at("label") == "CLS token");
+    CHECK(rows[0].at("point").is_null());
+    REQUIRE(rows[0].at("heads").size() == 3);
+    for (const json& head : rows[0].at("heads")) {
+      CHECK(head.at("q").get<std::string>().size() == 4 * ((196 + 2) / 3));  // base64 of 196 bytes
+      CHECK(head.at("max").get<double>() > 0);
+    }
+    for (std::size_t i = 1; i < rows.size(); ++i) CHECK(rows[i].at("point").is_array());
+  }
+  const json& rollout = maps.at("rollout");
+  REQUIRE(rollout.size() == 6);  // the CLS token, 4 points, all tokens
+  CHECK(rollout.front().at("label") == "CLS token");
+  CHECK(rollout.front().at("point").is_null());
+  CHECK(rollout.back().at("label") == "all tokens");
+  const cv::Mat thumbnail = cv::imread((folder / "thumb.jpg").string());
+  CHECK(thumbnail.size() == cv::Size(224, 224));
+
+  const std::string chromium = find_chromium();
+  if (chromium.empty()) {
+    WARN("chromium is not installed: the page was checked by parsing only");
+    return;
+  }
+  // As it opens: the first encoder layer's CLS row, fused, no point marked.
+  const std::string dom = rendered_dom(chromium, page, dir);
+  INFO(dom.substr(0, 2000));
+  CHECK(rendered_attribute(dom, "rendered") == 1);
+  CHECK(rendered_attribute(dom, "marked") == 0);
+  CHECK(dom.find("CLS token, mean of heads") != std::string::npos);
+  // A copy of the page that picks rows by their labels once the explorer is set up: the rollout's
+  // CLS row marks nothing, a point's row marks its point; a JS error leaves data-checked unset.
+  const std::string script = R"(<script>
+window.addEventListener("load", () => {
+  const kind = document.getElementById("kind"), point = document.getElementById("point");
+  const pick = label => { point.value = [...point.options].find(o => o.textContent === label).value; point.onchange(); };
+  kind.value = "rollout"; kind.onchange();
+  pick("CLS token");
+  const cls = [document.body.dataset.rendered, document.body.dataset.marked];
+  pick("point 1");
+  const one = [document.body.dataset.rendered, document.body.dataset.marked];
+  document.body.dataset.checked = [...cls, ...one].join("");
+});
+</script>
+</body>)";
+  std::string copy = html;
+  copy.replace(copy.rfind("</body>"), 7, script);
+  const fs::path probe = folder / "probe.html";
+  std::ofstream(probe) << copy;
+  const std::string probed = rendered_dom(chromium, probe, dir);
+  INFO(probed.substr(0, 2000));
+  CHECK(rendered_attribute(probed, "checked") == 1011);  // CLS: 1 map, 0 marks; point 1: 1 map, 1 mark
+  CHECK(probed.find("rollout: CLS token") == std::string::npos);  // the last drawn is point 1
+  CHECK(probed.find("rollout: point 1") != std::string::npos);
+}

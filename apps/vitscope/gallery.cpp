@@ -31,7 +31,10 @@ const std::vector<std::pair<std::string, std::string>> kViewTitles = {
     {"attention_points", "Encoder self-attention of the token under each point (heads fused)"},
     {"attention_heads", "Head montage: fused, then every head, per point"},
     {"attention_masks", "Masks: the tokens holding the top share of each map's attention"},
-    {"attention_rollout", "Attention rollout through the encoder, per point and over all tokens"},
+    {"attention_cls", "The CLS token's attention over the patches: fused, then every head"},
+    {"attention_cls_masks", "Masks: the patches holding the top share of the CLS token's attention"},
+    {"attention_rollout",
+     "Attention rollout through the encoder: the CLS token's (with one), per point, over all tokens"},
     {"attention_cross", "Decoder cross-attention"},
 };
 
@@ -176,12 +179,14 @@ function drawMap(data, image, values, point, caption) {
     }
   }
   ctx.globalAlpha = 1;
-  if (point) {
+  // Rows of no point (the CLS token, all tokens, learned queries) mark nothing.
+  if (Array.isArray(point) && point.length === 2) {
     const x = point[0] * canvas.width / data.size[0], y = point[1] * canvas.height / data.size[1];
     ctx.lineWidth = 3; ctx.strokeStyle = "black";
     ctx.beginPath(); ctx.arc(x, y, 7, 0, 2 * Math.PI); ctx.stroke();
     ctx.lineWidth = 1; ctx.strokeStyle = "white";
     ctx.beginPath(); ctx.arc(x, y, 7, 0, 2 * Math.PI); ctx.stroke();
+    box.dataset.marked = "1";
   }
   box.textContent = caption;
   box.appendChild(canvas);
@@ -234,15 +239,16 @@ function setupExplorer() {
       const heads = row.heads.map(decodeMap);
       const [mode, arg] = head.value.split(":");
       if (mode === "fused") {
-        view.appendChild(drawMap(data, image, fuseHeads(heads, arg), row.point, module.name + ", " + arg + " of heads"));
+        view.appendChild(drawMap(data, image, fuseHeads(heads, arg), row.point, module.name + ", " + row.label + ", " + arg + " of heads"));
       } else if (mode === "head") {
-        view.appendChild(drawMap(data, image, heads[arg], row.point, module.name + ", head " + arg));
+        view.appendChild(drawMap(data, image, heads[arg], row.point, module.name + ", " + row.label + ", head " + arg));
       } else {
-        view.appendChild(drawMap(data, image, fuseHeads(heads, data.fusion), row.point, data.fusion + " of heads"));
-        heads.forEach((h, k) => view.appendChild(drawMap(data, image, h, row.point, "head " + k)));
+        view.appendChild(drawMap(data, image, fuseHeads(heads, data.fusion), row.point, row.label + ", " + data.fusion + " of heads"));
+        heads.forEach((h, k) => view.appendChild(drawMap(data, image, h, row.point, row.label + ", head " + k)));
       }
     }
     document.body.dataset.rendered = view.querySelectorAll("canvas").length;
+    document.body.dataset.marked = view.querySelectorAll("[data-marked]").length;
   }
   kind.onchange = () => { fillLayers(); fillHeads(); fillPoints(); render(); };
   layer.onchange = () => { fillHeads(); fillPoints(); render(); };
