@@ -412,7 +412,11 @@ TEST_CASE("demo CLS view: the CLS token's maps of the layer and the rollout, as 
   r.cls = true;
   CHECK(difference(right_box(compose_frame(image, r, m.shape, {})), right_box(token_rollout_frame)) > 0);
 
-  // Clicks map to the tokens of the crop and go back to the token's view.
+  // Clicks map to the tokens of the crop and go back to the token's view. The crop fills the
+  // 480-pixel box: crop pixel (184, 56), the centre of token (3, 11), is frame pixel (394, 120).
+  DemoState at_crop = c;
+  REQUIRE(click(at_crop, {394, 120}, image));
+  CHECK(at_crop.token == 3 * 14 + 11);
   for (const auto& [i, j] : std::vector<std::array<std::size_t, 2>>{{0, 0}, {3, 11}, {13, 13}}) {
     DemoState k = c;
     const cv::Point at = token_centre_on_frame(image, i, j);
