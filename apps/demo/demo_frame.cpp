@@ -190,29 +190,17 @@ std::vector<Tile> attention_tiles(const DemoImage& image, const DemoState& state
 }
 
 std::vector<Tile> rollout_tiles(const DemoImage& image, const DemoState& state, const ModelShape& shape) {
-  // With prefix tokens the rollout runs over all tokens, as vitscope run's (and vit-explain's)
-  // does, never discarding the CLS token's own entry; the token rows are its patch block.
-  const std::size_t X = image.attention.num_prefix_tokens;
-  const auto& source = X > 0 ? image.attention.with_prefix : image.attention.modules;
-  std::vector<Tensor3> layers;
-  for (const std::string& path : image.attention.encoder_modules()) layers.push_back(source.at(path));
-  Tensor2 rollout = image::attention_rollout(layers, state.fusion, kRolloutDiscard, shape.cls && X > 0);
+  const image::ImageRollout rollout =
+      image::image_rollout(image.attention, state.fusion, kRolloutDiscard, shape.cls);
   std::vector<Tile> tiles;
   if (cls_view(image, state) && shape.cls) {
-    const Tensor2 cls_row = xt::view(rollout, xt::range(0, 1), xt::range(X, rollout.shape(1)));
-    tiles.push_back({image::key_map(cls_row, 0, image.attention.grid), "rollout of the CLS token"});
-  }
-  if (X > 0) rollout = image::patch_block(rollout, X);
-  if (tiles.empty()) {
-    tiles.push_back({image::key_map(rollout, state.token, image.attention.grid),
+    tiles.push_back({rollout.cls, "rollout of the CLS token"});
+  } else {
+    tiles.push_back({image::key_map(rollout.patches, state.token, image.attention.grid),
                      "rollout of token " + cell_text(token_cell(state.token, image))});
   }
   // The mean of all rows: what the tokens draw on together.
-  const auto [h, w] = image.attention.grid;
-  Tensor2 all_tokens = Tensor2::from_shape({h, w});
-  for (std::size_t s = 0; s < h * w; ++s) {
-    all_tokens.data()[s] = xt::mean(xt::view(rollout, xt::all(), s))();
-  }
+  const Tensor2 all_tokens = image::mean_key_map(rollout.patches, image.attention.grid);
   tiles.push_back({all_tokens, "rollout, all tokens"});
   return tiles;
 }

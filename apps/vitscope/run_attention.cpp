@@ -205,7 +205,7 @@ AttentionPlan::AttentionPlan(const AttentionOptions& options, image::ImageModel&
     for (const std::string& view : split(options.views, ',')) {
       if (std::find(kViews.begin(), kViews.end(), view) == kViews.end()) {
         throw UsageError("--attention-views " + view +
-                         ": expected points, heads, masks, rollout, cross or none");
+                         ": expected points, heads, masks, rollout, cross, cls, cls_masks or none");
       }
       views_.push_back(view);
     }
@@ -349,20 +349,10 @@ Json AttentionPlan::write(const ImageResult& result, const OutputFile& output) c
     if (wants("cls")) png("cls", image::cls_heads_view(cls, fusion_, canvas));
     if (wants("cls_masks")) png("cls_masks", image::cls_masks_view(cls, fusion_, options_.threshold, canvas));
   }
-  Tensor2 rollout;      // (S,S) over the patches
-  Tensor2 cls_rollout;  // (h_i,w_i): the CLS token's row of the rollout, with a CLS token
+  image::ImageRollout rollout;
   if (wants("rollout")) {
-    // With prefix tokens the rollout runs over all tokens, as vit-explain's does for ViTs.
-    const auto& source = X > 0 ? attention.with_prefix : attention.modules;
-    std::vector<Tensor3> layers;
-    for (const std::string& path : attention.encoder_modules()) layers.push_back(source.at(path));
-    rollout = image::attention_rollout(layers, fusion_, options_.discard_ratio, model_.options.cls_token);
-    if (model_.options.cls_token) {
-      const Tensor2 cls_row = xt::view(rollout, xt::range(0, 1), xt::range(X, rollout.shape(1)));
-      cls_rollout = image::key_map(cls_row, 0, attention.grid);
-    }
-    if (X > 0) rollout = image::patch_block(rollout, X);
-    png("rollout", image::rollout_view(rollout, points, canvas, cls_rollout));
+    rollout = image::image_rollout(attention, fusion_, options_.discard_ratio, model_.options.cls_token);
+    png("rollout", image::rollout_view(rollout.patches, points, canvas, rollout.cls));
   }
   if (!cross_module_.empty()) {
     std::vector<image::CrossRow> rows;
@@ -427,18 +417,18 @@ Json AttentionPlan::write(const ImageResult& result, const OutputFile& output) c
                        {"rows", rows}});
   }
   Json rollout_rows = Json::array();
-  if (cls_rollout.size() > 0) {
-    rollout_rows.push_back({{"label", "CLS token"}, {"point", nullptr}, {"map", quantised(cls_rollout)}});
+  if (rollout.cls.size() > 0) {
+    rollout_rows.push_back({{"label", "CLS token"}, {"point", nullptr}, {"map", quantised(rollout.cls)}});
   }
-  if (rollout.size() > 0) {
+  if (rollout.patches.size() > 0) {
     for (std::size_t i = 0; i < points.size(); ++i) {
       rollout_rows.push_back({{"label", "point " + std::to_string(i + 1)},
                               {"point", {points[i].x, points[i].y}},
-                              {"map", quantised(image::key_map(rollout, point_tokens[i], attention.grid))}});
+                              {"map", quantised(image::key_map(rollout.patches, point_tokens[i], attention.grid))}});
     }
     rollout_rows.push_back({{"label", "all tokens"},
                             {"point", nullptr},
-                            {"map", quantised(image::mean_key_map(rollout, attention.grid))}});
+                            {"map", quantised(image::mean_key_map(rollout.patches, attention.grid))}});
   }
   if (modules.empty() && rollout_rows.empty()) return Json();  // nothing to explore: no explorer
   return {{"size", {result.rgb.cols, result.rgb.rows}},

@@ -175,15 +175,31 @@ Tensor2 cls_attention(const Tensor3& with_prefix, std::size_t num_prefix_tokens)
   return out;
 }
 
-Tensor2 patch_block(const Tensor2& rollout, std::size_t num_prefix_tokens) {
-  const std::size_t X = num_prefix_tokens;
-  if (rollout.shape(0) <= X || rollout.shape(1) != rollout.shape(0)) {
-    throw Error("bad_attention_input", "the rollout has no patch block after its prefix tokens");
-  }
+namespace {
+
+// The patch block of a rollout over prefix and patch tokens: (X+S, X+S) -> (S, S).
+Tensor2 patch_block(const Tensor2& rollout, std::size_t X) {
   const std::size_t S = rollout.shape(0) - X;
   Tensor2 out = Tensor2::from_shape({S, S});
   for (std::size_t i = 0; i < S; ++i) std::copy_n(&rollout(X + i, X), S, &out(i, 0));
   return out;
+}
+
+}  // namespace
+
+ImageRollout image_rollout(const ImageAttention& attention, HeadFusion fusion, float discard_ratio,
+                           bool cls_token) {
+  const std::size_t X = attention.num_prefix_tokens;
+  const auto& source = X > 0 ? attention.with_prefix : attention.modules;
+  std::vector<Tensor3> layers;
+  for (const std::string& path : attention.encoder_modules()) layers.push_back(source.at(path));
+  const Tensor2 rollout = attention_rollout(layers, fusion, discard_ratio, cls_token && X > 0);
+  ImageRollout result{X > 0 ? patch_block(rollout, X) : rollout, {}};
+  if (cls_token && X > 0) {
+    const Tensor2 cls_row = xt::view(rollout, xt::range(0, 1), xt::range(X, rollout.shape(1)));
+    result.cls = key_map(cls_row, 0, attention.grid);
+  }
+  return result;
 }
 
 Tensor2 attention_rollout(const std::vector<Tensor3>& layers, HeadFusion fusion,

@@ -68,8 +68,14 @@ std::vector<bool> top_mass_mask(const std::vector<float>& map, float threshold);
 std::size_t token_at(cv::Point2d pixel, cv::Size image, const TokenLayout& layout,
                      std::array<std::size_t, 2> grid);
 
-// The patch block of a rollout over prefix and patch tokens: (X+S, X+S) -> (S, S).
-Tensor2 patch_block(const Tensor2& rollout, std::size_t num_prefix_tokens);
+// An image's rollout through its captured encoder layers. With prefix tokens it runs over every
+// token, as vit-explain's does for ViTs, keeping the CLS token's own entry (keep_first).
+struct ImageRollout {
+  Tensor2 patches;  // (S_i,S_i): the patch tokens' rows over the patches
+  Tensor2 cls;      // (h_i,w_i): the CLS token's row over the patches; empty without a CLS token
+};
+ImageRollout image_rollout(const ImageAttention& attention, HeadFusion fusion, float discard_ratio,
+                           bool cls_token);
 
 // Row `row` of (L,S) as a (h_i, w_i) map over the key tokens.
 Tensor2 key_map(const Tensor2& weights, std::size_t row, std::array<std::size_t, 2> grid);
