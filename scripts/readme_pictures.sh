@@ -47,6 +47,13 @@ picture "$work/masks/shapes_2.png/attention_masks.png" shapes_2_masks_layer0.jpg
     --attention-views points --attention-module decoder
 picture "$work/decoder/shapes_1.png/attention_points.png" shapes_1_decoder_points.jpg
 
+# Bring your own model: the CLS demo model (torchvision's VisionTransformer, tools/train_cls_demo.py,
+# imported by tools/import_model.py) on a scene it never saw: DINO's per-head CLS attention, its masks.
+"$vitscope" run docs/readme/cls_scene.png --model assets/models/cls_demo.safetensors --out "$work/cls" \
+    --attention-views cls,cls_masks
+picture "$work/cls/cls_scene.png/attention_cls.png" cls_attention.jpg
+picture "$work/cls/cls_scene.png/attention_cls_masks.png" cls_masks.jpg
+
 chromium_flags=(--headless --no-sandbox --disable-gpu --disable-quic --no-first-run
                 --disable-background-networking --disable-component-update --disable-sync
                 --hide-scrollbars)
