@@ -145,6 +145,17 @@ TEST_CASE("info describes an image model: stem, positions, prefix tokens, transf
                                  "/e_learned_input_tokens_enlarge/model.safetensors");
   CHECK(learned.at("positions").at("kind") == "learned");
   CHECK(learned.at("positions").at("grid").size() == 2);
+  CHECK(info.at("preprocess") == json({{"resize_mode", "longer"}, {"interpolation", "area-linear"}}));
+
+  // An imported DeiT: its prefix tokens, sequence-layout positions and eval preprocessing.
+  const json deit = info_json(std::string(VITSCOPE_VIT_FIXTURES_DIR) +
+                              "/timm_deit_distilled_224/model.safetensors");
+  CHECK(deit.at("prefix_tokens").at("cls_token") == true);
+  CHECK(deit.at("prefix_tokens").at("dist_token") == true);
+  CHECK(deit.at("positions").at("prefix_rows") == 2);
+  CHECK(deit.at("head").at("pool") == "cls");
+  CHECK(deit.at("preprocess") ==
+        json({{"resize_mode", "shorter-crop"}, {"interpolation", "area-linear"}, {"resize_size", 256}}));
 }
 
 TEST_CASE("bench times an image model on random pictures of --image-size", "[cli][model_commands]") {

@@ -99,6 +99,12 @@ Json describe(const std::string& path, image::ImageModelFile& file, const ModelF
   d["image_size"] = o.image_size;
   d["mean"] = shortest(o.mean);
   d["std"] = shortest(o.std);
+  const image::PreprocessOptions preprocess = model.preprocess_options();
+  d["preprocess"] = {{"resize_mode", image::resize_mode_name(o.resize.resize_mode)},
+                     {"interpolation", image::interpolation_name(o.resize.interpolation)}};
+  if (o.resize.resize_mode == image::ResizeMode::shorter_crop) {
+    d["preprocess"]["resize_size"] = image::effective_resize_size(preprocess);
+  }
   d["stem"] = {{"in_chans", o.in_chans},
                {"patch_size", o.patch_size},
                {"stem_channels", o.stem_channels}};  // empty: the single p x p Conv2d
