@@ -98,25 +98,24 @@ std::vector<std::string> class_names(const MetadataReader& read, std::size_t cou
 
 // The ViT keys of docs/image_model.md, "Prefix tokens": every one optional, absent meaning none.
 void read_prefix_tokens(const MetadataReader& read, ImageModelOptions& o) {
-  const auto has = [&read](const char* key) { return read.has(key); };
-  if (has("pos_resize")) {
+  if (read.has("pos_resize")) {
     std::vector<std::pair<const char*, GridResize>> rules;
     for (GridResize r : {GridResize::size, GridResize::dino, GridResize::size_antialias}) {
       rules.emplace_back(grid_resize_name(r), r);
     }
     o.pos_resize = choice<GridResize>(read, "pos_resize", rules);
   }
-  if (has("head_pool")) {
+  if (read.has("head_pool")) {
     o.head_pool = choice<HeadPool>(read, "head_pool", {{"tokens", HeadPool::tokens}, {"cls", HeadPool::cls}});
   }
   o.cls_token = read.flag_or("cls_token", false);
   o.dist_token = read.flag_or("dist_token", false);
   if (o.dist_token && !o.cls_token) read.fail("dist_token", "needs cls_token: it follows the CLS token");
-  if (has("num_register_tokens")) o.num_register_tokens = bounded(read, "num_register_tokens", 0, kMaxCount);
+  if (read.has("num_register_tokens")) o.num_register_tokens = bounded(read, "num_register_tokens", 0, kMaxCount);
   const auto X = static_cast<int64_t>(o.num_prefix_tokens());
   // As ViTs store them: positions for the CLS and distillation tokens, none for registers.
   const int64_t positioned = o.position == Position::learned ? int64_t{o.cls_token} + int64_t{o.dist_token} : 0;
-  o.pos_embed_prefix = has("pos_embed_prefix") ? bounded(read, "pos_embed_prefix", 0, X) : positioned;
+  o.pos_embed_prefix = read.has("pos_embed_prefix") ? bounded(read, "pos_embed_prefix", 0, X) : positioned;
   if (o.head_pool == HeadPool::cls && (!o.cls_token || o.num_classes == 0)) {
     read.fail("head_pool", "'cls' needs cls_token true and num_classes > 0");
   }
@@ -174,7 +173,6 @@ std::array<std::size_t, 2> sequence_grid(const MetadataReader& read, std::size_t
     }
     return {side, side};
   }
-  std::array<std::size_t, 2> grid{};
   std::istringstream in(read.text("pos_embed_grid"));
   char comma = 0;
   long long gh = 0, gw = 0;
@@ -183,8 +181,7 @@ std::array<std::size_t, 2> sequence_grid(const MetadataReader& read, std::size_t
     read.fail("pos_embed_grid", "'" + read.text("pos_embed_grid") + "' is not gh,gw with gh*gw = " +
                                     std::to_string(n) + " patch rows of pos_embed");
   }
-  grid = {to_size(gh), to_size(gw)};
-  return grid;
+  return {to_size(gh), to_size(gw)};
 }
 
 // A learned pos_embed's grid is the file's own: its shape says the layout and the grid, checked
