@@ -3,7 +3,7 @@
 of a scene (disc, square or triangle), on CPU, then imports it with tools/import_model.py.
 
 Usage (Debian's python3-torch / python3-torchvision only import from the system interpreter):
-    /usr/bin/python3 tools/train_cls_demo.py --pool 12000 --steps 3600   # the shipped recipe
+    /usr/bin/python3 tools/train_cls_demo.py    # the shipped recipe (the defaults: --pool 12000 --steps 3600)
     /usr/bin/python3 tools/train_cls_demo.py --steps 300 --out /tmp/cls.safetensors   # a quick try
     /usr/bin/python3 tools/train_cls_demo.py --evaluate       # the shipped model's held-out figures again
 
@@ -49,7 +49,8 @@ generator, each turned by a random quarter turn and mirrored or not (8 ways; the
 halves the step time at one thread (drawing a scene costs 3.7-5 ms, a step of 48 scenes 0.2-0.35 s of model).
 torch.manual_seed(seed) sets the initial weights; torch.set_num_threads(--threads), shipped 1.
 --minutes (default 20) caps the wall time: training stops when it is spent (the report says so, with the steps
-done). A rerun of the same command on the same machine gives the same model when the cap is not reached.
+done). A rerun of the same command on the same machine gives the same model when the cap is not reached: the
+shipped recipe run again gave a byte-identical cls_demo.safetensors (in 482 s of training against 613 s).
 
 Pilots (seed 1, one thread, --eval-scenes 200; the C++ build running on the other core):
   patch 16, 500 steps, lr 1e-3, no patch loss        accuracy 0.385, CLS mass 0.148 (share 0.107)
