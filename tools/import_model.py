@@ -457,14 +457,21 @@ def _grid_arg(text: str) -> Tuple[int, int]:
     return gh, gw
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
+def _int_at_least(lowest: int):
+    """An argparse type: an integer of at least `lowest`."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < lowest:
+            raise argparse.ArgumentTypeError(f"{value} must be at least {lowest}")
+        return value
+    return parse
+
+
+_positive = _int_at_least(1)
+_non_negative_int = _int_at_least(0)
 
 
 def _eps(text: str) -> float:
@@ -525,16 +532,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     except UsageError as error:
         parser.error(str(error))
     return args
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 0")
-    return value
 
 
 def options(**overrides) -> argparse.Namespace:
