@@ -19,7 +19,7 @@
 #include <cblas.h>  // OpenBLAS's or BLIS's, as CMake's VITSCOPE_BLAS chose
 
 #include "vitscope/nn/linear.hpp"
-#include "vitscope/parallel.hpp"
+#include "vitscope/nn/parallel.hpp"
 
 namespace {
 

@@ -4,9 +4,9 @@
 #include <limits>
 
 #include "support.hpp"
-#include "vitscope/model_file.hpp"
+#include "vitscope/io/model_file.hpp"
 #include "vitscope/nn/transformer.hpp"
-#include "vitscope/state_dict.hpp"
+#include "vitscope/nn/state_dict.hpp"
 
 using namespace vitscope;
 using test::error_code;

@@ -8,7 +8,7 @@
 #include <catch2/catch.hpp>
 #include <opencv2/core/utility.hpp>
 
-#include "vitscope/parallel.hpp"
+#include "vitscope/nn/parallel.hpp"
 
 namespace {
 

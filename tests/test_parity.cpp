@@ -6,8 +6,8 @@
 
 #include "support.hpp"
 #include "vitscope/io/npy_tensors.hpp"
-#include "vitscope/model_file.hpp"
-#include "vitscope/state_dict.hpp"
+#include "vitscope/io/model_file.hpp"
+#include "vitscope/nn/state_dict.hpp"
 
 using namespace vitscope;
 using vitscope::test::fixture_path;

@@ -2,8 +2,8 @@
 
 #include "support.hpp"
 #include "vitscope/io/safetensors.hpp"
-#include "vitscope/model_file.hpp"
-#include "vitscope/state_dict.hpp"
+#include "vitscope/io/model_file.hpp"
+#include "vitscope/nn/state_dict.hpp"
 
 using namespace vitscope;
 using test::error_code;

@@ -22,7 +22,7 @@
 #include "vitscope/image/attention.hpp"
 #include "vitscope/image/image_model.hpp"
 #include "vitscope/image/views.hpp"
-#include "vitscope/tensor.hpp"
+#include "vitscope/nn/tensor.hpp"
 
 namespace vitscope::demo {
 

@@ -21,8 +21,8 @@
 #include "model_option.hpp"
 #include "threads.hpp"
 #include "vitscope/image/preprocess.hpp"
-#include "vitscope/model_file.hpp"
-#include "vitscope/parallel.hpp"
+#include "vitscope/io/model_file.hpp"
+#include "vitscope/nn/parallel.hpp"
 
 namespace vitscope::cli {
 

@@ -16,8 +16,8 @@
 #include "vitscope/image/image_model.hpp"
 #include "vitscope/io/npy.hpp"
 #include "vitscope/io/npy_tensors.hpp"
-#include "vitscope/model_file.hpp"
-#include "vitscope/state_dict.hpp"
+#include "vitscope/io/model_file.hpp"
+#include "vitscope/nn/state_dict.hpp"
 
 namespace vitscope::cli {
 

@@ -12,8 +12,8 @@
 
 #include "commands.hpp"
 #include "model_option.hpp"
-#include "vitscope/model_file.hpp"
-#include "vitscope/state_dict.hpp"
+#include "vitscope/io/model_file.hpp"
+#include "vitscope/nn/state_dict.hpp"
 
 namespace vitscope::cli {
 

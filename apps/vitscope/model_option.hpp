@@ -9,7 +9,7 @@
 #include <CLI/CLI.hpp>
 
 #include "vitscope/image/image_model.hpp"
-#include "vitscope/model_file.hpp"
+#include "vitscope/io/model_file.hpp"
 
 namespace vitscope::cli {
 

@@ -11,7 +11,7 @@
 #include "image_file.hpp"
 #include "vitscope/image/attention_views.hpp"
 #include "vitscope/io/npy_tensors.hpp"
-#include "vitscope/parallel.hpp"
+#include "vitscope/nn/parallel.hpp"
 
 namespace vitscope::cli {
 

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <thread>
 
-#include "vitscope/parallel.hpp"
+#include "vitscope/nn/parallel.hpp"
 
 namespace vitscope::cli {
 

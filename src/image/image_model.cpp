@@ -6,15 +6,15 @@
 
 #include <nlohmann/json.hpp>
 
-#include "../metadata_reader.hpp"
+#include "vitscope/io/metadata_reader.hpp"
 #include "vitscope/error.hpp"
 #include "vitscope/image/patch_embed.hpp"
 #include "vitscope/image/position.hpp"
 #include "vitscope/image/sequence.hpp"
 #include "vitscope/io/safetensors.hpp"
-#include "vitscope/model_file.hpp"
+#include "vitscope/io/model_file.hpp"
 #include "vitscope/nn/sublayers.hpp"
-#include "vitscope/state_dict.hpp"
+#include "vitscope/nn/state_dict.hpp"
 
 namespace vitscope::image {
 

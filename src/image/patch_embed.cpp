@@ -6,7 +6,7 @@
 
 #include "vitscope/error.hpp"
 #include "vitscope/nn/linear.hpp"
-#include "vitscope/parallel.hpp"
+#include "vitscope/nn/parallel.hpp"
 
 namespace vitscope::image {
 

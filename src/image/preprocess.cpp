@@ -8,7 +8,7 @@
 
 #include <opencv2/imgproc.hpp>
 
-#include "../metadata_reader.hpp"
+#include "vitscope/io/metadata_reader.hpp"
 #include "vitscope/error.hpp"
 
 namespace vitscope::image {

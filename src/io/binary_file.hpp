@@ -14,7 +14,7 @@
 #include <string>
 
 #include "vitscope/error.hpp"
-#include "vitscope/tensor.hpp"
+#include "vitscope/nn/tensor.hpp"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "vitscope reads and writes little-endian data by memcpy and needs a little-endian host"

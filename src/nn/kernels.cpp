@@ -16,7 +16,7 @@
 #include <memory>
 #include <new>
 
-#include "vitscope/parallel.hpp"
+#include "vitscope/nn/parallel.hpp"
 
 namespace vitscope::nn::kernels {
 

@@ -1,4 +1,4 @@
-#include "vitscope/parallel.hpp"
+#include "vitscope/nn/parallel.hpp"
 
 #include "kernels.hpp"
 

@@ -15,7 +15,7 @@
 
 #include "vitscope/image/image_model.hpp"
 #include "vitscope/image/views.hpp"
-#include "vitscope/tensor.hpp"
+#include "vitscope/nn/tensor.hpp"
 
 namespace vitscope::image {
 

@@ -14,7 +14,7 @@
 
 #include "vitscope/image/attention.hpp"
 #include "vitscope/image/views.hpp"
-#include "vitscope/tensor.hpp"
+#include "vitscope/nn/tensor.hpp"
 
 namespace vitscope::image {
 

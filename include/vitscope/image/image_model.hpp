@@ -14,7 +14,7 @@
 #include "vitscope/image/preprocess.hpp"
 #include "vitscope/nn/linear.hpp"
 #include "vitscope/nn/transformer.hpp"
-#include "vitscope/tensor.hpp"
+#include "vitscope/nn/tensor.hpp"
 
 namespace vitscope::image {
 

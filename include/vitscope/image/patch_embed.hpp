@@ -4,7 +4,7 @@
 
 #include <vector>
 
-#include "vitscope/tensor.hpp"
+#include "vitscope/nn/tensor.hpp"
 
 namespace vitscope::image {
 

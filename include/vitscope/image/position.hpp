@@ -7,7 +7,7 @@
 
 #include <xtensor/xtensor.hpp>
 
-#include "vitscope/tensor.hpp"
+#include "vitscope/nn/tensor.hpp"
 
 namespace vitscope::image {
 

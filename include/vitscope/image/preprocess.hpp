@@ -12,7 +12,7 @@
 #include <opencv2/core.hpp>
 #include <xtensor/xtensor.hpp>
 
-#include "vitscope/tensor.hpp"
+#include "vitscope/nn/tensor.hpp"
 
 namespace vitscope::image {
 

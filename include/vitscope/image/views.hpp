@@ -11,7 +11,7 @@
 
 #include <opencv2/core.hpp>
 
-#include "vitscope/tensor.hpp"
+#include "vitscope/nn/tensor.hpp"
 
 namespace vitscope::image {
 

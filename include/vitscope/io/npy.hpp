@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "vitscope/tensor.hpp"
+#include "vitscope/nn/tensor.hpp"
 
 namespace vitscope::io {
 

@@ -5,7 +5,7 @@
 
 #include "vitscope/io/npy.hpp"
 #include "vitscope/nn/masks.hpp"
-#include "vitscope/tensor.hpp"
+#include "vitscope/nn/tensor.hpp"
 
 namespace vitscope::io {
 

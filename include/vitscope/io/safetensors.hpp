@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "vitscope/tensor.hpp"
+#include "vitscope/nn/tensor.hpp"
 
 namespace vitscope::io {
 

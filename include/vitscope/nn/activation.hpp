@@ -3,7 +3,7 @@
 
 #include <string>
 
-#include "vitscope/tensor.hpp"
+#include "vitscope/nn/tensor.hpp"
 
 namespace vitscope::nn {
 

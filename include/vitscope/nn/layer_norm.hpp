@@ -3,7 +3,7 @@
 
 #include <cstdint>
 
-#include "vitscope/tensor.hpp"
+#include "vitscope/nn/tensor.hpp"
 
 namespace vitscope::nn {
 

@@ -8,7 +8,7 @@
 
 #include "vitscope/nn/linear.hpp"
 #include "vitscope/nn/masks.hpp"
-#include "vitscope/tensor.hpp"
+#include "vitscope/nn/tensor.hpp"
 
 namespace vitscope::nn {
 

@@ -3,7 +3,7 @@
 
 #include "vitscope/nn/activation.hpp"
 #include "vitscope/nn/linear.hpp"
-#include "vitscope/tensor.hpp"
+#include "vitscope/nn/tensor.hpp"
 
 namespace vitscope::nn {
 

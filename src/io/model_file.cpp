@@ -1,4 +1,4 @@
-#include "vitscope/model_file.hpp"
+#include "vitscope/io/model_file.hpp"
 
 #include <algorithm>
 #include <fstream>
@@ -8,8 +8,8 @@
 
 #include "vitscope/error.hpp"
 #include "vitscope/io/safetensors.hpp"
-#include "vitscope/state_dict.hpp"
-#include "metadata_reader.hpp"
+#include "vitscope/nn/state_dict.hpp"
+#include "vitscope/io/metadata_reader.hpp"
 
 namespace vitscope {
 

@@ -1,4 +1,4 @@
-#include "vitscope/state_dict.hpp"
+#include "vitscope/nn/state_dict.hpp"
 
 #include <cmath>
 #include <map>

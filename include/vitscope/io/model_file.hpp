@@ -10,7 +10,7 @@
 
 #include "vitscope/nn/multihead_attention.hpp"
 #include "vitscope/nn/transformer.hpp"
-#include "vitscope/tensor.hpp"
+#include "vitscope/nn/tensor.hpp"
 
 namespace vitscope {
 

@@ -9,7 +9,7 @@
 #include "vitscope/io/safetensors.hpp"
 #include "vitscope/nn/multihead_attention.hpp"
 #include "vitscope/nn/transformer.hpp"
-#include "vitscope/tensor.hpp"
+#include "vitscope/nn/tensor.hpp"
 
 namespace vitscope {
 

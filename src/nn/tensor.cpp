@@ -1,4 +1,4 @@
-#include "vitscope/tensor.hpp"
+#include "vitscope/nn/tensor.hpp"
 
 namespace vitscope {
 
