@@ -138,7 +138,7 @@ TEST_CASE("captured attention is per head, cropped to real tokens, and changes n
   PreprocessOptions options = model.preprocess_options();
   options.size = 96;
   const ImageBatch batch = preprocess(images, options);
-  const std::vector<std::string> modules = model.attention_modules();
+  const std::vector<nn::ModulePath> modules = model.attention_modules();
   REQUIRE(!modules.empty());
   const ImageModelOutput plain = model.forward(batch);
   const ImageModelOutput captured = model.forward(batch, "output", modules);
@@ -169,14 +169,14 @@ TEST_CASE("captured attention is per head, cropped to real tokens, and changes n
       INFO("worst row-sum error " << worst);
       CHECK(worst < 1e-5);
     }
-    const std::vector<std::string> encoder = attention.encoder_modules();
+    const std::vector<nn::ModulePath> encoder = attention.encoder_modules();
     std::vector<Tensor3> layers;
-    for (const std::string& path : encoder) layers.push_back(attention.modules.at(path));
+    for (const nn::ModulePath& path : encoder) layers.push_back(attention.modules.at(path));
     const Tensor2 rollout = attention_rollout(layers, HeadFusion::mean, 0.9f);
     const float worst_sum = xt::amax(xt::abs(xt::sum(rollout, {1}) - 1.0f))();
     INFO("worst rollout row-sum error " << worst_sum);
     CHECK(worst_sum <= 1e-4f);
   }
-  CHECK(test::error_code([&] { model.forward(batch, "output", {"encoder.layers.99.self_attn"}); }) ==
+  CHECK(test::error_code([&] { model.forward(batch, "output", {nn::ModulePath::encoder_self_attn(99)}); }) ==
         "bad_attention_module");
 }

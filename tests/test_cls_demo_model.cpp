@@ -40,8 +40,8 @@ TEST_CASE("CLS demo model: the shape's class, and the CLS attention on the shape
   ImageModelFile file = load_image_model(kClsDemoModel);
   ImageModel& model = file.model;
   REQUIRE(model.options.class_names == std::vector<std::string>{"disc", "square", "triangle"});
-  const std::string last =
-      "encoder.layers." + std::to_string(model.transformer.encoder.layers.size() - 1) + ".self_attn";
+  const nn::ModulePath last =
+      nn::ModulePath::encoder_self_attn(model.transformer.encoder.layers.size() - 1);
 
   nlohmann::json truth;
   std::ifstream(kScenes + "/cls_scenes.json") >> truth;

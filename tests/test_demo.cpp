@@ -356,7 +356,7 @@ TEST_CASE("demo CLS view: the CLS token's maps of the layer and the rollout, as 
                                                    m.file.model.preprocess_options()).rgb,
                  cv::NORM_INF) == 0);
   CHECK(image.attention.num_prefix_tokens == 1);
-  CHECK(image.attention.modules.at("encoder.layers.1.self_attn").shape(1) == 196);  // patches only
+  CHECK(image.attention.modules.at(nn::ModulePath::encoder_self_attn(1)).shape(1) == 196);  // patches only
   CHECK(!image.top_class.empty());
 
   DemoState s = initial_state(m.shape);
@@ -402,7 +402,7 @@ TEST_CASE("demo CLS view: the CLS token's maps of the layer and the rollout, as 
   REQUIRE(token_rollout.size() == 2);
   CHECK(cls_rollout[0].caption == "rollout of the CLS token");
   std::vector<Tensor3> layers;
-  for (const std::string& path : image.attention.encoder_modules()) layers.push_back(image.attention.with_prefix.at(path));
+  for (const nn::ModulePath& path : image.attention.encoder_modules()) layers.push_back(image.attention.with_prefix.at(path));
   const Tensor2 rollout = image::attention_rollout(layers, HeadFusion::mean, kRolloutDiscard, true);
   const Tensor2 row = xt::view(rollout, xt::range(0, 1), xt::range(1, rollout.shape(1)));
   CHECK(worst(cls_rollout[0].map, image::key_map(row, 0, image.attention.grid)) == 0);

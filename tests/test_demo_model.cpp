@@ -70,7 +70,7 @@ void score(const ImageModelOutput& out, const ImageAttention& attention, std::si
   }
 
   std::vector<Tensor3> layers;
-  for (const std::string& module : attention.encoder_modules()) {
+  for (const nn::ModulePath& module : attention.encoder_modules()) {
     layers.push_back(attention.modules.at(module));
   }
   std::vector<Tensor2> fused;
@@ -78,9 +78,9 @@ void score(const ImageModelOutput& out, const ImageAttention& attention, std::si
   totals.layer_mass.resize(fused.size());
   const Tensor2 rollout = attention_rollout(layers, HeadFusion::mean, 0.0f);
   const Tensor2 decoder_self =
-      fuse_heads(attention.modules.at("decoder.layers.0.self_attn"), HeadFusion::mean);
+      fuse_heads(attention.modules.at(nn::ModulePath::decoder_self_attn(0)), HeadFusion::mean);
   const Tensor2 cross =
-      fuse_heads(attention.modules.at("decoder.layers.0.multihead_attn"), HeadFusion::mean);
+      fuse_heads(attention.modules.at(nn::ModulePath::decoder_multihead_attn(0)), HeadFusion::mean);
   const cv::Mat owner = majority_patches(scene.instances, 16, 6);
   std::map<int, std::vector<std::size_t>> shape_tokens;
   for (std::size_t t = 0; t < h * w; ++t) {
@@ -105,10 +105,10 @@ TEST_CASE("demo model: per-patch accuracy and attention on its shapes, on new sc
   ImageModelFile file = load_image_model(kDemoModel);
   ImageModel& model = file.model;
   REQUIRE(model.transformer.decoder.layers.size() == 1);
-  std::vector<std::string> captured = {"decoder.layers.0.self_attn",
-                                       "decoder.layers.0.multihead_attn"};
+  std::vector<nn::ModulePath> captured = {nn::ModulePath::decoder_self_attn(0),
+                                          nn::ModulePath::decoder_multihead_attn(0)};
   for (std::size_t i = 0; i < model.transformer.encoder.layers.size(); ++i) {
-    captured.push_back("encoder.layers." + std::to_string(i) + ".self_attn");
+    captured.push_back(nn::ModulePath::encoder_self_attn(i));
   }
   std::mt19937 rng(kSeed);
   Totals totals;

@@ -220,7 +220,7 @@ TEST_CASE("forward runs an image model on preprocessed pixels, as PyTorch does",
     attention.insert(entry.path().filename().string());
   }
   std::set<std::string> modules;
-  for (const std::string& name : file.model.attention_modules()) modules.insert(name + ".npy");
+  for (const vitscope::nn::ModulePath& path : file.model.attention_modules()) modules.insert(path.str() + ".npy");
   CHECK(attention == modules);
 
   SECTION("bad pixels and masks exit 1 naming the option") {

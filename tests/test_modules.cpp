@@ -1,5 +1,5 @@
 // Module behaviour that PyTorch fixtures cannot pin down: the defined all-masked result, mask
-// equivalences, the weights hook, and layout options giving the same numbers.
+// equivalences, per-head weights, the attention recorder, and layout options giving the same numbers.
 
 #include <limits>
 
@@ -25,7 +25,11 @@ Tensor3 random_tensor(std::size_t a, std::size_t b, std::size_t c, uint64_t seed
 
 // A MultiheadAttention with seeded random weights and biases: E = 8, 2 heads.
 nn::MultiheadAttention random_attention(bool batch_first = false) {
-  nn::MultiheadAttention mha(8, 2, true, false, false, 0, 0, batch_first);
+  nn::MultiheadAttentionOptions options;
+  options.embed_dim = 8;
+  options.num_heads = 2;
+  options.batch_first = batch_first;
+  nn::MultiheadAttention mha(options);
   std::mt19937_64 rng(7);
   std::normal_distribution<float> normal(0.0f, 0.5f);
   for (const Parameter& p : named_parameters(mha)) {
@@ -93,23 +97,22 @@ TEST_CASE("bool and float masks with the same meaning give the same result", "[m
   REQUIRE(with_bool.attn_output_weights(1, 0, 0, 0) == 0.0f);
 }
 
-TEST_CASE("the weights hook sees per-head weights and leaves the output unchanged",
+TEST_CASE("per-head weights leave the output unchanged and average to need_weights' mean",
           "[attention]") {
-  nn::MultiheadAttention mha = random_attention();
+  const nn::MultiheadAttention mha = random_attention();
   const Tensor3 x = random_tensor(5, 2, 8, 4);
   const auto plain = mha.forward(x, x, x, {}, false);
   REQUIRE(plain.attn_output_weights.size() == 0);
 
-  Tensor4 hooked;
-  mha.weights_hook = [&hooked](const Tensor4& w) { hooked = w; };
-  const auto with_hook = mha.forward(x, x, x, {}, false);
-  REQUIRE(max_abs_diff(plain.attn_output, with_hook.attn_output) == 0.0);
-  REQUIRE((hooked.shape() == std::array<std::size_t, 4>{2, 2, 5, 5}));
+  const auto per_head = mha.forward(x, x, x, {}, true, {}, false);
+  REQUIRE(max_abs_diff(plain.attn_output, per_head.attn_output) == 0.0);
+  const Tensor4& heads = per_head.attn_output_weights;
+  REQUIRE((heads.shape() == std::array<std::size_t, 4>{2, 2, 5, 5}));
 
   const auto averaged = mha.forward(x, x, x, {}, true, {}, true);
   REQUIRE((averaged.attn_output_weights.shape() == std::array<std::size_t, 4>{2, 1, 5, 5}));
   for (std::size_t l = 0; l < 5; ++l) {
-    const float mean = (hooked(1, 0, l, 3) + hooked(1, 1, l, 3)) / 2.0f;
+    const float mean = (heads(1, 0, l, 3) + heads(1, 1, l, 3)) / 2.0f;
     REQUIRE(averaged.attn_output_weights(1, 0, l, 3) == Approx(mean));
   }
 }
@@ -135,4 +138,40 @@ TEST_CASE("mismatched shapes are errors, not crashes", "[attention]") {
   REQUIRE(error_code([&] {
             mha.forward(x, x, x, {}, true, xt::zeros<float>({5, 3, 3}));
           }) == "shape_mismatch");
+}
+
+TEST_CASE("the attention recorder keeps what it asked for and leaves the output unchanged",
+          "[attention]") {
+  nn::TransformerOptions options;
+  options.d_model = 8;
+  options.nhead = 2;
+  options.num_encoder_layers = 2;
+  options.num_decoder_layers = 1;
+  options.dim_feedforward = 16;
+  nn::Transformer model(options);
+  std::mt19937_64 rng(11);
+  std::normal_distribution<float> normal(0.0f, 0.5f);
+  for (const Parameter& p : named_parameters(model)) {
+    for (std::size_t i = 0; i < p.numel(); ++i) p.data[i] = normal(rng);
+  }
+  const Tensor3 src = random_tensor(5, 2, 8, 12), tgt = random_tensor(3, 2, 8, 13);
+  const Tensor3 plain = model.forward(src, tgt);
+
+  const nn::ModulePath cross{nn::Stack::decoder, 0, nn::AttentionKind::multihead_attn};
+  const nn::ModulePath first{nn::Stack::encoder, 0, nn::AttentionKind::self_attn};
+  nn::AttentionRecorder recorder({cross, first}, nn::LayerPath{nn::Stack::encoder, 1});
+  const Tensor3 recorded = model.forward(src, tgt, {}, {}, {}, {}, {}, {}, &recorder);
+  REQUIRE(max_abs_diff(plain, recorded) == 0.0);
+  REQUIRE(recorder.weights().size() == 2);
+  REQUIRE(cross.str() == "decoder.layers.0.multihead_attn");
+  REQUIRE((recorder.weights().at(cross).shape() == std::array<std::size_t, 4>{2, 2, 3, 5}));
+  REQUIRE((recorder.weights().at(first).shape() == std::array<std::size_t, 4>{2, 2, 5, 5}));
+
+  // The first layer's weights are those its module gives when asked directly.
+  const nn::MultiheadAttention& attn = model.encoder.layers[0].self_attn;
+  const Tensor4 direct = attn.forward(src, src, src, {}, true, {}, false).attn_output_weights;
+  REQUIRE(direct == recorder.weights().at(first));
+  // The chosen layer's output is what the stack's second layer gives, before the final norm.
+  const Tensor3 layer1 = model.encoder.layers[1].forward(model.encoder.layers[0].forward(src));
+  REQUIRE(max_abs_diff(layer1, recorder.layer_output()) == 0.0);
 }

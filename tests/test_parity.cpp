@@ -39,20 +39,18 @@ void run_transformer_case(const std::string& name, const nlohmann::json& spec) {
   const CaseInputs in{name, spec.at("inputs")};
   const double tolerance = spec.at("tolerance");
 
-  std::map<std::string, Tensor4> captured;
-  for (auto& [path, module] : named_attention_modules(file.model)) {
-    module->weights_hook = [&captured, path = path](const Tensor4& w) { captured[path] = w; };
-  }
-
+  nn::AttentionRecorder recorder(file.model.attention_modules());
   const Tensor3 out =
       in.has("tgt")
           ? file.model.forward(in.tensor("src"), in.tensor("tgt"), in.attn_mask("src_mask"),
                                in.attn_mask("tgt_mask"), in.attn_mask("memory_mask"),
                                in.key_padding_mask("src_key_padding_mask"),
                                in.key_padding_mask("tgt_key_padding_mask"),
-                               in.key_padding_mask("memory_key_padding_mask"))
+                               in.key_padding_mask("memory_key_padding_mask"), &recorder)
           : file.model.encoder.forward(in.tensor("src"), in.attn_mask("src_mask"),
-                                       in.key_padding_mask("src_key_padding_mask"));
+                                       in.key_padding_mask("src_key_padding_mask"), {}, &recorder);
+  std::map<std::string, Tensor4> captured;
+  for (const auto& [path, weights] : recorder.weights()) captured[path.str()] = weights;
   const io::NpyArray expected = io::read_npy(fixture_path(name, spec.at("expected")));
   REQUIRE(Shape(out.shape().begin(), out.shape().end()) == expected.shape);
   require_close(name + " output", out, expected, tolerance);

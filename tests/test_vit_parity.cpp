@@ -95,7 +95,12 @@ TEST_CASE("ViT parity with PyTorch: CLS, logits, features and attention of every
   for (const VitCase& c : vit_cases()) {
     INFO("case " << c.dir.filename());
     ImageModelFile file = load_image_model(c.model().string());
-    const std::string module = c.spec.at("attention_module");
+    const std::string module_name = c.spec.at("attention_module");
+    nn::ModulePath module;
+    for (const nn::ModulePath& path : file.model.attention_modules()) {
+      if (path.str() == module_name) module = path;
+    }
+    REQUIRE(module.str() == module_name);
     const std::vector<std::string> images = c.images();
     std::vector<cv::Mat> loaded;
     for (const std::string& image : images) loaded.push_back(load_image((kRepo / image).string()));

@@ -141,16 +141,16 @@ std::string cell_text(const std::array<std::size_t, 2>& cell) {
   return "(" + std::to_string(cell[0]) + "," + std::to_string(cell[1]) + ")";
 }
 
-const Tensor3& module_weights(const DemoImage& image, const std::string& path) {
+const Tensor3& module_weights(const DemoImage& image, const nn::ModulePath& path) {
   const auto found = image.attention.modules.find(path);
   if (found == image.attention.modules.end()) {
-    throw Error("bad_demo_state", "the forward pass did not capture " + path);
+    throw Error("bad_demo_state", "the forward pass did not capture " + path.str());
   }
   return found->second;
 }
 
 std::vector<Tile> attention_tiles(const DemoImage& image, const DemoState& state, const ModelShape& shape) {
-  const std::string path = module_path(state.kind, state.layer);
+  const nn::ModulePath path = image::module_path(state.kind, state.layer);
   const Tensor3& weights = module_weights(image, path);
   const std::string fusion = to_string(state.fusion) + " of " + std::to_string(weights.shape(0)) + " heads";
   std::vector<Tile> tiles;
@@ -158,7 +158,7 @@ std::vector<Tile> attention_tiles(const DemoImage& image, const DemoState& state
     // DINO's view: row 0 of the module over all tokens, the prefix columns dropped: (nh, S).
     const auto found = image.attention.with_prefix.find(path);
     if (found == image.attention.with_prefix.end()) {
-      throw Error("bad_demo_state", "the forward pass did not capture " + path + " with its CLS token");
+      throw Error("bad_demo_state", "the forward pass did not capture " + path.str() + " with its CLS token");
     }
     const Tensor2 cls = image::cls_attention(found->second, image.attention.num_prefix_tokens);
     Tensor3 rows = Tensor3::from_shape({cls.shape(0), std::size_t{1}, cls.shape(1)});
@@ -241,15 +241,6 @@ std::vector<Tile> view_tiles(const DemoImage& image, const DemoState& state, con
   return {};
 }
 
-std::string to_string(ModuleKind kind) {
-  switch (kind) {
-    case ModuleKind::encoder_self: return "encoder self-attention";
-    case ModuleKind::decoder_self: return "decoder self-attention";
-    case ModuleKind::cross: return "decoder cross-attention";
-  }
-  return "";
-}
-
 std::string to_string(View view) {
   switch (view) {
     case View::attention: return "attention";
@@ -284,16 +275,6 @@ std::vector<ModuleKind> ModelShape::kinds() const {
 
 std::size_t ModelShape::layers(ModuleKind kind) const {
   return kind == ModuleKind::encoder_self ? encoder_layers : decoder_layers;
-}
-
-std::string module_path(ModuleKind kind, std::size_t layer) {
-  const std::string n = std::to_string(layer);
-  switch (kind) {
-    case ModuleKind::encoder_self: return "encoder.layers." + n + ".self_attn";
-    case ModuleKind::decoder_self: return "decoder.layers." + n + ".self_attn";
-    case ModuleKind::cross: return "decoder.layers." + n + ".multihead_attn";
-  }
-  return "";
 }
 
 DemoState initial_state(const ModelShape& shape) {

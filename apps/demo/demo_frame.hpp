@@ -35,11 +35,12 @@ constexpr float kRolloutDiscard = 0.9f;
 constexpr std::size_t kMaxQueryTiles = 12;
 
 // The attention modules a viewer switches between (m).
-enum class ModuleKind { encoder_self, decoder_self, cross };
+using image::ModuleKind;
+using image::module_path;
+using image::to_string;
 // What the right box shows: attention of the selected token (a), rollout (r), PCA (f), classes (c).
 enum class View { attention, rollout, pca, classes };
 
-std::string to_string(ModuleKind kind);  // "encoder self-attention", ...
 std::string to_string(View view);
 
 // What the keys may switch to, read off the model.
@@ -58,9 +59,6 @@ struct ModelShape {
   std::vector<ModuleKind> kinds() const;
   std::size_t layers(ModuleKind kind) const;
 };
-
-// The module path ImageModel::attention_modules() uses for (kind, layer).
-std::string module_path(ModuleKind kind, std::size_t layer);
 
 struct DemoState {
   ModuleKind kind = ModuleKind::encoder_self;

@@ -17,6 +17,7 @@
 #include "vitscope/io/npy.hpp"
 #include "vitscope/io/npy_tensors.hpp"
 #include "vitscope/io/model_file.hpp"
+#include "vitscope/nn/attention_recorder.hpp"
 #include "vitscope/nn/state_dict.hpp"
 
 namespace vitscope::cli {
@@ -191,37 +192,21 @@ Inputs read_inputs(const ForwardOptions& o, const nn::TransformerOptions& model)
   return in;
 }
 
-// Keeps the per-head weights (N, nhead, L, S) of every attention module that runs, by its
-// state_dict path. The hooks point at this object, so it stays where it was made.
-class AttentionRecorder {
- public:
-  explicit AttentionRecorder(nn::Transformer& model) {
-    for (const auto& [name, module] : named_attention_modules(model)) {
-      module->weights_hook = [this, name = name](const Tensor4& weights) {
-        weights_[name] = weights;
-      };
-    }
+// Each recorded module's per-head weights (N, nhead, L, S) as DIR/<module path>.npy.
+void write_attention(const std::map<nn::ModulePath, Tensor4>& weights, const std::string& dir) {
+  std::filesystem::create_directories(dir);
+  for (const auto& [path, module_weights] : weights) {
+    io::write_npy((std::filesystem::path(dir) / (path.str() + ".npy")).string(), module_weights);
   }
-  AttentionRecorder(const AttentionRecorder&) = delete;
-  AttentionRecorder& operator=(const AttentionRecorder&) = delete;
+}
 
-  void write(const std::filesystem::path& dir) const {
-    for (const auto& [name, weights] : weights_) {
-      io::write_npy((dir / (name + ".npy")).string(), weights);
-    }
-  }
-
- private:
-  std::map<std::string, Tensor4> weights_;
-};
-
-Tensor3 run_model(const nn::Transformer& model, const Inputs& in) {
+Tensor3 run_model(const nn::Transformer& model, const Inputs& in, nn::AttentionRecorder& recorder) {
   if (in.tgt.size() == 0) {
-    return model.encoder.forward(in.src, in.src_mask, in.src_key_padding_mask);
+    return model.encoder.forward(in.src, in.src_mask, in.src_key_padding_mask, {}, &recorder);
   }
   return model.forward(in.src, in.tgt, in.src_mask, in.tgt_mask, in.memory_mask,
                        in.src_key_padding_mask, in.tgt_key_padding_mask,
-                       in.memory_key_padding_mask);
+                       in.memory_key_padding_mask, &recorder);
 }
 
 // Every option that names a sequence input: an image model has none of them.
@@ -293,15 +278,11 @@ void run_image_forward(const ForwardOptions& o, image::ImageModel& model) {
     const Shape pixels(batch.pixels.shape().begin(), batch.pixels.shape().end());
     batch.pixel_mask = read_pixel_mask({"--pixel-mask", o.pixel_mask}, pixels);
   }
-  const std::vector<std::string> modules =
-      o.attn_dir.empty() ? std::vector<std::string>{} : model.attention_modules();
+  const std::vector<nn::ModulePath> modules =
+      o.attn_dir.empty() ? std::vector<nn::ModulePath>{} : model.attention_modules();
   const image::ImageModelOutput out = model.forward(batch, "output", modules);
   io::write_npy(o.out, out.features);
-  if (o.attn_dir.empty()) return;
-  std::filesystem::create_directories(o.attn_dir);
-  for (const auto& [name, weights] : out.attention) {
-    io::write_npy((std::filesystem::path(o.attn_dir) / (name + ".npy")).string(), weights);
-  }
+  if (!o.attn_dir.empty()) write_attention(out.attention, o.attn_dir);
 }
 
 void run_forward(const ForwardOptions& o) {
@@ -316,14 +297,12 @@ void run_forward(const ForwardOptions& o) {
   TransformerFile& file = *model_file.transformer;
   require_decoder(file.model, o);
   const Inputs inputs = read_inputs(o, file.model.options);
-  // Computing the weights costs time, so modules only report them when they are wanted.
-  std::unique_ptr<AttentionRecorder> recorder;
-  if (!o.attn_dir.empty()) {
-    std::filesystem::create_directories(o.attn_dir);
-    recorder = std::make_unique<AttentionRecorder>(file.model);
-  }
-  io::write_npy(o.out, run_model(file.model, inputs));
-  if (recorder) recorder->write(o.attn_dir);
+  // Computing the weights costs time, so modules only form them when they are wanted.
+  if (!o.attn_dir.empty()) std::filesystem::create_directories(o.attn_dir);
+  nn::AttentionRecorder recorder(o.attn_dir.empty() ? std::vector<nn::ModulePath>{}
+                                                    : file.model.attention_modules());
+  io::write_npy(o.out, run_model(file.model, inputs, recorder));
+  if (!o.attn_dir.empty()) write_attention(recorder.weights(), o.attn_dir);
 }
 
 CLI::Option* add_input_option(CLI::App& command, const std::string& name, std::string& path,

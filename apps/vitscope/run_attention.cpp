@@ -131,14 +131,13 @@ std::vector<QueryScore> ranked_queries(const image::ImageModelOutput& out, std::
   return queries;
 }
 
-std::string module_kind(const std::string& path) {
-  if (path.rfind("encoder.", 0) == 0) return "encoder self-attention";
-  if (path.find("multihead_attn") != std::string::npos) return "decoder cross-attention";
-  return "decoder self-attention";
-}
+// A plan's optional module as its settings record it: the path, or "" when there is none.
+std::string setting(const std::optional<nn::ModulePath>& path) { return path ? path->str() : ""; }
 
-std::size_t module_layer(const std::string& path) {
-  return std::stoul(split(path, '.').at(2));
+std::vector<std::string> settings_paths(const std::vector<nn::ModulePath>& paths) {
+  std::vector<std::string> out;
+  for (const nn::ModulePath& path : paths) out.push_back(path.str());
+  return out;
 }
 
 }  // namespace
@@ -211,10 +210,10 @@ AttentionPlan::AttentionPlan(const AttentionOptions& options, image::ImageModel&
     }
   }
 
-  const std::vector<std::string> modules = model.attention_modules();
+  const std::vector<nn::ModulePath> modules = model.attention_modules();
   const std::size_t encoder_layers = model.transformer.encoder.layers.size();
   const std::size_t decoder_layers = model.transformer.decoder.layers.size();
-  const auto add = [&](const std::string& path) {
+  const auto add = [&](const nn::ModulePath& path) {
     if (std::find(capture_.begin(), capture_.end(), path) == capture_.end()) capture_.push_back(path);
   };
   if (wants("points") || wants("heads") || wants("masks")) {
@@ -227,46 +226,42 @@ AttentionPlan::AttentionPlan(const AttentionOptions& options, image::ImageModel&
           "--attention-module decoder: the decoder's targets are learned queries, "
           "not the image's tokens");
     }
-    view_layer_ = options.module + ".layers." +
-                  std::to_string(layer_index(
-                      options.layer, decoder ? decoder_layers : encoder_layers, options.module)) +
-                  ".self_attn";
-    add(view_layer_);
+    const std::size_t layer =
+        layer_index(options.layer, decoder ? decoder_layers : encoder_layers, options.module);
+    view_layer_ = decoder ? nn::ModulePath::decoder_self_attn(layer) : nn::ModulePath::encoder_self_attn(layer);
+    add(*view_layer_);
   }
   if (wants("rollout")) {
-    for (std::size_t i = 0; i < encoder_layers; ++i) add("encoder.layers." + std::to_string(i) + ".self_attn");
+    for (std::size_t i = 0; i < encoder_layers; ++i) add(nn::ModulePath::encoder_self_attn(i));
   }
   if ((wants("cls") || wants("cls_masks")) && model.options.cls_token) {
-    cls_module_ = "encoder.layers." +
-                  std::to_string(layer_index(options.layer, encoder_layers, "encoder")) + ".self_attn";
-    add(cls_module_);
+    cls_module_ = nn::ModulePath::encoder_self_attn(layer_index(options.layer, encoder_layers, "encoder"));
+    add(*cls_module_);
   }
   if (wants("cross") && decoder_layers > 0) {
-    cross_module_ = "decoder.layers." +
-                    std::to_string(layer_index(options.layer, decoder_layers, "decoder")) +
-                    ".multihead_attn";
-    add(cross_module_);
+    cross_module_ =
+        nn::ModulePath::decoder_multihead_attn(layer_index(options.layer, decoder_layers, "decoder"));
+    add(*cross_module_);
   }
   // --attention-layers alone decides what is saved and explored; the views' layers above are
   // captured for drawing only.
-  std::vector<std::string> asked;
+  std::vector<nn::ModulePath> asked;
   if (options.layers == "all") {
     asked = modules;
   } else if (options.layers != "none") {
     for (const std::string& index : split(options.layers, ',')) {
-      const std::string prefix = "layers." + index + ".";
       bool found = false;
-      for (const std::string& path : modules) {
-        if (path.find(prefix) != std::string::npos) asked.push_back(path), found = true;
+      for (const nn::ModulePath& path : modules) {
+        if (std::to_string(path.layer) == index) asked.push_back(path), found = true;
       }
       if (!found) throw UsageError("--attention-layers " + options.layers + ": no layer " + index);
     }
   }
-  for (const std::string& path : asked) add(path);
+  for (const nn::ModulePath& path : asked) add(path);
   // Keep the model's order, so pages and .npy files list modules as the model runs them.
-  const auto in_model_order = [&](const std::vector<std::string>& paths) {
-    std::vector<std::string> ordered;
-    for (const std::string& path : modules) {
+  const auto in_model_order = [&](const std::vector<nn::ModulePath>& paths) {
+    std::vector<nn::ModulePath> ordered;
+    for (const nn::ModulePath& path : modules) {
       if (std::find(paths.begin(), paths.end(), path) != paths.end()) ordered.push_back(path);
     }
     return ordered;
@@ -282,13 +277,13 @@ bool AttentionPlan::wants(const std::string& view) const {
 std::vector<std::pair<std::string, std::string>> AttentionPlan::files() const {
   std::vector<std::pair<std::string, std::string>> files;
   for (const std::string& view : views_) {
-    if (view == "cross" && cross_module_.empty()) continue;
-    if ((view == "cls" || view == "cls_masks") && cls_module_.empty()) continue;
+    if (view == "cross" && !cross_module_) continue;
+    if ((view == "cls" || view == "cls_masks") && !cls_module_) continue;
     files.emplace_back("attention_" + view, "attention_" + view + ".png");
   }
   if (options_.save) {
-    for (const std::string& path : layers_) {
-      files.emplace_back("attention:" + path, "attention/" + path + ".npy");
+    for (const nn::ModulePath& path : layers_) {
+      files.emplace_back("attention:" + path.str(), "attention/" + path.str() + ".npy");
     }
   }
   return files;
@@ -297,11 +292,11 @@ std::vector<std::pair<std::string, std::string>> AttentionPlan::files() const {
 nlohmann::ordered_json AttentionPlan::settings() const {
   nlohmann::ordered_json points = nlohmann::ordered_json::array();
   for (const Point& p : points_) points.push_back({p.x, p.y, p.fraction ? "fraction" : "pixel"});
-  return {{"views", views_},      {"capture", capture_},      {"layers", layers_},
+  return {{"views", views_},      {"capture", settings_paths(capture_)},      {"layers", settings_paths(layers_)},
           {"points", points},     {"head_fusion", options_.head_fusion},
           {"discard_ratio", options_.discard_ratio}, {"threshold", options_.threshold},
-          {"top_queries", options_.top_queries},      {"view_layer", view_layer_},
-          {"cross_module", cross_module_},            {"cls_module", cls_module_},            {"save", options_.save}};
+          {"top_queries", options_.top_queries},      {"view_layer", setting(view_layer_)},
+          {"cross_module", setting(cross_module_)},            {"cls_module", setting(cls_module_)},            {"save", options_.save}};
 }
 
 std::vector<cv::Point2d> AttentionPlan::pixels(cv::Size image) const {
@@ -335,8 +330,8 @@ Json AttentionPlan::write(const ImageResult& result, const OutputFile& output) c
   const auto png = [&](const std::string& view, const cv::Mat& bgr) {
     pngs.emplace_back(output("attention_" + view, "attention_" + view + ".png"), bgr);
   };
-  if (!view_layer_.empty()) {
-    const Tensor3& weights = attention.modules.at(view_layer_);
+  if (view_layer_) {
+    const Tensor3& weights = attention.modules.at(*view_layer_);
     if (wants("points")) png("points", image::points_view(weights, points, fusion_, canvas));
     if (wants("heads")) png("heads", image::heads_view(weights, points, fusion_, canvas));
     if (wants("masks")) {
@@ -344,8 +339,8 @@ Json AttentionPlan::write(const ImageResult& result, const OutputFile& output) c
     }
   }
   const std::size_t X = attention.num_prefix_tokens;
-  if (!cls_module_.empty()) {
-    const Tensor2 cls = image::cls_attention(attention.with_prefix.at(cls_module_), X);
+  if (cls_module_) {
+    const Tensor2 cls = image::cls_attention(attention.with_prefix.at(*cls_module_), X);
     if (wants("cls")) png("cls", image::cls_heads_view(cls, fusion_, canvas));
     if (wants("cls_masks")) png("cls_masks", image::cls_masks_view(cls, fusion_, options_.threshold, canvas));
   }
@@ -354,7 +349,7 @@ Json AttentionPlan::write(const ImageResult& result, const OutputFile& output) c
     rollout = image::image_rollout(attention, fusion_, options_.discard_ratio, model_.options.cls_token);
     png("rollout", image::rollout_view(rollout.patches, points, canvas, rollout.cls));
   }
-  if (!cross_module_.empty()) {
+  if (cross_module_) {
     std::vector<image::CrossRow> rows;
     if (queries) {
       for (const QueryScore& q : top) rows.push_back({q.query, q.caption, {}});
@@ -365,7 +360,7 @@ Json AttentionPlan::write(const ImageResult& result, const OutputFile& output) c
                         {points[i]}});
       }
     }
-    png("cross", image::cross_view(attention.modules.at(cross_module_), rows, fusion_, canvas));
+    png("cross", image::cross_view(attention.modules.at(*cross_module_), rows, fusion_, canvas));
   }
 
   // PNG encoding is most of a run's time: one view per thread.
@@ -375,8 +370,9 @@ Json AttentionPlan::write(const ImageResult& result, const OutputFile& output) c
 
   // 2. Raw maps.
   if (options_.save) {
-    for (const std::string& path : layers_) {
-      const std::filesystem::path file = output("attention:" + path, "attention/" + path + ".npy");
+    for (const nn::ModulePath& path : layers_) {
+      const std::filesystem::path file =
+          output("attention:" + path.str(), "attention/" + path.str() + ".npy");
       std::filesystem::create_directories(file.parent_path());
       // With prefix tokens, the whole map: prefix tokens first, as PyTorch's module gives it.
       io::write_npy(file.string(), X > 0 ? attention.with_prefix.at(path) : attention.modules.at(path));
@@ -385,10 +381,10 @@ Json AttentionPlan::write(const ImageResult& result, const OutputFile& output) c
 
   // 3. The explorer's maps: each --attention-layers module's rows at the points (or top queries).
   Json modules = Json::array();
-  for (const std::string& path : layers_) {
+  for (const nn::ModulePath& path : layers_) {
     const Tensor3& weights = attention.modules.at(path);
-    const bool query_rows = queries && path.rfind("decoder.", 0) == 0;
-    if (query_rows && path.find("self_attn") != std::string::npos) continue;  // (Q,Q): no image map
+    const bool query_rows = queries && path.stack == nn::Stack::decoder;
+    if (query_rows && path.kind == nn::AttentionKind::self_attn) continue;  // (Q,Q): no image map
     Json rows = Json::array();
     const auto add_row = [&](std::size_t row, const std::string& label, Json point) {
       Json heads = Json::array();
@@ -401,7 +397,7 @@ Json AttentionPlan::write(const ImageResult& result, const OutputFile& output) c
     if (query_rows) {
       for (const QueryScore& q : top) add_row(q.query, q.caption, nullptr);
     } else {
-      if (model_.options.cls_token && path.rfind("encoder.", 0) == 0) {
+      if (model_.options.cls_token && path.stack == nn::Stack::encoder) {
         const Tensor2 cls = image::cls_attention(attention.with_prefix.at(path), X);
         Json heads = Json::array();
         for (std::size_t k = 0; k < cls.shape(0); ++k) heads.push_back(quantised(image::key_map(cls, k, attention.grid)));
@@ -411,9 +407,9 @@ Json AttentionPlan::write(const ImageResult& result, const OutputFile& output) c
         add_row(point_tokens[i], "point " + std::to_string(i + 1), {points[i].x, points[i].y});
       }
     }
-    modules.push_back({{"name", path},
-                       {"kind", module_kind(path)},
-                       {"layer", module_layer(path)},
+    modules.push_back({{"name", path.str()},
+                       {"kind", image::to_string(image::module_kind(path))},
+                       {"layer", path.layer},
                        {"rows", rows}});
   }
   Json rollout_rows = Json::array();

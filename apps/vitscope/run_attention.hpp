@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -50,7 +51,7 @@ class AttentionPlan {
 
   // Modules to capture in every forward (the views' and --attention-layers'); empty when nothing
   // about attention was asked for.
-  const std::vector<std::string>& capture() const { return capture_; }
+  const std::vector<nn::ModulePath>& capture() const { return capture_; }
   // The files every image gets, (kind, name), to tell whether an earlier run's folder is complete.
   std::vector<std::pair<std::string, std::string>> files() const;
   // What decides the attention outputs: reused only when these match.
@@ -72,11 +73,11 @@ class AttentionPlan {
   image::HeadFusion fusion_;
   std::vector<Point> points_;
   std::vector<std::string> views_;
-  std::vector<std::string> capture_;  // what the views and layers_ need
-  std::vector<std::string> layers_;   // --attention-layers: saved and in the explorer
-  std::string view_layer_;    // "encoder.layers.N.self_attn" or "decoder.layers.N.self_attn"
-  std::string cross_module_;  // "decoder.layers.N.multihead_attn", or empty
-  std::string cls_module_;    // "encoder.layers.N.self_attn" of the CLS views, or empty
+  std::vector<nn::ModulePath> capture_;  // what the views and layers_ need
+  std::vector<nn::ModulePath> layers_;   // --attention-layers: saved and in the explorer
+  std::optional<nn::ModulePath> view_layer_;    // self_attn of the points, heads and masks views
+  std::optional<nn::ModulePath> cross_module_;  // multihead_attn of the cross view
+  std::optional<nn::ModulePath> cls_module_;    // encoder self_attn of the CLS views
 };
 
 }  // namespace vitscope::cli

@@ -42,10 +42,6 @@ Tensor3 select(const Tensor4& weights, std::size_t b, const std::vector<std::siz
   return out;
 }
 
-bool starts_with(const std::string& text, const std::string& prefix) {
-  return text.compare(0, prefix.size(), prefix) == 0;
-}
-
 // Indices of `values` in ascending order; ties keep index order, so results never depend on the
 // sort's implementation.
 std::vector<std::size_t> ascending_order(const std::vector<float>& values) {
@@ -110,15 +106,34 @@ std::string to_string(HeadFusion fusion) {
   return "mean";
 }
 
-std::vector<std::string> ImageAttention::encoder_modules() const {
-  std::vector<std::pair<std::size_t, std::string>> layers;
-  const std::string prefix = "encoder.layers.";
-  for (const auto& [path, weights] : modules) {
-    if (starts_with(path, prefix)) layers.emplace_back(std::stoul(path.substr(prefix.size())), path);
+std::string to_string(ModuleKind kind) {
+  switch (kind) {
+    case ModuleKind::encoder_self: return "encoder self-attention";
+    case ModuleKind::decoder_self: return "decoder self-attention";
+    case ModuleKind::cross: return "decoder cross-attention";
   }
-  std::sort(layers.begin(), layers.end());
-  std::vector<std::string> paths;
-  for (const auto& layer : layers) paths.push_back(layer.second);
+  return "";
+}
+
+ModuleKind module_kind(const nn::ModulePath& path) {
+  if (path.stack == nn::Stack::encoder) return ModuleKind::encoder_self;
+  return path.kind == nn::AttentionKind::self_attn ? ModuleKind::decoder_self : ModuleKind::cross;
+}
+
+nn::ModulePath module_path(ModuleKind kind, std::size_t layer) {
+  switch (kind) {
+    case ModuleKind::encoder_self: return nn::ModulePath::encoder_self_attn(layer);
+    case ModuleKind::decoder_self: return nn::ModulePath::decoder_self_attn(layer);
+    case ModuleKind::cross: return nn::ModulePath::decoder_multihead_attn(layer);
+  }
+  return {};
+}
+
+std::vector<nn::ModulePath> ImageAttention::encoder_modules() const {
+  std::vector<nn::ModulePath> paths;  // the map's order is the model's: layer by layer
+  for (const auto& [path, weights] : modules) {
+    if (path.stack == nn::Stack::encoder) paths.push_back(path);
+  }
   return paths;
 }
 
@@ -145,9 +160,8 @@ ImageAttention image_attention(const ImageModelOutput& output, std::size_t b) {
   }
   for (const auto& [path, weights] : output.attention) {
     // Decoder rows are learned queries in a query model; its self-attention keys are too.
-    const bool decoder = starts_with(path, "decoder.");
-    const bool query_rows = queries && decoder;
-    const bool query_cols = query_rows && path.find("self_attn") != std::string::npos;
+    const bool query_rows = queries && path.stack == nn::Stack::decoder;
+    const bool query_cols = query_rows && path.kind == nn::AttentionKind::self_attn;
     result.modules[path] = select(weights, b, query_rows ? all_of(Q) : tokens,
                                   query_cols ? all_of(Q) : tokens);
   }
@@ -192,7 +206,7 @@ ImageRollout image_rollout(const ImageAttention& attention, HeadFusion fusion, f
   const std::size_t X = attention.num_prefix_tokens;
   const auto& source = X > 0 ? attention.with_prefix : attention.modules;
   std::vector<Tensor3> layers;
-  for (const std::string& path : attention.encoder_modules()) layers.push_back(source.at(path));
+  for (const nn::ModulePath& path : attention.encoder_modules()) layers.push_back(source.at(path));
   const Tensor2 rollout = attention_rollout(layers, fusion, discard_ratio, cls_token && X > 0);
   ImageRollout result{X > 0 ? patch_block(rollout, X) : rollout, {}};
   if (cls_token && X > 0) {

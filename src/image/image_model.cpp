@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -234,12 +235,12 @@ std::vector<Parameter> image_parameters(ImageModel& m) {
     if (tensor.size() == 0) return;
     out.push_back({name, Shape(tensor.shape().begin(), tensor.shape().end()), tensor.data()});
   };
-  for (std::size_t i = 0; i < m.patch_embed_stem.size(); ++i) {
-    add("patch_embed.stem." + std::to_string(i) + ".weight", m.patch_embed_stem[i].weight);
-    add("patch_embed.stem." + std::to_string(i) + ".bias", m.patch_embed_stem[i].bias);
+  for (std::size_t i = 0; i < m.patch_embed.stem.size(); ++i) {
+    add("patch_embed.stem." + std::to_string(i) + ".weight", m.patch_embed.stem[i].weight);
+    add("patch_embed.stem." + std::to_string(i) + ".bias", m.patch_embed.stem[i].bias);
   }
-  add("patch_embed.proj.weight", m.patch_embed_weight);
-  add("patch_embed.proj.bias", m.patch_embed_bias);
+  add("patch_embed.proj.weight", m.patch_embed.proj.weight);
+  add("patch_embed.proj.bias", m.patch_embed.proj.bias);
   add("cls_token", m.cls_token);
   add("dist_token", m.dist_token);
   add("register_tokens", m.register_tokens);
@@ -254,51 +255,16 @@ std::vector<Parameter> image_parameters(ImageModel& m) {
   return out;
 }
 
-// Restores a stack's layer_output_hook when the forward pass ends, even by an exception.
-template <class Stack>
-class LayerCapture {
- public:
-  LayerCapture(Stack& stack, const std::string& prefix, const std::string& wanted, Tensor3& into)
-      : stack_(stack) {
-    stack_.layer_output_hook = [prefix, &wanted, &into](std::size_t i, const Tensor3& output) {
-      if (wanted == prefix + std::to_string(i)) into = output;
-    };
+// The stack layer "encoder.layers.N" / "decoder.layers.N" names; none for "output" and "encoder".
+std::optional<nn::LayerPath> layer_path(const nn::Transformer& transformer, const std::string& layer) {
+  for (std::size_t i = 0; i < transformer.encoder.layers.size(); ++i) {
+    if (nn::LayerPath{nn::Stack::encoder, i}.str() == layer) return nn::LayerPath{nn::Stack::encoder, i};
   }
-  ~LayerCapture() { stack_.layer_output_hook = nullptr; }
-  LayerCapture(const LayerCapture&) = delete;
-  LayerCapture& operator=(const LayerCapture&) = delete;
-
- private:
-  Stack& stack_;
-};
-
-// Hands the per-head weights of the chosen attention modules to `into` for one forward pass, and
-// removes the hooks when it ends, even by an exception.
-class AttentionCapture {
- public:
-  AttentionCapture(nn::Transformer& transformer, const std::vector<std::string>& wanted,
-                   std::map<std::string, Tensor4>& into) {
-    const auto modules = named_attention_modules(transformer);
-    for (const std::string& path : wanted) {
-      const auto found = std::find_if(modules.begin(), modules.end(),
-                                      [&](const auto& module) { return module.first == path; });
-      if (found == modules.end()) {
-        throw Error("bad_attention_module", "no attention module '" + path + "' in this model");
-      }
-      nn::MultiheadAttention* module = found->second;
-      module->weights_hook = [&into, path](const Tensor4& weights) { into[path] = weights; };
-      hooked_.push_back(module);
-    }
+  for (std::size_t i = 0; i < transformer.decoder.layers.size(); ++i) {
+    if (nn::LayerPath{nn::Stack::decoder, i}.str() == layer) return nn::LayerPath{nn::Stack::decoder, i};
   }
-  ~AttentionCapture() {
-    for (nn::MultiheadAttention* module : hooked_) module->weights_hook = nullptr;
-  }
-  AttentionCapture(const AttentionCapture&) = delete;
-  AttentionCapture& operator=(const AttentionCapture&) = delete;
-
- private:
-  std::vector<nn::MultiheadAttention*> hooked_;
-};
+  return std::nullopt;
+}
 
 // (Q,E) -> (Q,B,E): the same queries for every image.
 Tensor3 repeat_over_batch(const Tensor2& queries, std::size_t B) {
@@ -343,14 +309,13 @@ ImageModel::ImageModel(const ImageModelOptions& options)
   const std::size_t E = to_size(options.transformer.d_model), p = to_size(options.patch_size);
   std::size_t channels = to_size(options.in_chans);
   for (int64_t c : options.stem_channels) {
-    patch_embed_stem.push_back(
+    patch_embed.stem.push_back(
         {xt::zeros<float>({to_size(c), channels, std::size_t{3}, std::size_t{3}}),
          xt::zeros<float>({to_size(c)})});
     channels = to_size(c);
   }
-  const std::size_t kernel = patch_embed_stem.empty() ? p : 1;
-  patch_embed_weight = xt::zeros<float>({E, channels, kernel, kernel});
-  patch_embed_bias = xt::zeros<float>({E});
+  const std::size_t kernel = patch_embed.stem.empty() ? p : 1;
+  patch_embed.proj = {xt::zeros<float>({E, channels, kernel, kernel}), xt::zeros<float>({E})};
   if (options.target == Target::queries && !transformer.encoder_only()) {
     query_embed = xt::zeros<float>({to_size(options.num_queries), E});
   }
@@ -404,28 +369,29 @@ std::vector<std::string> ImageModel::layer_names() const {
   return names;
 }
 
-std::vector<std::string> ImageModel::attention_modules() {
-  std::vector<std::string> paths;
-  for (const auto& module : named_attention_modules(transformer)) paths.push_back(module.first);
-  return paths;
+void ImageModel::check_layer(const std::string& layer) const {
+  const std::vector<std::string> names = layer_names();
+  if (std::find(names.begin(), names.end(), layer) != names.end()) return;
+  std::string known;
+  for (const std::string& name : names) known += (known.empty() ? "" : ", ") + name;
+  throw Error("bad_layer", "this model's layers are " + known);
 }
 
 ImageModelOutput ImageModel::forward(const ImageBatch& batch, const std::string& layer,
-                                     const std::vector<std::string>& attention) {
-  const std::vector<std::string> names = layer_names();
-  if (std::find(names.begin(), names.end(), layer) == names.end()) {
-    throw Error("bad_layer", "no layer '" + layer + "' in this model");
+                                     const std::vector<nn::ModulePath>& attention) const {
+  check_layer(layer);
+  const std::vector<nn::ModulePath> modules = attention_modules();
+  for (const nn::ModulePath& path : attention) {
+    if (std::find(modules.begin(), modules.end(), path) == modules.end()) {
+      throw Error("bad_attention_module", "no attention module '" + path.str() + "' in this model");
+    }
   }
   const std::size_t B = batch.pixels.shape(0), p = to_size(options.patch_size);
   const std::size_t E = to_size(options.transformer.d_model);
   ImageModelOutput result;
-  const AttentionCapture attention_capture(transformer, attention, result.attention);
 
   // 1. Patch embedding, after the convolutional stem if there is one: (B,C,H,W) -> (B,E,h,w).
-  const Tensor4 tokens = patch_embed_stem.empty()
-                             ? patch_embed(batch.pixels, patch_embed_weight, patch_embed_bias)
-                             : patch_embed(conv_stem(batch.pixels, patch_embed_stem),
-                                           patch_embed_weight, patch_embed_bias);
+  const Tensor4 tokens = patch_embed.forward(batch.pixels);
   const std::size_t h = tokens.shape(2), w = tokens.shape(3);
 
   // 2. Token mask (B,h,w): a token is padding iff its top-left pixel is; each image's real grid.
@@ -469,12 +435,8 @@ ImageModelOutput ImageModel::forward(const ImageBatch& batch, const std::string&
   }
   const Tensor3 no_pos;
   const Tensor3& layer_pos = pos_in_attention ? pos_seq : no_pos;
-  Tensor3 chosen;  // the chosen layer's output, (S,B,E)
-  Tensor3 memory;
-  {
-    LayerCapture capture(transformer.encoder, "encoder.layers.", layer, chosen);
-    memory = transformer.encoder.forward(src, {}, kpm, layer_pos);
-  }
+  nn::AttentionRecorder recorder(attention, layer_path(transformer, layer));
+  const Tensor3 memory = transformer.encoder.forward(src, {}, kpm, layer_pos, &recorder);
 
   // 6. Decoder: the tokens themselves or learned queries as its target.
   Tensor3 out = memory;
@@ -491,15 +453,17 @@ ImageModelOutput ImageModel::forward(const ImageBatch& batch, const std::string&
     } else {
       tgt = repeat_over_batch(query_embed, B);
     }
-    LayerCapture capture(transformer.decoder, "decoder.layers.", layer, chosen);
-    out = transformer.decoder.forward(tgt, memory, {}, {}, tgt_kpm, kpm, layer_pos, query_pos);
+    out = transformer.decoder.forward(tgt, memory, {}, {}, tgt_kpm, kpm, layer_pos, query_pos,
+                                      &recorder);
   }
+  result.attention = recorder.take_weights();
 
   // 7. Feature map of the chosen output's patch tokens, prefix outputs, queries.
   const bool queries = options.target == Target::queries && !transformer.encoder_only();
   const Tensor3& token_output = queries ? memory : out;
-  if (layer == "output") chosen = token_output;
-  if (layer == "encoder") chosen = memory;
+  const Tensor3& chosen = layer == "output"    ? token_output
+                          : layer == "encoder" ? memory
+                                               : recorder.layer_output();  // (S,B,E)
   result.features = to_feature_map(X > 0 ? sequence_rows(chosen, X, h * w) : chosen, h, w);
   if (X > 0) {
     result.prefix_outputs = batch_major(sequence_rows(out, 0, X));

@@ -141,4 +141,9 @@ Tensor4 conv_stem(const Tensor4& pixels, const std::vector<StemConv>& stem) {
   return to_channels_first(x);
 }
 
+Tensor4 PatchEmbed::forward(const Tensor4& pixels) const {
+  if (stem.empty()) return patch_embed(pixels, proj.weight, proj.bias);
+  return patch_embed(conv_stem(pixels, stem), proj.weight, proj.bias);
+}
+
 }  // namespace vitscope::image

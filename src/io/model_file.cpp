@@ -283,12 +283,18 @@ nn::MultiheadAttention load_multihead_attention(const std::string& path) {
   for (const auto& [key, value] : {std::pair{"embed_dim", embed_dim}, {"kdim", kdim}, {"vdim", vdim}}) {
     if (value < 0 || value > kMaxWidth) read.fail(key, "is not in 0.." + std::to_string(kMaxWidth));
   }
+  nn::MultiheadAttentionOptions options;
+  options.embed_dim = embed_dim;
+  options.num_heads = num_heads;
+  options.bias = read.flag("bias");
+  options.add_bias_kv = read.flag("add_bias_kv");
+  options.add_zero_attn = read.flag("add_zero_attn");
+  options.kdim = kdim;
+  options.vdim = vdim;
+  options.batch_first = read.flag("batch_first");
   nn::MultiheadAttention module;
   try {
-    module = nn::MultiheadAttention(embed_dim, num_heads, read.flag("bias"),
-                                    read.flag("add_bias_kv"), read.flag("add_zero_attn"),
-                                    kdim, vdim,
-                                    read.flag("batch_first"));
+    module = nn::MultiheadAttention(options);
   } catch (const Error& e) {
     if (e.code() == "bad_metadata") throw;
     throw Error("bad_metadata", path + ": " + e.what());

@@ -112,21 +112,6 @@ std::vector<Parameter> named_parameters(MultiheadAttention& module, const std::s
   return out;
 }
 
-std::vector<std::pair<std::string, MultiheadAttention*>> named_attention_modules(
-    Transformer& model) {
-  std::vector<std::pair<std::string, MultiheadAttention*>> modules;
-  for (std::size_t i = 0; i < model.encoder.layers.size(); ++i) {
-    modules.emplace_back(layer_prefix(kEncoderLayers, i) + "self_attn",
-                         &model.encoder.layers[i].self_attn);
-  }
-  for (std::size_t i = 0; i < model.decoder.layers.size(); ++i) {
-    const std::string prefix = layer_prefix(kDecoderLayers, i);
-    modules.emplace_back(prefix + "self_attn", &model.decoder.layers[i].self_attn);
-    modules.emplace_back(prefix + "multihead_attn", &model.decoder.layers[i].multihead_attn);
-  }
-  return modules;
-}
-
 std::size_t parameter_count(const std::vector<Parameter>& parameters) {
   std::size_t n = 0;
   for (const Parameter& p : parameters) n += p.numel();

@@ -4,6 +4,17 @@
 
 namespace vitscope::nn {
 
+Tensor3 attention_block(const MultiheadAttention& attention, const Tensor3& query,
+                        const Tensor3& key, const Tensor3& value,
+                        const KeyPaddingMask& key_padding_mask, const AttnMask& attn_mask,
+                        const LayerRecorder& recorder, AttentionKind kind) {
+  const bool record = recorder.wants(kind);
+  MultiheadAttentionOutput out =
+      attention.forward(query, key, value, key_padding_mask, record, attn_mask, false);
+  if (record) recorder.record(kind, std::move(out.attn_output_weights));
+  return std::move(out.attn_output);
+}
+
 Tensor3 feed_forward(const Linear& linear1, Activation activation, const Linear& linear2,
                      const Tensor3& x) {
   const std::size_t rows = x.shape(0) * x.shape(1);

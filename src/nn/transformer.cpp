@@ -72,7 +72,8 @@ Tensor3 Transformer::forward(const Tensor3& src, const Tensor3& tgt, const AttnM
                              const AttnMask& tgt_mask, const AttnMask& memory_mask,
                              const KeyPaddingMask& src_key_padding_mask,
                              const KeyPaddingMask& tgt_key_padding_mask,
-                             const KeyPaddingMask& memory_key_padding_mask) const {
+                             const KeyPaddingMask& memory_key_padding_mask,
+                             AttentionRecorder* recorder) const {
   const std::size_t batch_dim = options.batch_first ? 0 : 1;
   if (encoder_only()) {
     throw Error("encoder_only", "this model has no decoder: run its encoder without a target");
@@ -87,9 +88,21 @@ Tensor3 Transformer::forward(const Tensor3& src, const Tensor3& tgt, const AttnM
                                       dims(tgt) + " must be d_model " +
                                       std::to_string(options.d_model));
   }
-  const Tensor3 memory = encoder.forward(src, src_mask, src_key_padding_mask);
+  const Tensor3 memory = encoder.forward(src, src_mask, src_key_padding_mask, {}, recorder);
   return decoder.forward(tgt, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
-                         memory_key_padding_mask);
+                         memory_key_padding_mask, {}, {}, recorder);
+}
+
+std::vector<ModulePath> Transformer::attention_modules() const {
+  std::vector<ModulePath> modules;
+  for (std::size_t i = 0; i < encoder.layers.size(); ++i) {
+    modules.push_back({Stack::encoder, i, AttentionKind::self_attn});
+  }
+  for (std::size_t i = 0; i < decoder.layers.size(); ++i) {
+    modules.push_back({Stack::decoder, i, AttentionKind::self_attn});
+    modules.push_back({Stack::decoder, i, AttentionKind::multihead_attn});
+  }
+  return modules;
 }
 
 }  // namespace vitscope::nn

@@ -10,12 +10,14 @@ Tensor3 TransformerDecoder::forward(const Tensor3& tgt, const Tensor3& memory,
                                     const AttnMask& tgt_mask, const AttnMask& memory_mask,
                                     const KeyPaddingMask& tgt_key_padding_mask,
                                     const KeyPaddingMask& memory_key_padding_mask,
-                                    const Tensor3& pos, const Tensor3& query_pos) const {
+                                    const Tensor3& pos, const Tensor3& query_pos,
+                                    AttentionRecorder* recorder) const {
   Tensor3 output = tgt;
   for (std::size_t i = 0; i < layers.size(); ++i) {
+    const LayerRecorder layer{recorder, {Stack::decoder, i}};
     output = layers[i].forward(output, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
-                               memory_key_padding_mask, pos, query_pos);
-    if (layer_output_hook) layer_output_hook(i, output);
+                               memory_key_padding_mask, pos, query_pos, layer);
+    if (recorder && recorder->wants_output(layer.layer)) recorder->record_output(output);
   }
   if (norm) output = norm->forward(output);
   return output;

@@ -8,11 +8,12 @@ TransformerEncoder::TransformerEncoder(const TransformerEncoderLayer& encoder_la
 
 Tensor3 TransformerEncoder::forward(const Tensor3& src, const AttnMask& mask,
                                     const KeyPaddingMask& src_key_padding_mask,
-                                    const Tensor3& pos) const {
+                                    const Tensor3& pos, AttentionRecorder* recorder) const {
   Tensor3 output = src;
   for (std::size_t i = 0; i < layers.size(); ++i) {
-    output = layers[i].forward(output, mask, src_key_padding_mask, pos);
-    if (layer_output_hook) layer_output_hook(i, output);
+    const LayerRecorder layer{recorder, {Stack::encoder, i}};
+    output = layers[i].forward(output, mask, src_key_padding_mask, pos, layer);
+    if (recorder && recorder->wants_output(layer.layer)) recorder->record_output(output);
   }
   if (norm) output = norm->forward(output);
   return output;

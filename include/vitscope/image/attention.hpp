@@ -21,23 +21,29 @@ namespace vitscope::image {
 
 enum class HeadFusion { mean, max, min };
 
+// What an attention module relates, as people name it.
+enum class ModuleKind { encoder_self, decoder_self, cross };
+// "encoder self-attention", "decoder self-attention" or "decoder cross-attention".
+std::string to_string(ModuleKind kind);
+ModuleKind module_kind(const nn::ModulePath& path);
+nn::ModulePath module_path(ModuleKind kind, std::size_t layer);
+
 // "mean", "max" or "min"; throws vitscope::Error("bad_head_fusion") otherwise.
 HeadFusion parse_head_fusion(const std::string& name);
 std::string to_string(HeadFusion fusion);
 
-// One image's attention, every module the forward captured, keyed by module path
-// ("encoder.layers.0.self_attn", "decoder.layers.1.multihead_attn", ...): (nh, L_i, S_i) over the
+// One image's attention, every module the forward captured, by module: (nh, L_i, S_i) over the
 // patch tokens, with the padding tokens removed from both axes (queries keep all Q rows).
 struct ImageAttention {
   std::array<std::size_t, 2> grid{};  // (h_i, w_i): the image's real token grid
-  std::map<std::string, Tensor3> modules;
+  std::map<nn::ModulePath, Tensor3> modules;
   // A model with X prefix tokens (CLS first): each module over all its real tokens, prefix
   // tokens first, (nh, X+S_i, X+S_i); empty without prefix tokens.
   std::size_t num_prefix_tokens = 0;
-  std::map<std::string, Tensor3> with_prefix;
+  std::map<nn::ModulePath, Tensor3> with_prefix;
 
   // The encoder self-attention modules captured, in layer order.
-  std::vector<std::string> encoder_modules() const;
+  std::vector<nn::ModulePath> encoder_modules() const;
 };
 
 // Image b's attention from a forward that captured some modules (ImageModel::forward's

@@ -4,7 +4,6 @@
 
 #include <array>
 #include <cstdint>
-#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -12,6 +11,7 @@
 #include "vitscope/image/patch_embed.hpp"
 #include "vitscope/image/position.hpp"
 #include "vitscope/image/preprocess.hpp"
+#include "vitscope/nn/attention_recorder.hpp"
 #include "vitscope/nn/linear.hpp"
 #include "vitscope/nn/transformer.hpp"
 #include "vitscope/nn/tensor.hpp"
@@ -68,10 +68,9 @@ struct ImageModelOutput {
   Tensor3 query_logits;              // (B,Q,K) for learned-query models with a head, else empty
   xt::xtensor<bool, 3> token_mask;   // (B,h,w) true on padding tokens
   std::vector<std::array<std::size_t, 2>> grids;  // per image its real token grid (h_i, w_i)
-  // Per captured attention module (path as attention_modules() names it), per head (B,nh,L,S)
-  // over the padded grid: L and S are X + h*w tokens (prefix tokens first), or Q for a query
-  // model's decoder queries.
-  std::map<std::string, Tensor4> attention;
+  // Per captured attention module, per head (B,nh,L,S) over the padded grid: L and S are X + h*w
+  // tokens (prefix tokens first), or Q for a query model's decoder queries.
+  std::map<nn::ModulePath, Tensor4> attention;
   std::size_t num_prefix_tokens = 0;  // X
 };
 
@@ -86,17 +85,17 @@ class ImageModel {
   // throws vitscope::Error("bad_layer") for a name this model does not have.
   // `attention` lists the attention modules whose per-head weights to capture; the others keep
   // the fast path that never forms them. Throws vitscope::Error("bad_attention_module") for a
-  // name attention_modules() does not list.
-  // Installs hooks on the transformer for the call: one forward at a time per model.
+  // module attention_modules() does not list.
   ImageModelOutput forward(const ImageBatch& batch, const std::string& layer = "output",
-                           const std::vector<std::string>& attention = {});
+                           const std::vector<nn::ModulePath>& attention = {}) const;
 
   // The names `layer` accepts, in order.
   std::vector<std::string> layer_names() const;
+  // Throws vitscope::Error("bad_layer") naming the layers this model has when it has no `layer`.
+  void check_layer(const std::string& layer) const;
 
-  // Every attention module by path, in order: "encoder.layers.N.self_attn", then per decoder
-  // layer "decoder.layers.N.self_attn" and "decoder.layers.N.multihead_attn".
-  std::vector<std::string> attention_modules();
+  // Every attention module, in the order the model runs them.
+  std::vector<nn::ModulePath> attention_modules() const { return transformer.attention_modules(); }
 
   // patches (S,B,E) -> (X+S,B,E): the prefix tokens, each with its pos_embed row if it has one.
   Tensor3 with_prefix_tokens(const Tensor3& patches) const;
@@ -104,9 +103,7 @@ class ImageModel {
   Tensor2 cls_head(const Tensor3& prefix_outputs) const;
 
   ImageModelOptions options;
-  std::vector<StemConv> patch_embed_stem;  // patch_embed.stem.N.*, one per stem channel count
-  Tensor4 patch_embed_weight;  // patch_embed.proj.weight (E,C,p,p), or (E,c_n,1,1) after a stem
-  Tensor1 patch_embed_bias;    // patch_embed.proj.bias (E)
+  PatchEmbed patch_embed;      // patch_embed.stem.N.*, patch_embed.proj.*
   Tensor4 pos_embed;           // (1,E,gh,gw) when position is learned (grid layout), else empty
   Tensor3 pos_embed_sequence;  // pos_embed (1,P+gh*gw,E) as ViTs store it (sequence layout), else empty
   Tensor3 cls_token;           // (1,1,E) with cls_token, else empty

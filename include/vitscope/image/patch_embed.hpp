@@ -22,4 +22,19 @@ struct StemConv {
 // own 2^n-square: an image's outputs do not depend on the padding a batch adds around it.
 Tensor4 conv_stem(const Tensor4& pixels, const std::vector<StemConv>& stem);
 
+// patch_embed.proj: Conv2d(c, E, kernel_size = stride = k).
+struct PatchProjection {
+  Tensor4 weight;  // (E,C,p,p), or (E,c_n,1,1) after a stem
+  Tensor1 bias;    // (E)
+};
+
+// timm's PatchEmbed: the stem's steps, if any, then proj.
+struct PatchEmbed {
+  std::vector<StemConv> stem;  // patch_embed.stem.N, one per stem channel count
+  PatchProjection proj;        // patch_embed.proj
+
+  // pixels (B,C,H,W) -> tokens (B,E,H/p,W/p). H and W are multiples of p.
+  Tensor4 forward(const Tensor4& pixels) const;
+};
+
 }  // namespace vitscope::image

@@ -4,7 +4,6 @@
 // E = embed_dim, nh = num_heads, Dh = E / nh.
 
 #include <cstdint>
-#include <functional>
 
 #include "vitscope/nn/linear.hpp"
 #include "vitscope/nn/masks.hpp"
@@ -17,13 +16,22 @@ struct MultiheadAttentionOutput {
   Tensor4 attn_output_weights;  // need_weights: per head (N,nh,L,S), or their mean (N,1,L,S); else empty
 };
 
+// The constructor arguments of torch.nn.MultiheadAttention, under their PyTorch names and defaults.
+struct MultiheadAttentionOptions {
+  int64_t embed_dim = 0;
+  int64_t num_heads = 0;
+  bool bias = true;
+  bool add_bias_kv = false;
+  bool add_zero_attn = false;
+  int64_t kdim = 0;  // 0 means embed_dim, as None does in PyTorch
+  int64_t vdim = 0;  // 0 means embed_dim
+  bool batch_first = false;
+};
+
 class MultiheadAttention {
  public:
   MultiheadAttention() = default;
-  // kdim / vdim of 0 mean embed_dim, as None does in PyTorch.
-  MultiheadAttention(int64_t embed_dim, int64_t num_heads, bool bias = true, bool add_bias_kv = false,
-                     bool add_zero_attn = false, int64_t kdim = 0, int64_t vdim = 0,
-                     bool batch_first = false);
+  explicit MultiheadAttention(const MultiheadAttentionOptions& options);
 
   // query (L,N,E), key (S,N,kdim), value (S,N,vdim); (N,·,·) first when batch_first.
   // key_padding_mask (N,S); attn_mask (1,L,S) or (N*nh,L,S). S in the weights counts the extra
@@ -52,11 +60,6 @@ class MultiheadAttention {
   Tensor3 bias_k;          // (1,1,E) when add_bias_kv, else empty
   Tensor3 bias_v;          // (1,1,E) when add_bias_kv, else empty
   Linear out_proj;         // E -> E (bias follows `bias`)
-
-  // When set, every forward also computes the per-head weights (N,nh,L,S) and hands them here,
-  // whatever the caller asked for; the output does not change. This is how layers, which run
-  // with need_weights=false as PyTorch's do, expose their attention.
-  std::function<void(const Tensor4&)> weights_hook;
 };
 
 }  // namespace vitscope::nn

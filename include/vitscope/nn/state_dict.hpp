@@ -30,11 +30,6 @@ struct Parameter {
 std::vector<Parameter> named_parameters(nn::Transformer& model, const std::string& prefix = "");
 std::vector<Parameter> named_parameters(nn::MultiheadAttention& module, const std::string& prefix = "");
 
-// Every attention module under its state_dict path ("encoder.layers.0.self_attn",
-// "decoder.layers.1.multihead_attn", ...), encoder first, in layer order.
-std::vector<std::pair<std::string, nn::MultiheadAttention*>> named_attention_modules(
-    nn::Transformer& model);
-
 std::size_t parameter_count(const std::vector<Parameter>& parameters);
 
 // Copies tensors into parameters, as load_state_dict(strict=True): throws

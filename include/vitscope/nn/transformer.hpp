@@ -3,8 +3,10 @@
 // identity and is therefore not a parameter. num_decoder_layers = 0 makes an encoder-only model.
 
 #include <cstdint>
+#include <vector>
 
 #include "vitscope/nn/activation.hpp"
+#include "vitscope/nn/attention_recorder.hpp"
 #include "vitscope/nn/masks.hpp"
 #include "vitscope/nn/transformer_decoder.hpp"
 #include "vitscope/nn/transformer_encoder.hpp"
@@ -41,14 +43,20 @@ class Transformer {
 
   // src: (S,N,E), tgt: (T,N,E) ((N,·,E) when batch_first) -> (T,N,E).
   // src_mask (S,S), tgt_mask (T,T), memory_mask (T,S): as (1,·,·) or (N*nhead,·,·);
-  // key padding masks (N,S), (N,T), (N,S).
+  // key padding masks (N,S), (N,T), (N,S). `recorder` (optional) gets the attention and layer
+  // output it asks for.
   Tensor3 forward(const Tensor3& src, const Tensor3& tgt, const AttnMask& src_mask = {},
                   const AttnMask& tgt_mask = {}, const AttnMask& memory_mask = {},
                   const KeyPaddingMask& src_key_padding_mask = {},
                   const KeyPaddingMask& tgt_key_padding_mask = {},
-                  const KeyPaddingMask& memory_key_padding_mask = {}) const;
+                  const KeyPaddingMask& memory_key_padding_mask = {},
+                  AttentionRecorder* recorder = nullptr) const;
 
   bool encoder_only() const { return decoder.layers.empty(); }
+
+  // Every attention module, in the order the model runs them: each encoder layer's self_attn,
+  // then per decoder layer its self_attn and multihead_attn.
+  std::vector<ModulePath> attention_modules() const;
 
   TransformerOptions options;
   TransformerEncoder encoder;

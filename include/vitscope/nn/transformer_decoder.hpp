@@ -1,7 +1,6 @@
 #pragma once
 // nn::TransformerDecoder, as torch.nn.TransformerDecoder: a stack of layers, then an optional norm.
 
-#include <functional>
 #include <optional>
 #include <vector>
 
@@ -18,18 +17,16 @@ class TransformerDecoder {
                      std::optional<LayerNorm> norm = std::nullopt);
 
   // tgt: (T,N,E), memory: (S,N,E) ((N,·,E) when batch_first) -> (T,N,E).
-  // pos, query_pos: see TransformerDecoderLayer.
+  // pos, query_pos: see TransformerDecoderLayer. `recorder` (optional) gets the attention and
+  // layer output it asks for.
   Tensor3 forward(const Tensor3& tgt, const Tensor3& memory, const AttnMask& tgt_mask = {},
                   const AttnMask& memory_mask = {},
                   const KeyPaddingMask& tgt_key_padding_mask = {},
                   const KeyPaddingMask& memory_key_padding_mask = {}, const Tensor3& pos = {},
-                  const Tensor3& query_pos = {}) const;
+                  const Tensor3& query_pos = {}, AttentionRecorder* recorder = nullptr) const;
 
   std::vector<TransformerDecoderLayer> layers;
   std::optional<LayerNorm> norm;  // (E)
-
-  // When set, receives each layer's output (index, (T,N,E)) as the forward pass goes.
-  std::function<void(std::size_t, const Tensor3&)> layer_output_hook;
 };
 
 }  // namespace vitscope::nn

@@ -1,7 +1,6 @@
 #pragma once
 // nn::TransformerEncoder, as torch.nn.TransformerEncoder: a stack of layers, then an optional norm.
 
-#include <functional>
 #include <optional>
 #include <vector>
 
@@ -18,14 +17,13 @@ class TransformerEncoder {
                      std::optional<LayerNorm> norm = std::nullopt);
 
   // src: (S,N,E), or (N,S,E) when batch_first -> same shape. pos: see TransformerEncoderLayer.
+  // `recorder` (optional) gets the attention and layer output it asks for.
   Tensor3 forward(const Tensor3& src, const AttnMask& mask = {},
-                  const KeyPaddingMask& src_key_padding_mask = {}, const Tensor3& pos = {}) const;
+                  const KeyPaddingMask& src_key_padding_mask = {}, const Tensor3& pos = {},
+                  AttentionRecorder* recorder = nullptr) const;
 
   std::vector<TransformerEncoderLayer> layers;
   std::optional<LayerNorm> norm;  // (E)
-
-  // When set, receives each layer's output (index, (S,N,E)) as the forward pass goes.
-  std::function<void(std::size_t, const Tensor3&)> layer_output_hook;
 };
 
 }  // namespace vitscope::nn

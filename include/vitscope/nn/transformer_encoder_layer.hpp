@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "vitscope/nn/activation.hpp"
+#include "vitscope/nn/attention_recorder.hpp"
 #include "vitscope/nn/layer_norm.hpp"
 #include "vitscope/nn/linear.hpp"
 #include "vitscope/nn/masks.hpp"
@@ -20,9 +21,11 @@ class TransformerEncoderLayer {
 
   // src: (S,N,E), or (N,S,E) when batch_first -> same shape.
   // pos (same shape as src), DETR's extension: added to the self-attention queries and keys (not
-  // the values); empty, the layer is exactly PyTorch's.
+  // the values); empty, the layer is exactly PyTorch's. `recorder` gets self_attn's weights
+  // when it asks for them.
   Tensor3 forward(const Tensor3& src, const AttnMask& src_mask = {},
-                  const KeyPaddingMask& src_key_padding_mask = {}, const Tensor3& pos = {}) const;
+                  const KeyPaddingMask& src_key_padding_mask = {}, const Tensor3& pos = {},
+                  const LayerRecorder& recorder = {}) const;
 
   MultiheadAttention self_attn;  // E -> E
   Linear linear1;                // E -> dim_feedforward
@@ -35,7 +38,8 @@ class TransformerEncoderLayer {
  private:
   // x: (S,N,E) -> self-attention output (S,N,E)
   Tensor3 sa_block(const Tensor3& x, const AttnMask& attn_mask,
-                   const KeyPaddingMask& key_padding_mask, const Tensor3& pos) const;
+                   const KeyPaddingMask& key_padding_mask, const Tensor3& pos,
+                   const LayerRecorder& recorder) const;
   // x: (S,N,E) -> linear2(activation(linear1(x))) (S,N,E)
   Tensor3 ff_block(const Tensor3& x) const;
 };
