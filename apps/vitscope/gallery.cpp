@@ -7,7 +7,7 @@
 
 #include <opencv2/imgproc.hpp>
 
-#include "image_file.hpp"
+#include "vitscope/image/image_file.hpp"
 #include "vitscope/io/atomic_file.hpp"
 
 namespace vitscope::cli {
@@ -288,7 +288,7 @@ void write_thumbnail(const fs::path& path, const cv::Mat& rgb) {
   cv::Mat rgb8, bgr;
   small.convertTo(rgb8, CV_8U);
   cv::cvtColor(rgb8, bgr, cv::COLOR_RGB2BGR);
-  write_jpeg(path, bgr, 85);
+  image::write_jpeg(path, bgr, 85);
 }
 
 void write_image_page(const fs::path& path, const std::string& input,

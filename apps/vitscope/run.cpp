@@ -23,7 +23,6 @@
 
 #include "commands.hpp"
 #include "gallery.hpp"
-#include "image_file.hpp"
 #include "interrupt.hpp"
 #include "opencv_limit.hpp"
 #include "prefetch.hpp"
@@ -32,6 +31,7 @@
 #include "run_inputs.hpp"
 #include "threads.hpp"
 #include "vitscope/error.hpp"
+#include "vitscope/image/image_file.hpp"
 #include "vitscope/image/image_model.hpp"
 #include "vitscope/image/load.hpp"
 #include "vitscope/image/predictions.hpp"
@@ -193,11 +193,11 @@ void write_outputs(const Job& job, const image::ImageModelOutput& out,
   };
 
   io::write_npy(output("features", "features.npy").string(), features);
-  write_png(output("pca", "pca.png"), image::pca_view(features, rgb, layout));
-  write_png(output("channels", "channels.png"), image::channels_view(features, rgb.size()));
-  write_png(output("token_norm", "token_norm.png"), image::token_norm_view(features, rgb, layout));
+  image::write_png(output("pca", "pca.png"), image::pca_view(features, rgb, layout));
+  image::write_png(output("channels", "channels.png"), image::channels_view(features, rgb.size()));
+  image::write_png(output("token_norm", "token_norm.png"), image::token_norm_view(features, rgb, layout));
   if (out.logits.size() > 0) {
-    write_png(output("classes", "classes.png"),
+    image::write_png(output("classes", "classes.png"),
               image::class_overlay_view(crop(out.logits, b, h, w), rgb, layout,
                                         job.model.options.class_names));
   }

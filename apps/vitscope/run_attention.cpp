@@ -8,8 +8,8 @@
 #include <xtensor/xview.hpp>
 
 #include "commands.hpp"
-#include "image_file.hpp"
 #include "vitscope/image/attention_views.hpp"
+#include "vitscope/image/image_file.hpp"
 #include "vitscope/io/npy_tensors.hpp"
 #include "vitscope/nn/parallel.hpp"
 
@@ -370,7 +370,7 @@ Json AttentionPlan::write(const ImageResult& result, const OutputFile& output) c
 
   // PNG encoding is most of a run's time: one view per thread.
   parallel_for(pngs.size(), 1, [&](std::size_t begin, std::size_t end) {
-    for (std::size_t i = begin; i < end; ++i) write_png(pngs[i].first, pngs[i].second);
+    for (std::size_t i = begin; i < end; ++i) image::write_png(pngs[i].first, pngs[i].second);
   });
 
   // 2. Raw maps.
