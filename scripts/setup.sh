@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs every Debian package vitscope needs to build, run and test; skips what is present.
 # Usage: scripts/setup.sh [--tests] [--tools]
-#   --tests adds what only the test suite uses: chromium (the gallery check), xvfb and xdotool
-#   (the vitscope-demo check); --tools adds python3-torch for tools/ and bench/.
+#   --tests adds what only the test suite uses: chromium (the gallery check), nodejs (the lint of
+#   the gallery's JS, CSS and HTML), xvfb and xdotool (the vitscope-demo check); --tools adds
+#   python3-torch for tools/ and bench/.
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config
@@ -11,7 +12,7 @@ packages=(build-essential cmake pkg-config
           clang-14 libclang-rt-14-dev)  # clang and libFuzzer for scripts/fuzz.sh
 for option in "$@"; do
   case "$option" in
-    --tests) packages+=(chromium xvfb xauth xdotool) ;;  # xvfb-run needs xauth
+    --tests) packages+=(chromium nodejs xvfb xauth xdotool) ;;  # xvfb-run needs xauth
     --tools) packages+=(python3-torch python3-numpy python3-opencv python3-torchvision) ;;
     *) echo "setup.sh: unknown option $option" >&2; exit 2 ;;
   esac

@@ -22,8 +22,6 @@
 #include <xtensor/xview.hpp>
 
 #include "commands.hpp"
-#include "gallery.hpp"
-#include "image_file.hpp"
 #include "interrupt.hpp"
 #include "opencv_limit.hpp"
 #include "prefetch.hpp"
@@ -32,6 +30,12 @@
 #include "run_inputs.hpp"
 #include "threads.hpp"
 #include "vitscope/error.hpp"
+#include "vitscope/gallery/file_names.hpp"
+#include "vitscope/gallery/image_page.hpp"
+#include "vitscope/gallery/index_page.hpp"
+#include "vitscope/gallery/thumbnail.hpp"
+#include "vitscope/gallery/view_titles.hpp"
+#include "vitscope/image/image_file.hpp"
 #include "vitscope/image/image_model.hpp"
 #include "vitscope/image/load.hpp"
 #include "vitscope/image/predictions.hpp"
@@ -113,8 +117,8 @@ std::vector<std::pair<std::string, std::string>> output_files(const image::Image
     files.emplace_back("predictions", "predictions.json");
   }
   for (const auto& file : plan.files()) files.push_back(file);
-  files.emplace_back("thumbnail", kThumbnailFile);
-  files.emplace_back("page", kPageFile);
+  files.emplace_back("thumbnail", gallery::kThumbnailFile);
+  files.emplace_back("page", gallery::kPageFile);
   return files;
 }
 
@@ -193,11 +197,11 @@ void write_outputs(const Job& job, const image::ImageModelOutput& out,
   };
 
   io::write_npy(output("features", "features.npy").string(), features);
-  write_png(output("pca", "pca.png"), image::pca_view(features, rgb, layout));
-  write_png(output("channels", "channels.png"), image::channels_view(features, rgb.size()));
-  write_png(output("token_norm", "token_norm.png"), image::token_norm_view(features, rgb, layout));
+  image::write_png(output("pca", "pca.png"), image::pca_view(features, rgb, layout));
+  image::write_png(output("channels", "channels.png"), image::channels_view(features, rgb.size()));
+  image::write_png(output("token_norm", "token_norm.png"), image::token_norm_view(features, rgb, layout));
   if (out.logits.size() > 0) {
-    write_png(output("classes", "classes.png"),
+    image::write_png(output("classes", "classes.png"),
               image::class_overlay_view(crop(out.logits, b, h, w), rgb, layout,
                                         job.model.options.class_names));
   }
@@ -227,14 +231,16 @@ void write_outputs(const Job& job, const image::ImageModelOutput& out,
                          std::to_string(std::lround(100 * top.at(0).at("probability").get<double>())) + "%)";
   }
   const nlohmann::json maps = job.attention.write({out, b, rgb, batch.resized[b]}, output);
-  write_thumbnail(output("thumbnail", kThumbnailFile), rgb);
+  gallery::write_thumbnail(output("thumbnail", gallery::kThumbnailFile), rgb);
 
   r.status = "ok";
   r.size = {original.cols, original.rows};
   r.grid = {h, w};
-  std::vector<std::pair<std::string, std::string>> names;
-  for (const auto& [kind, name] : job.files) names.emplace_back(kind, name);
-  write_image_page(output("page", kPageFile), r.input, names, facts, maps);
+  std::vector<gallery::PageFile> page_files;
+  for (const auto& [kind, name] : job.files) {
+    page_files.push_back({kind, name, gallery::view_title(kind), gallery::view_place(kind)});
+  }
+  gallery::write_image_page(output("page", gallery::kPageFile), r.input, page_files, facts, maps);
   const Json record = {{"settings", job.settings}, {"size", r.size}, {"grid", r.grid},
                        {"prediction", r.prediction}};
   io::write_file_atomically((folder / kRecordFile).string(), json_text(record));
@@ -445,7 +451,7 @@ void run_images(const RunOptions& o) {
                         {"images", images}};
   const fs::path summary_path = out_dir / "summary.json";
   io::write_file_atomically(summary_path.string(), json_text(summary));
-  write_gallery(out_dir, summary);
+  gallery::write_index(out_dir, summary);
 
   if (const int signal = interrupted()) {
     throw Interrupted(signal, "interrupted by " + signal_name(signal) + ": " +

@@ -8,8 +8,9 @@
 #include <xtensor/xview.hpp>
 
 #include "commands.hpp"
-#include "image_file.hpp"
+#include "vitscope/gallery/explorer.hpp"
 #include "vitscope/image/attention_views.hpp"
+#include "vitscope/image/image_file.hpp"
 #include "vitscope/io/npy_tensors.hpp"
 #include "vitscope/nn/parallel.hpp"
 
@@ -57,33 +58,6 @@ std::size_t layer_index(int layer, std::size_t count, const std::string& stack) 
                      std::to_string(count) + " layers");
   }
   return static_cast<std::size_t>(index);
-}
-
-std::string base64(const std::vector<unsigned char>& bytes) {
-  static const char* digits = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  for (std::size_t i = 0; i < bytes.size(); i += 3) {
-    const std::size_t n = std::min<std::size_t>(3, bytes.size() - i);
-    unsigned value = static_cast<unsigned>(bytes[i]) << 16;
-    if (n > 1) value |= static_cast<unsigned>(bytes[i + 1]) << 8;
-    if (n > 2) value |= bytes[i + 2];
-    for (std::size_t k = 0; k < 4; ++k) {
-      out += k <= n ? digits[(value >> (18 - 6 * k)) & 63] : '=';
-    }
-  }
-  return out;
-}
-
-// A map for the page: its maximum and each value as 0..255 of it, base64.
-Json quantised(const Tensor2& map) {
-  const float top = *std::max_element(map.begin(), map.end());
-  std::vector<unsigned char> bytes(map.size(), 0);
-  if (top > 0) {
-    std::transform(map.begin(), map.end(), bytes.begin(), [&](float v) {
-      return static_cast<unsigned char>(std::lround(std::clamp(v / top, 0.0f, 1.0f) * 255));
-    });
-  }
-  return {{"max", top}, {"q", base64(bytes)}};
 }
 
 bool is_background(const std::string& name) {
@@ -365,7 +339,7 @@ Json AttentionPlan::write(const ImageResult& result, const OutputFile& output) c
 
   // PNG encoding is most of a run's time: one view per thread.
   parallel_for(pngs.size(), 1, [&](std::size_t begin, std::size_t end) {
-    for (std::size_t i = begin; i < end; ++i) write_png(pngs[i].first, pngs[i].second);
+    for (std::size_t i = begin; i < end; ++i) image::write_png(pngs[i].first, pngs[i].second);
   });
 
   // 2. Raw maps.
@@ -390,7 +364,7 @@ Json AttentionPlan::write(const ImageResult& result, const OutputFile& output) c
       Json heads = Json::array();
       for (std::size_t k = 0; k < weights.shape(0); ++k) {
         const Tensor2 head = xt::view(weights, k, xt::all(), xt::all());
-        heads.push_back(quantised(image::key_map(head, row, attention.grid)));
+        heads.push_back(gallery::encode_map(image::key_map(head, row, attention.grid)));
       }
       rows.push_back({{"label", label}, {"point", point}, {"heads", heads}});
     };
@@ -400,7 +374,7 @@ Json AttentionPlan::write(const ImageResult& result, const OutputFile& output) c
       if (model_.options.cls_token && path.stack == nn::Stack::encoder) {
         const Tensor2 cls = image::cls_attention(attention.with_prefix.at(path), X);
         Json heads = Json::array();
-        for (std::size_t k = 0; k < cls.shape(0); ++k) heads.push_back(quantised(image::key_map(cls, k, attention.grid)));
+        for (std::size_t k = 0; k < cls.shape(0); ++k) heads.push_back(gallery::encode_map(image::key_map(cls, k, attention.grid)));
         rows.push_back({{"label", "CLS token"}, {"point", nullptr}, {"heads", heads}});
       }
       for (std::size_t i = 0; i < points.size(); ++i) {
@@ -414,17 +388,17 @@ Json AttentionPlan::write(const ImageResult& result, const OutputFile& output) c
   }
   Json rollout_rows = Json::array();
   if (rollout.cls.size() > 0) {
-    rollout_rows.push_back({{"label", "CLS token"}, {"point", nullptr}, {"map", quantised(rollout.cls)}});
+    rollout_rows.push_back({{"label", "CLS token"}, {"point", nullptr}, {"map", gallery::encode_map(rollout.cls)}});
   }
   if (rollout.patches.size() > 0) {
     for (std::size_t i = 0; i < points.size(); ++i) {
       rollout_rows.push_back({{"label", "point " + std::to_string(i + 1)},
                               {"point", {points[i].x, points[i].y}},
-                              {"map", quantised(image::key_map(rollout.patches, point_tokens[i], attention.grid))}});
+                              {"map", gallery::encode_map(image::key_map(rollout.patches, point_tokens[i], attention.grid))}});
     }
     rollout_rows.push_back({{"label", "all tokens"},
                             {"point", nullptr},
-                            {"map", quantised(image::mean_key_map(rollout.patches, attention.grid))}});
+                            {"map", gallery::encode_map(image::mean_key_map(rollout.patches, attention.grid))}});
   }
   if (modules.empty() && rollout_rows.empty()) return Json();  // nothing to explore: no explorer
   return {{"size", {result.rgb.cols, result.rgb.rows}},

@@ -1,4 +1,4 @@
-#include "image_file.hpp"
+#include "vitscope/image/image_file.hpp"
 
 #include <string>
 #include <vector>
@@ -8,7 +8,7 @@
 #include "vitscope/error.hpp"
 #include "vitscope/io/atomic_file.hpp"
 
-namespace vitscope::cli {
+namespace vitscope::image {
 
 namespace {
 
@@ -31,4 +31,4 @@ void write_jpeg(const std::filesystem::path& path, const cv::Mat& bgr, int quali
   write_encoded(path, bgr, ".jpg", {cv::IMWRITE_JPEG_QUALITY, quality});
 }
 
-}  // namespace vitscope::cli
+}  // namespace vitscope::image

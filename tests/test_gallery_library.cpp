@@ -1,0 +1,75 @@
+// The gallery library on its own: the explorer's map encoding (what gallery.js's decodeMap reads)
+// and the image page's entries (pictures in their places, the Files list in the caller's order).
+
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "support.hpp"
+#include "vitscope/gallery/explorer.hpp"
+#include "vitscope/gallery/image_page.hpp"
+
+namespace {
+
+using vitscope::Tensor2;
+using vitscope::gallery::encode_map;
+using vitscope::gallery::PageFile;
+using vitscope::test::read_bytes;
+using vitscope::test::TempDir;
+
+}  // namespace
+
+TEST_CASE("encode_map: each value as round(255 * value / max), base64 with padding", "[gallery]") {
+  // 0, 64 (63.75), 128 (127.5 rounds away from zero), 255
+  const Tensor2 map = {{0.0f, 1.0f}, {2.0f, 4.0f}};
+  const nlohmann::json encoded = encode_map(map);
+  CHECK(encoded.size() == 2);
+  CHECK(encoded.at("max").get<float>() == 4.0f);
+  CHECK(encoded.at("q") == "AECA/w==");
+  CHECK(encode_map(Tensor2{{1.0f, 1.0f, 1.0f}}).at("q") == "////");
+  CHECK(encode_map(Tensor2{{3.0f}, {-3.0f}}).at("q") == "/wA=");  // negatives clamp to 0
+}
+
+TEST_CASE("encode_map: a map with no positive value encodes as zeros", "[gallery]") {
+  const nlohmann::json zeros = encode_map(Tensor2{{0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f}});
+  CHECK(zeros.at("max").get<float>() == 0.0f);
+  CHECK(zeros.at("q") == "AAAAAAAA");
+  const nlohmann::json negative = encode_map(Tensor2{{-1.0f, -2.0f}});
+  CHECK(negative.at("max").get<float>() == -1.0f);
+  CHECK(negative.at("q") == "AAA=");
+}
+
+TEST_CASE("image page: pictures by their place, files in the caller's order", "[gallery]") {
+  TempDir dir;
+  const std::vector<PageFile> files = {{"features", "features.npy", "", -1},
+                                       {"pca", "pca.png", "PCA", 1},
+                                       {"classes", "classes.png", "Classes", 0},
+                                       {"extra", "extra.png", "Extra", 1}};
+  // An input named like a fragment's placeholder stays text.
+  const std::string input = "{{title}} & co.png";
+  vitscope::gallery::write_image_page(dir.file("page.html"), input, files,
+                                      {{"size", "4x2"}}, nlohmann::json());
+  const std::string page = read_bytes(dir.file("page.html"));
+  INFO(page);
+  CHECK(page.find("<title>{{title}} &amp; co.png · vitscope</title>") != std::string::npos);
+  const std::size_t classes = page.find("<figcaption>Classes</figcaption>");
+  const std::size_t pca = page.find("<figcaption>PCA</figcaption>");
+  const std::size_t extra = page.find("<figcaption>Extra</figcaption>");
+  CHECK(classes < pca);
+  CHECK(pca < extra);
+  CHECK(extra != std::string::npos);
+  CHECK(page.find("<li><a href=\"features.npy\">features.npy</a> (features)</li>\n"
+                  "<li><a href=\"pca.png\">pca.png</a> (PCA)</li>\n") != std::string::npos);
+  CHECK(page.find("id=\"maps\"") == std::string::npos);  // no maps: no explorer
+
+  vitscope::gallery::write_image_page(dir.file("explorer.html"), "a.png", files, {},
+                                      nlohmann::json{{"grid", {1, 2}}});
+  const std::string explorer = read_bytes(dir.file("explorer.html"));
+  INFO(explorer);
+  CHECK(explorer.find("<img id=\"explorer-image\" class=\"hidden\" src=\"thumb.jpg\" alt=\"\">") !=
+        std::string::npos);
+  CHECK(explorer.find("<script id=\"maps\" type=\"application/json\">{\"grid\":[1,2]}</script>") !=
+        std::string::npos);
+}
