@@ -18,8 +18,6 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
-#include <opencv2/imgcodecs.hpp>
-#include <xtensor/xview.hpp>
 
 #include "commands.hpp"
 #include "interrupt.hpp"
@@ -30,18 +28,13 @@
 #include "run_inputs.hpp"
 #include "threads.hpp"
 #include "vitscope/error.hpp"
-#include "vitscope/gallery/file_names.hpp"
-#include "vitscope/gallery/image_page.hpp"
 #include "vitscope/gallery/index_page.hpp"
-#include "vitscope/gallery/thumbnail.hpp"
-#include "vitscope/gallery/view_titles.hpp"
-#include "vitscope/image/image_file.hpp"
+#include "vitscope/gallery/outputs.hpp"
+#include "vitscope/image/analysis.hpp"
 #include "vitscope/image/image_model.hpp"
 #include "vitscope/image/load.hpp"
-#include "vitscope/image/predictions.hpp"
-#include "vitscope/image/views.hpp"
 #include "vitscope/io/atomic_file.hpp"
-#include "vitscope/io/npy_tensors.hpp"
+#include "vitscope/nn/parallel.hpp"
 
 namespace vitscope::cli {
 
@@ -94,43 +87,15 @@ Json to_json(const Record& r) {
           {"prediction", r.prediction}};
 }
 
-// How many classes predictions.json lists, as ImageNet's top-5.
-constexpr std::size_t kTopClasses = 5;
-
-// The files of one image's folder, by kind; which kinds there are depends on the model and the
-// attention asked for.
-std::vector<std::pair<std::string, std::string>> output_files(const image::ImageModel& model,
-                                                              const AttentionPlan& plan) {
-  std::vector<std::pair<std::string, std::string>> files = {{"features", "features.npy"},
-                                                            {"pca", "pca.png"},
-                                                            {"channels", "channels.png"},
-                                                            {"token_norm", "token_norm.png"}};
-  const bool queries = model.options.target == image::Target::queries &&
-                       model.options.transformer.num_decoder_layers > 0;
-  const bool classifier = model.options.num_classes > 0;
-  const bool cls_head = model.options.head_pool == image::HeadPool::cls;
-  if (classifier && !queries && !cls_head) files.emplace_back("classes", "classes.png");
-  if (queries) files.emplace_back("queries", "queries.npy");
-  if (model.options.cls_token) files.emplace_back("cls", "cls.npy");
-  if (classifier && cls_head) {
-    files.emplace_back("logits", "logits.npy");
-    files.emplace_back("predictions", "predictions.json");
-  }
-  for (const auto& file : plan.files()) files.push_back(file);
-  files.emplace_back("thumbnail", gallery::kThumbnailFile);
-  files.emplace_back("page", gallery::kPageFile);
-  return files;
-}
-
-// What a run needs besides its options: the model and where everything goes.
+// What a run needs besides its options: the model, the analysis and where everything goes.
 struct Job {
   const RunOptions& options;
-  image::ImageModel& model;
-  const AttentionPlan& attention;
+  const image::ImageModel& model;
+  const image::AnalysisPlan& plan;
   image::PreprocessOptions preprocess;
   fs::path out_dir;
   Json settings;  // what decides an image's results: reused only when these match
-  std::vector<std::pair<std::string, std::string>> files;
+  std::vector<gallery::ImageOutput> outputs;
 
   fs::path folder(const Record& r) const { return out_dir / r.input; }
 };
@@ -143,9 +108,9 @@ std::string json_text(const Json& json) {
 // An earlier run's results for r, when every file is there and they were made the same way.
 bool reuse_complete(const Job& job, Record& r) {
   const fs::path folder = job.folder(r);
-  for (const auto& [kind, name] : job.files) {
+  for (const gallery::ImageOutput& output : job.outputs) {
     std::error_code error;
-    if (!fs::exists(folder / name, error)) return false;
+    if (!fs::exists(folder / output.file, error)) return false;
   }
   Json record;
   try {
@@ -156,7 +121,9 @@ bool reuse_complete(const Job& job, Record& r) {
   }
   if (record.value("settings", Json()) != job.settings) return false;
   r.status = "ok";
-  for (const auto& [kind, name] : job.files) r.outputs.emplace_back(kind, r.input + "/" + name);
+  for (const gallery::ImageOutput& output : job.outputs) {
+    r.outputs.emplace_back(output.kind, r.input + "/" + output.file);
+  }
   r.size = record.value("size", Json());
   r.grid = record.value("grid", Json());
   r.prediction = record.value("prediction", Json());
@@ -168,79 +135,26 @@ struct Loaded {
   cv::Mat rgb;
 };
 
-// Image b of a (B,C,h,w) batch output, cropped to its real token grid (h, w).
-Tensor3 crop(const Tensor4& t, std::size_t b, std::size_t h, std::size_t w) {
-  return xt::view(t, b, xt::all(), xt::range(std::size_t{0}, h), xt::range(std::size_t{0}, w));
-}
-
-// The picture an image's views draw on: the image itself, or where the resize mode cut it, the
-// crop the model saw (at the model's resolution), so that every token is drawn where it lies.
-cv::Mat view_picture(const cv::Mat& original, const image::ImageBatch& batch, std::size_t b,
-                     const image::PreprocessOptions& preprocess) {
-  if (batch.crops[b] == cv::Rect({0, 0}, batch.before_crop[b])) return original;
-  return image::resize_and_crop(original, preprocess).rgb;
-}
-
-// One image's results from the batch outputs.
-void write_outputs(const Job& job, const image::ImageModelOutput& out,
-                   const image::ImageBatch& batch, std::size_t b, const cv::Mat& original, Record& r) {
-  const cv::Mat rgb = view_picture(original, batch, b, job.preprocess);
-  const auto [h, w] = out.grids[b];
-  const Tensor3 features = crop(out.features, b, h, w);
-  const image::TokenLayout layout{batch.resized[b], static_cast<int>(job.model.options.patch_size)};
+// One image's files, from the registry: drawn in its order, then encoded and written one per
+// thread (PNG encoding is most of a run's time), then the record that marks the folder complete.
+void write_outputs(const Job& job, const image::ImageAnalysis& analysis, Record& r) {
   const fs::path folder = job.folder(r);
   fs::create_directories(folder);
-  // Lists each file as it is written: the summary names what is there.
-  const auto output = [&](const std::string& kind, const std::string& name) {
-    r.outputs.emplace_back(kind, r.input + "/" + name);
-    return folder / name;
-  };
-
-  io::write_npy(output("features", "features.npy").string(), features);
-  image::write_png(output("pca", "pca.png"), image::pca_view(features, rgb, layout));
-  image::write_png(output("channels", "channels.png"), image::channels_view(features, rgb.size()));
-  image::write_png(output("token_norm", "token_norm.png"), image::token_norm_view(features, rgb, layout));
-  if (out.logits.size() > 0) {
-    image::write_png(output("classes", "classes.png"),
-              image::class_overlay_view(crop(out.logits, b, h, w), rgb, layout,
-                                        job.model.options.class_names));
+  const gallery::ImageContext context{analysis, r.input, job.options.model};
+  std::vector<gallery::FileWriter> writers;
+  for (const gallery::ImageOutput& output : job.outputs) writers.push_back(output.prepare(context));
+  parallel_for(writers.size(), 1, [&](std::size_t begin, std::size_t end) {
+    for (std::size_t i = begin; i < end; ++i) writers[i](folder / job.outputs[i].file);
+  });
+  // The summary names what is there.
+  for (const gallery::ImageOutput& output : job.outputs) {
+    r.outputs.emplace_back(output.kind, r.input + "/" + output.file);
   }
-  if (out.query_outputs.size() > 0) {
-    const Tensor2 queries = xt::view(out.query_outputs, b, xt::all(), xt::all());
-    io::write_npy(output("queries", "queries.npy").string(), queries);
-  }
-  if (job.model.options.cls_token) {
-    const Tensor1 cls = xt::view(out.prefix_outputs, b, 0, xt::all());
-    io::write_npy(output("cls", "cls.npy").string(), cls);
-  }
-  Json facts = {{"size", std::to_string(original.cols) + "x" + std::to_string(original.rows)},
-                {"tokens", std::to_string(h) + "x" + std::to_string(w)},
-                {"model", job.options.model}};  // what the image's page states
-  if (out.class_logits.size() > 0) {
-    const Tensor1 logits = xt::view(out.class_logits, b, xt::all());
-    io::write_npy(output("logits", "logits.npy").string(), logits);
-    Json top = Json::array();
-    for (const image::ClassScore& c : image::top_classes(logits.data(), logits.size(),
-                                                         job.model.options.class_names, kTopClasses)) {
-      top.push_back({{"class", c.name}, {"index", c.index}, {"probability", c.probability}});
-    }
-    io::write_file_atomically(output("predictions", "predictions.json").string(),
-                              json_text({{"top5", top}}));
-    r.prediction = top.at(0);
-    facts["top class"] = top.at(0).at("class").get<std::string>() + " (" +
-                         std::to_string(std::lround(100 * top.at(0).at("probability").get<double>())) + "%)";
-  }
-  const nlohmann::json maps = job.attention.write({out, b, rgb, batch.resized[b]}, output);
-  gallery::write_thumbnail(output("thumbnail", gallery::kThumbnailFile), rgb);
-
+  const Json top = gallery::top_predictions(analysis, job.model.options.class_names);
   r.status = "ok";
-  r.size = {original.cols, original.rows};
-  r.grid = {h, w};
-  std::vector<gallery::PageFile> page_files;
-  for (const auto& [kind, name] : job.files) {
-    page_files.push_back({kind, name, gallery::view_title(kind), gallery::view_place(kind)});
-  }
-  gallery::write_image_page(output("page", gallery::kPageFile), r.input, page_files, facts, maps);
+  r.size = {analysis.original.width, analysis.original.height};
+  r.grid = {analysis.grid[0], analysis.grid[1]};
+  r.prediction = top.empty() ? Json(nullptr) : top.at(0);
   const Json record = {{"settings", job.settings}, {"size", r.size}, {"grid", r.grid},
                        {"prediction", r.prediction}};
   io::write_file_atomically((folder / kRecordFile).string(), json_text(record));
@@ -272,14 +186,11 @@ void run_batch(const Job& job, std::vector<Loaded>& loaded, std::vector<Record>&
   }
   std::vector<cv::Mat> images;
   for (const Loaded& l : loaded) images.push_back(l.rgb);
-  std::optional<image::ImageBatch> batch;
-  std::optional<image::ImageModelOutput> out;
+  image::BatchAnalysis analysis;
   std::string batch_error;
   try {
-    batch = image::preprocess(images, job.preprocess);
-    const Clock::time_point start = Clock::now();
-    out = job.model.forward(*batch, job.options.layer, job.attention.capture());
-    timings.forward_s += seconds_since(start);
+    analysis = image::analyse(job.model, images, job.preprocess, job.plan);
+    timings.forward_s += analysis.forward_s;
   } catch (const std::exception& e) {
     batch_error = e.what();
   }
@@ -289,7 +200,7 @@ void run_batch(const Job& job, std::vector<Loaded>& loaded, std::vector<Record>&
       fail(r, batch_error);
     } else {
       try {
-        write_outputs(job, *out, *batch, b, loaded[b].rgb, r);
+        write_outputs(job, analysis.images[b], r);
       } catch (const std::exception& e) {
         fail(r, e.what());
       }
@@ -349,14 +260,6 @@ std::vector<Record> process(const Job& job, const std::vector<InputFile>& inputs
   return records;
 }
 
-void require_layer(const image::ImageModel& model, const std::string& layer) {
-  const std::vector<std::string> names = model.layer_names();
-  if (std::find(names.begin(), names.end(), layer) != names.end()) return;
-  std::string known;
-  for (const std::string& name : names) known += (known.empty() ? "" : ", ") + name;
-  throw UsageError("--layer " + layer + ": this model's layers are " + known);
-}
-
 std::string summary_line(const std::vector<Record>& records, double total_s) {
   std::size_t ok = 0, error = 0, skipped = 0;
   for (const Record& r : records) {
@@ -408,20 +311,19 @@ void run_images(const RunOptions& o) {
   const fs::path out_dir = o.out;
   const std::vector<InputFile> inputs = collect_inputs(o.inputs, out_dir);
 
-  image::ImageModelFile file = image::load_image_model(o.model);
-  require_layer(file.model, o.layer);
+  const image::ImageModelFile file = image::load_image_model(o.model);
+  const image::AnalysisPlan plan = plan_run(file.model, o.layer, o.attention);
   const image::PreprocessOptions preprocess = preprocess_options(o, file.model);
   const Json resize = resize_settings(preprocess);
-  const AttentionPlan attention(o.attention, file.model);
   const Json settings = {{"model", o.model},
                          {"layer", o.layer},
                          {"size", preprocess.size},
                          {"resize_mode", resize.at("resize_mode")},
                          {"resize_size", resize.at("resize_size")},
                          {"interpolation", resize.at("interpolation")},
-                         {"attention", attention.settings()}};
-  const Job job{o,        file.model, attention, preprocess, out_dir,
-                settings, output_files(file.model, attention)};
+                         {"attention", attention_settings(plan, o.attention.save)}};
+  const Job job{o,        file.model, plan, preprocess, out_dir,
+                settings, gallery::image_outputs(file.model, plan, o.attention.save)};
   fs::create_directories(out_dir);
 
   Timings timings;

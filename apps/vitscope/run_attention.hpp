@@ -1,19 +1,14 @@
 #pragma once
-// The attention part of `vitscope run`: which modules a run captures, the PNG views and .npy maps
-// it writes per image, and the maps the gallery's explorer shows.
+// The attention options of `vitscope run`: parsed into the library's AnalysisRequest, checked
+// against the model into its AnalysisPlan, and recorded as the settings a rerun compares.
 
-#include <cstddef>
-#include <filesystem>
-#include <functional>
-#include <optional>
 #include <string>
 #include <vector>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
-#include <opencv2/core.hpp>
 
-#include "vitscope/image/attention.hpp"
+#include "vitscope/image/analysis.hpp"
 #include "vitscope/image/image_model.hpp"
 
 namespace vitscope::cli {
@@ -33,51 +28,12 @@ struct AttentionOptions {
 
 void add_attention_options(CLI::App& command, AttentionOptions& options);
 
-// What one image's attention step is given.
-struct ImageResult {
-  const image::ImageModelOutput& output;
-  std::size_t b;
-  const cv::Mat& rgb;                // CV_32FC3 RGB as loaded
-  cv::Size resized;                  // as the model saw it
-};
+// The run's analysis: `layer` and the attention options checked against the model. Throws
+// UsageError naming the option when they do not fit.
+image::AnalysisPlan plan_run(const image::ImageModel& model, const std::string& layer,
+                             const AttentionOptions& options);
 
-// Registers an output file (kind, name inside the image's folder) and returns its path.
-using OutputFile = std::function<std::filesystem::path(const std::string&, const std::string&)>;
-
-// A run's attention choices, checked against the model once (UsageError when they do not fit).
-class AttentionPlan {
- public:
-  AttentionPlan(const AttentionOptions& options, image::ImageModel& model);
-
-  // Modules to capture in every forward (the views' and --attention-layers'); empty when nothing
-  // about attention was asked for.
-  const std::vector<nn::ModulePath>& capture() const { return capture_; }
-  // The files every image gets, (kind, name), to tell whether an earlier run's folder is complete.
-  std::vector<std::pair<std::string, std::string>> files() const;
-  // What decides the attention outputs: reused only when these match.
-  nlohmann::ordered_json settings() const;
-
-  // Writes the views (and .npy maps) of one image; returns the explorer's maps for its page.
-  nlohmann::json write(const ImageResult& result, const OutputFile& output) const;
-
- private:
-  struct Point {
-    double x = 0, y = 0;
-    bool fraction = false;
-  };
-  std::vector<cv::Point2d> pixels(cv::Size image) const;
-  bool wants(const std::string& view) const;
-
-  AttentionOptions options_;
-  const image::ImageModel& model_;
-  image::HeadFusion fusion_;
-  std::vector<Point> points_;
-  std::vector<std::string> views_;
-  std::vector<nn::ModulePath> capture_;  // what the views and layers_ need
-  std::vector<nn::ModulePath> layers_;   // --attention-layers: saved and in the explorer
-  std::optional<nn::ModulePath> view_layer_;    // self_attn of the points, heads and masks views
-  std::optional<nn::ModulePath> cross_module_;  // multihead_attn of the cross view
-  std::optional<nn::ModulePath> cls_module_;    // encoder self_attn of the CLS views
-};
+// What decides the attention outputs: an earlier folder is reused only when these match.
+nlohmann::ordered_json attention_settings(const image::AnalysisPlan& plan, bool save);
 
 }  // namespace vitscope::cli

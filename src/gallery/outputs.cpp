@@ -1,0 +1,228 @@
+#include "vitscope/gallery/outputs.hpp"
+
+#include <cmath>
+
+#include "vitscope/gallery/explorer.hpp"
+#include "vitscope/gallery/file_names.hpp"
+#include "vitscope/gallery/image_page.hpp"
+#include "vitscope/gallery/thumbnail.hpp"
+#include "vitscope/image/attention_views.hpp"
+#include "vitscope/image/image_file.hpp"
+#include "vitscope/image/predictions.hpp"
+#include "vitscope/image/views.hpp"
+#include "vitscope/io/atomic_file.hpp"
+#include "vitscope/io/npy_tensors.hpp"
+
+namespace vitscope::gallery {
+
+namespace {
+
+namespace fs = std::filesystem;
+using Json = nlohmann::ordered_json;
+using image::AttentionView;
+using image::ImageAnalysis;
+
+constexpr std::size_t kTopClasses = 5;
+
+std::string json_text(const Json& json) {
+  // Replaces bytes that are not UTF-8 (class names may hold any) instead of throwing.
+  return json.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
+}
+
+// A picture drawn now and PNG-encoded by the writer.
+FileWriter png(cv::Mat bgr) {
+  return [bgr = std::move(bgr)](const fs::path& path) { image::write_png(path, bgr); };
+}
+
+// A tensor of the analysis, which outlives its writers.
+template <class Tensor>
+FileWriter npy(const Tensor& tensor) {
+  return [&tensor](const fs::path& path) { io::write_npy(path.string(), tensor); };
+}
+
+FileWriter text(std::string content) {
+  return [content = std::move(content)](const fs::path& path) {
+    io::write_file_atomically(path.string(), content);
+  };
+}
+
+struct Registry {
+  std::vector<ImageOutput> outputs;
+  void add(std::string kind, std::string file, std::string title, int picture,
+           std::function<FileWriter(const ImageContext&)> prepare) {
+    outputs.push_back({std::move(kind), std::move(file), std::move(title), picture, std::move(prepare)});
+  }
+};
+
+void add_feature_outputs(Registry& r, const image::ImageModel& model) {
+  r.add("features", "features.npy", "", -1,
+        [](const ImageContext& c) { return npy(c.analysis.features); });
+  r.add("pca", "pca.png", "Features: first three principal components as RGB", 1,
+        [](const ImageContext& c) {
+          return png(image::pca_view(c.analysis.features, c.analysis.picture, c.analysis.layout));
+        });
+  r.add("channels", "channels.png", "Features: the strongest channels", 3, [](const ImageContext& c) {
+    return png(image::channels_view(c.analysis.features, c.analysis.picture.size()));
+  });
+  r.add("token_norm", "token_norm.png", "Features: each token's norm", 2, [](const ImageContext& c) {
+    return png(image::token_norm_view(c.analysis.features, c.analysis.picture, c.analysis.layout));
+  });
+  const bool queries = model.options.target == image::Target::queries &&
+                       model.options.transformer.num_decoder_layers > 0;
+  const bool classifier = model.options.num_classes > 0;
+  const bool cls_head = model.options.head_pool == image::HeadPool::cls;
+  const std::vector<std::string> names = model.options.class_names;
+  if (classifier && !queries && !cls_head) {
+    r.add("classes", "classes.png", "Class of each token", 0, [names](const ImageContext& c) {
+      return png(image::class_overlay_view(c.analysis.logits, c.analysis.picture, c.analysis.layout, names));
+    });
+  }
+  if (queries) {
+    r.add("queries", "queries.npy", "", -1, [](const ImageContext& c) { return npy(c.analysis.queries); });
+  }
+  if (model.options.cls_token) {
+    r.add("cls", "cls.npy", "", -1, [](const ImageContext& c) { return npy(c.analysis.cls); });
+  }
+  if (classifier && cls_head) {
+    r.add("logits", "logits.npy", "", -1, [](const ImageContext& c) { return npy(c.analysis.class_logits); });
+    r.add("predictions", "predictions.json", "", -1, [names](const ImageContext& c) {
+      return text(json_text({{"top5", top_predictions(c.analysis, names)}}));
+    });
+  }
+}
+
+// The cross view's rows: the top queries of a learned-query model, else the tokens under the points.
+std::vector<image::CrossRow> cross_rows(const ImageAnalysis& a) {
+  std::vector<image::CrossRow> rows;
+  if (a.queries.size() > 0) {
+    for (const image::RankedQuery& q : a.top_queries) rows.push_back({q.query, q.caption, {}});
+    return rows;
+  }
+  for (std::size_t i = 0; i < a.points.size(); ++i) {
+    rows.push_back({a.point_tokens[i],
+                    "token under (" + std::to_string(std::lround(a.points[i].x)) + ", " +
+                        std::to_string(std::lround(a.points[i].y)) + ")",
+                    {a.points[i]}});
+  }
+  return rows;
+}
+
+void add_attention_views(Registry& r, const image::AnalysisPlan& plan) {
+  const image::HeadFusion fusion = plan.request.fusion;
+  const float threshold = plan.request.threshold;
+  const auto view = [&](AttentionView v, std::string title, int picture,
+                        std::function<cv::Mat(const ImageAnalysis&, const image::AttentionCanvas&)> draw) {
+    if (!plan.draws(v)) return;
+    const std::string kind = "attention_" + image::to_string(v);
+    r.add(kind, kind + ".png", std::move(title), picture, [draw](const ImageContext& c) {
+      return png(draw(c.analysis, c.analysis.canvas));
+    });
+  };
+  const auto module = [](const ImageAnalysis& a, const nn::ModulePath& path) -> const Tensor3& {
+    return a.attention.modules.at(path);
+  };
+  const nn::ModulePath view_module = plan.view_module.value_or(nn::ModulePath{});
+  view(AttentionView::points, "Encoder self-attention of the token under each point (heads fused)", 4,
+       [=](const ImageAnalysis& a, const image::AttentionCanvas& canvas) {
+         return image::points_view(module(a, view_module), a.points, fusion, canvas);
+       });
+  view(AttentionView::heads, "Head montage: fused, then every head, per point", 5,
+       [=](const ImageAnalysis& a, const image::AttentionCanvas& canvas) {
+         return image::heads_view(module(a, view_module), a.points, fusion, canvas);
+       });
+  view(AttentionView::masks, "Masks: the tokens holding the top share of each map's attention", 6,
+       [=](const ImageAnalysis& a, const image::AttentionCanvas& canvas) {
+         return image::masks_view(module(a, view_module), a.points, fusion, threshold, canvas);
+       });
+  view(AttentionView::cls, "The CLS token's attention over the patches: fused, then every head", 7,
+       [=](const ImageAnalysis& a, const image::AttentionCanvas& canvas) {
+         return image::cls_heads_view(a.cls_attention, fusion, canvas);
+       });
+  view(AttentionView::cls_masks, "Masks: the patches holding the top share of the CLS token's attention", 8,
+       [=](const ImageAnalysis& a, const image::AttentionCanvas& canvas) {
+         return image::cls_masks_view(a.cls_attention, fusion, threshold, canvas);
+       });
+  view(AttentionView::rollout,
+       "Attention rollout through the encoder: the CLS token's (with one), per point, over all tokens", 9,
+       [](const ImageAnalysis& a, const image::AttentionCanvas& canvas) {
+         return image::rollout_view(a.rollout.patches, a.points, canvas, a.rollout.cls);
+       });
+  const nn::ModulePath cross_module = plan.cross_module.value_or(nn::ModulePath{});
+  view(AttentionView::cross, "Decoder cross-attention", 10,
+       [=](const ImageAnalysis& a, const image::AttentionCanvas& canvas) {
+         return image::cross_view(module(a, cross_module), cross_rows(a), fusion, canvas);
+       });
+}
+
+// --save-attention: each kept module's whole map, prefix tokens first as PyTorch's module gives it.
+void add_saved_attention(Registry& r, const image::AnalysisPlan& plan) {
+  for (const nn::ModulePath& path : plan.kept) {
+    r.add("attention:" + path.str(), "attention/" + path.str() + ".npy", "", -1,
+          [path](const ImageContext& c) -> FileWriter {
+            const image::ImageAttention& attention = c.analysis.attention;
+            const Tensor3& weights = attention.num_prefix_tokens > 0 ? attention.with_prefix.at(path)
+                                                                     : attention.modules.at(path);
+            return [&weights](const fs::path& file) {
+              fs::create_directories(file.parent_path());
+              io::write_npy(file.string(), weights);
+            };
+          });
+  }
+}
+
+// What the page states about the image.
+Json page_facts(const ImageContext& c, const std::vector<std::string>& class_names) {
+  const ImageAnalysis& a = c.analysis;
+  Json facts = {{"size", std::to_string(a.original.width) + "x" + std::to_string(a.original.height)},
+                {"tokens", std::to_string(a.grid[0]) + "x" + std::to_string(a.grid[1])},
+                {"model", c.model}};
+  const Json top = top_predictions(a, class_names);
+  if (!top.empty()) {
+    facts["top class"] = top.at(0).at("class").get<std::string>() + " (" +
+                         std::to_string(std::lround(100 * top.at(0).at("probability").get<double>())) + "%)";
+  }
+  return facts;
+}
+
+void add_page(Registry& r, const image::ImageModel& model, const image::AnalysisPlan& plan) {
+  r.add("thumbnail", kThumbnailFile, "", -1, [](const ImageContext& c) -> FileWriter {
+    const cv::Mat& picture = c.analysis.picture;
+    return [&picture](const fs::path& path) { write_thumbnail(path, picture); };
+  });
+  std::vector<PageFile> files;
+  for (const ImageOutput& o : r.outputs) files.push_back({o.kind, o.file, o.title, o.picture});
+  files.push_back({"page", kPageFile, "", -1});
+  r.add("page", kPageFile, "", -1, [files, &model, plan](const ImageContext& c) -> FileWriter {
+    const Json facts = page_facts(c, model.options.class_names);
+    const nlohmann::json maps = explorer_maps(c.analysis, plan, model);
+    const std::string input = c.input;
+    return [files, facts, maps, input](const fs::path& path) {
+      write_image_page(path, input, files, facts, maps);
+    };
+  });
+}
+
+}  // namespace
+
+std::vector<ImageOutput> image_outputs(const image::ImageModel& model,
+                                       const image::AnalysisPlan& plan, bool save_attention) {
+  Registry r;
+  add_feature_outputs(r, model);
+  add_attention_views(r, plan);
+  if (save_attention) add_saved_attention(r, plan);
+  add_page(r, model, plan);
+  return r.outputs;
+}
+
+nlohmann::ordered_json top_predictions(const ImageAnalysis& a,
+                                       const std::vector<std::string>& class_names) {
+  Json top = Json::array();
+  if (a.class_logits.size() == 0) return top;
+  for (const image::ClassScore& c :
+       image::top_classes(a.class_logits.data(), a.class_logits.size(), class_names, kTopClasses)) {
+    top.push_back({{"class", c.name}, {"index", c.index}, {"probability", c.probability}});
+  }
+  return top;
+}
+
+}  // namespace vitscope::gallery

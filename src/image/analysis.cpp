@@ -1,0 +1,268 @@
+#include "vitscope/image/analysis.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include <xtensor/xview.hpp>
+
+#include "vitscope/error.hpp"
+#include "vitscope/image/attention_views.hpp"
+
+namespace vitscope::image {
+
+namespace {
+
+// Spread over the picture when no points are given, as DETR's notebook picks a few by hand.
+const std::vector<ReferencePoint> kDefaultPoints = {
+    {0.3, 0.3, true}, {0.7, 0.3, true}, {0.3, 0.7, true}, {0.7, 0.7, true}};
+
+const std::vector<std::pair<AttentionView, const char*>> kViewNames = {
+    {AttentionView::points, "points"},   {AttentionView::heads, "heads"},
+    {AttentionView::masks, "masks"},     {AttentionView::rollout, "rollout"},
+    {AttentionView::cross, "cross"},     {AttentionView::cls, "cls"},
+    {AttentionView::cls_masks, "cls_masks"}};
+
+bool asks(const AnalysisRequest& request, AttentionView view) {
+  return std::find(request.views.begin(), request.views.end(), view) != request.views.end();
+}
+
+// -1 is the last of `count` layers, as Python indexes.
+std::size_t layer_index(int layer, std::size_t count, const std::string& stack) {
+  const long n = static_cast<long>(count);
+  const long index = layer < 0 ? n + layer : layer;
+  if (index < 0 || index >= n) {
+    throw Error("bad_attention_layer",
+                "the " + stack + " has " + std::to_string(count) + " layers");
+  }
+  return static_cast<std::size_t>(index);
+}
+
+std::vector<nn::ModulePath> in_model_order(const std::vector<nn::ModulePath>& modules,
+                                           const std::vector<nn::ModulePath>& paths) {
+  std::vector<nn::ModulePath> ordered;
+  for (const nn::ModulePath& path : modules) {
+    if (std::find(paths.begin(), paths.end(), path) != paths.end()) ordered.push_back(path);
+  }
+  return ordered;
+}
+
+bool is_background(const std::string& name) {
+  std::string lower = name;
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return lower == "background" || lower == "no_object" || lower == "no-object";
+}
+
+std::string class_name(const std::vector<std::string>& names, std::size_t k) {
+  return k < names.size() ? names[k] : "class " + std::to_string(k);
+}
+
+// Queries (Q,K logits) ranked by the softmax probability of their best non-background class;
+// without a head, in order.
+std::vector<RankedQuery> rank_queries(std::size_t Q, const Tensor2& logits,
+                                      const std::vector<std::string>& names, std::size_t keep) {
+  std::vector<RankedQuery> queries(Q);
+  for (std::size_t q = 0; q < Q; ++q) {
+    queries[q].query = q;
+    queries[q].caption = "query " + std::to_string(q);
+    if (logits.size() == 0) continue;
+    const std::size_t K = logits.shape(1);
+    double top = -INFINITY, total = 0;
+    for (std::size_t k = 0; k < K; ++k) top = std::max(top, double(logits(q, k)));
+    std::vector<double> p(K);
+    for (std::size_t k = 0; k < K; ++k) total += p[k] = std::exp(logits(q, k) - top);
+    std::size_t best = K;
+    for (std::size_t k = 0; k < K; ++k) {
+      if (is_background(class_name(names, k))) continue;
+      if (best == K || p[k] > p[best]) best = k;
+    }
+    if (best == K) continue;
+    queries[q].score = p[best] / total;
+    queries[q].caption += ": " + class_name(names, best) + " " +
+                          std::to_string(std::lround(100 * queries[q].score)) + "%";
+  }
+  std::stable_sort(queries.begin(), queries.end(),
+                   [](const RankedQuery& a, const RankedQuery& b) { return a.score > b.score; });
+  queries.resize(std::min(keep, Q));
+  return queries;
+}
+
+std::vector<cv::Point2d> picture_pixels(const std::vector<ReferencePoint>& points, cv::Size picture) {
+  std::vector<cv::Point2d> out;
+  for (const ReferencePoint& p : points) {
+    const double x = p.fraction ? p.x * (picture.width - 1) : p.x;
+    const double y = p.fraction ? p.y * (picture.height - 1) : p.y;
+    out.emplace_back(std::min(x, picture.width - 1.0), std::min(y, picture.height - 1.0));
+  }
+  return out;
+}
+
+// Image b of a (B,C,h,w) batch output, cropped to its real token grid (h, w).
+Tensor3 crop(const Tensor4& t, std::size_t b, std::size_t h, std::size_t w) {
+  return xt::view(t, b, xt::all(), xt::range(std::size_t{0}, h), xt::range(std::size_t{0}, w));
+}
+
+// The image itself, or where the resize mode cut it, the crop the model saw.
+cv::Mat view_picture(const cv::Mat& original, const ImageBatch& batch, std::size_t b,
+                     const PreprocessOptions& preprocess) {
+  if (batch.crops[b] == cv::Rect({0, 0}, batch.before_crop[b])) return original;
+  return resize_and_crop(original, preprocess).rgb;
+}
+
+// Image b's outputs and the maps its views draw.
+ImageAnalysis image_analysis(const ImageModel& model, const ImageModelOutput& out,
+                             const ImageBatch& batch, std::size_t b, const cv::Mat& original,
+                             const PreprocessOptions& preprocess, const AnalysisPlan& plan) {
+  ImageAnalysis a;
+  a.picture = view_picture(original, batch, b, preprocess);
+  a.original = original.size();
+  a.layout = {batch.resized[b], static_cast<int>(model.options.patch_size)};
+  a.grid = out.grids[b];
+  const auto [h, w] = a.grid;
+  a.features = crop(out.features, b, h, w);
+  if (out.logits.size() > 0) a.logits = crop(out.logits, b, h, w);
+  if (out.query_outputs.size() > 0) a.queries = xt::view(out.query_outputs, b, xt::all(), xt::all());
+  if (out.prefix_outputs.size() > 0) a.cls = xt::view(out.prefix_outputs, b, 0, xt::all());
+  if (out.class_logits.size() > 0) a.class_logits = xt::view(out.class_logits, b, xt::all());
+  if (plan.capture.empty()) return a;
+
+  a.attention = image_attention(out, b);
+  a.canvas = {a.picture, a.layout, a.attention.grid};
+  a.points = picture_pixels(plan.points, a.picture.size());
+  for (const cv::Point2d& p : a.points) {
+    a.point_tokens.push_back(token_at(p, a.picture.size(), a.layout, a.grid));
+  }
+  if (a.queries.size() > 0) {
+    const Tensor2 logits = out.query_logits.size() > 0
+                               ? Tensor2(xt::view(out.query_logits, b, xt::all(), xt::all()))
+                               : Tensor2();
+    a.top_queries = rank_queries(a.queries.shape(0), logits, model.options.class_names,
+                                 plan.request.top_queries);
+  }
+  if (plan.cls_module) {
+    a.cls_attention = image::cls_attention(a.attention.with_prefix.at(*plan.cls_module),
+                                           a.attention.num_prefix_tokens);
+  }
+  if (plan.rollout) {
+    a.rollout = image_rollout(a.attention, plan.request.fusion, plan.request.discard_ratio,
+                              model.options.cls_token);
+  }
+  return a;
+}
+
+}  // namespace
+
+std::string to_string(AttentionView view) {
+  for (const auto& [v, name] : kViewNames) {
+    if (v == view) return name;
+  }
+  return "";
+}
+
+AttentionView parse_attention_view(const std::string& name) {
+  for (const auto& [view, text] : kViewNames) {
+    if (name == text) return view;
+  }
+  throw Error("bad_attention_view",
+              "expected points, heads, masks, rollout, cross, cls, cls_masks or none");
+}
+
+const std::vector<AttentionView>& all_attention_views() {
+  static const std::vector<AttentionView> views = [] {
+    std::vector<AttentionView> out;
+    for (const auto& [view, name] : kViewNames) out.push_back(view);
+    return out;
+  }();
+  return views;
+}
+
+bool AnalysisPlan::draws(AttentionView view) const {
+  if (!asks(request, view)) return false;
+  switch (view) {
+    case AttentionView::points:
+    case AttentionView::heads:
+    case AttentionView::masks: return view_module.has_value();
+    case AttentionView::rollout: return rollout;
+    case AttentionView::cross: return cross_module.has_value();
+    case AttentionView::cls:
+    case AttentionView::cls_masks: return cls_module.has_value();
+  }
+  return false;
+}
+
+AnalysisPlan plan_analysis(const ImageModel& model, const AnalysisRequest& request) {
+  model.check_layer(request.layer);
+  AnalysisPlan plan;
+  plan.request = request;
+  plan.points = request.points.empty() ? kDefaultPoints : request.points;
+  const std::size_t encoder_layers = model.transformer.encoder.layers.size();
+  const std::size_t decoder_layers = model.transformer.decoder.layers.size();
+  std::vector<nn::ModulePath> capture;
+  const auto add = [&](const nn::ModulePath& path) {
+    if (std::find(capture.begin(), capture.end(), path) == capture.end()) capture.push_back(path);
+  };
+  if (asks(request, AttentionView::points) || asks(request, AttentionView::heads) ||
+      asks(request, AttentionView::masks)) {
+    const bool decoder = request.view_stack == nn::Stack::decoder;
+    if (decoder && decoder_layers == 0) throw Error("bad_view_stack", "the model has no decoder");
+    if (decoder && model.options.target != Target::tokens) {
+      throw Error("bad_view_stack", "the decoder's targets are learned queries, not the image's tokens");
+    }
+    const std::size_t layer = decoder ? layer_index(request.attention_layer, decoder_layers, "decoder")
+                                      : layer_index(request.attention_layer, encoder_layers, "encoder");
+    plan.view_module = decoder ? nn::ModulePath::decoder_self_attn(layer)
+                               : nn::ModulePath::encoder_self_attn(layer);
+    add(*plan.view_module);
+  }
+  if (asks(request, AttentionView::rollout)) {
+    plan.rollout = true;
+    for (std::size_t i = 0; i < encoder_layers; ++i) add(nn::ModulePath::encoder_self_attn(i));
+  }
+  if ((asks(request, AttentionView::cls) || asks(request, AttentionView::cls_masks)) &&
+      model.options.cls_token) {
+    plan.cls_module = nn::ModulePath::encoder_self_attn(
+        layer_index(request.attention_layer, encoder_layers, "encoder"));
+    add(*plan.cls_module);
+  }
+  if (asks(request, AttentionView::cross) && decoder_layers > 0) {
+    plan.cross_module = nn::ModulePath::decoder_multihead_attn(
+        layer_index(request.attention_layer, decoder_layers, "decoder"));
+    add(*plan.cross_module);
+  }
+  // kept_layers alone decides what is saved and explored; the views' modules above are captured
+  // for drawing only.
+  const std::vector<nn::ModulePath> modules = model.attention_modules();
+  std::vector<nn::ModulePath> kept;
+  if (!request.kept_layers) {
+    kept = modules;
+  } else {
+    for (const std::size_t index : *request.kept_layers) {
+      bool found = false;
+      for (const nn::ModulePath& path : modules) {
+        if (path.layer == index) kept.push_back(path), found = true;
+      }
+      if (!found) throw Error("bad_kept_layers", "no layer " + std::to_string(index));
+    }
+  }
+  for (const nn::ModulePath& path : kept) add(path);
+  // The model's order, so pages and .npy files list modules as the model runs them.
+  plan.capture = in_model_order(modules, capture);
+  plan.kept = in_model_order(modules, kept);
+  return plan;
+}
+
+BatchAnalysis analyse(const ImageModel& model, const std::vector<cv::Mat>& images,
+                      const PreprocessOptions& preprocess, const AnalysisPlan& plan) {
+  const ImageBatch batch = image::preprocess(images, preprocess);
+  const auto start = std::chrono::steady_clock::now();
+  const ImageModelOutput out = model.forward(batch, plan.request.layer, plan.capture);
+  BatchAnalysis result;
+  result.forward_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  for (std::size_t b = 0; b < images.size(); ++b) {
+    result.images.push_back(image_analysis(model, out, batch, b, images[b], preprocess, plan));
+  }
+  return result;
+}
+
+}  // namespace vitscope::image
