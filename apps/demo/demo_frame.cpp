@@ -10,6 +10,7 @@
 #include <xtensor/xview.hpp>
 
 #include "vitscope/error.hpp"
+#include "vitscope/image/analysis.hpp"
 #include "vitscope/image/attention_views.hpp"
 #include "vitscope/image/predictions.hpp"
 #include "vitscope/image/preprocess.hpp"
@@ -27,14 +28,6 @@ constexpr int kTileGap = 4;
 constexpr int kCaptionHeight = 18;
 constexpr double kFontScale = 0.45;
 constexpr int kFont = cv::FONT_HERSHEY_SIMPLEX;
-
-// CV_32FC3 RGB [0, 255] -> CV_8UC3 BGR.
-cv::Mat to_bgr8(const cv::Mat& rgb) {
-  cv::Mat bgr;
-  cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
-  bgr.convertTo(bgr, CV_8UC3);
-  return bgr;
-}
 
 cv::Mat resized(const cv::Mat& bgr, cv::Size size) {
   if (bgr.size() == size) return bgr;
@@ -62,7 +55,7 @@ bool cls_view(const DemoImage& image, const DemoState& state) {
 
 // The image box: the image with its token grid, the selected token outlined, the point marked.
 cv::Mat image_panel(const DemoImage& image, const DemoState& state, const ImageBox& box) {
-  cv::Mat shown = resized(to_bgr8(image.rgb), box.rect.size());
+  cv::Mat shown = resized(image::to_bgr8(image.rgb), box.rect.size());
   const auto [h, w] = image.attention.grid;
   const int p = image.layout.patch_size;
   const cv::Size original = image.rgb.size();
@@ -351,34 +344,26 @@ std::string key_help() {
          "  q, Esc quit\n";
 }
 
-DemoImage analyse_image(image::ImageModel& model, const cv::Mat& rgb, const std::string& name) {
-  DemoImage out;
-  out.name = name;
-  out.original = rgb.size();
-  const image::PreprocessOptions options = model.preprocess_options();
+DemoImage analyse_image(const image::ImageModel& model, const cv::Mat& rgb, const std::string& name) {
+  // The same pipeline as vitscope run, every module captured (kept_layers: all).
+  const image::AnalysisPlan plan = image::plan_analysis(model, {});
   const auto start = std::chrono::steady_clock::now();
-  const image::ImageBatch batch = image::preprocess({rgb}, options);
-  const image::ImageModelOutput output = model.forward(batch, "output", model.attention_modules());
+  image::BatchAnalysis batch = image::analyse(model, {rgb}, model.preprocess_options(), plan);
+  image::ImageAnalysis& analysis = batch.images.at(0);
+  DemoImage out;
   out.inference_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-  // Where the resize mode cut the image, the crop the model saw (as vitscope run's view_picture).
-  const bool cropped = batch.crops[0] != cv::Rect({0, 0}, batch.before_crop[0]);
-  out.rgb = cropped ? image::resize_and_crop(rgb, options).rgb : rgb;
-  out.layout = {batch.resized[0], static_cast<int>(model.options.patch_size)};
-  out.attention = image::image_attention(output, 0);
-  const auto [h, w] = output.grids[0];
-  const auto crop = [&](const Tensor4& t) -> Tensor3 {
-    return xt::view(t, 0, xt::all(), xt::range(std::size_t{0}, h), xt::range(std::size_t{0}, w));
-  };
-  out.features = crop(output.features);
-  if (output.logits.size() > 0) out.logits = crop(output.logits);
-  if (model.options.target == image::Target::queries) {
-    out.queries = static_cast<std::size_t>(model.options.num_queries);
-  }
-  if (output.class_logits.size() > 0) {
-    const Tensor1 logits = xt::view(output.class_logits, 0, xt::all());
-    const image::ClassScore top =
-        image::top_classes(logits.data(), logits.size(), model.options.class_names, 1).at(0);
+  out.name = name;
+  out.original = analysis.original;
+  out.rgb = analysis.picture;
+  out.layout = analysis.layout;
+  out.attention = std::move(analysis.attention);
+  out.features = std::move(analysis.features);
+  out.logits = std::move(analysis.logits);
+  out.queries = analysis.queries.size() > 0 ? analysis.queries.shape(0) : 0;
+  if (analysis.class_logits.size() > 0) {
+    const image::ClassScore top = image::top_classes(analysis.class_logits.data(), analysis.class_logits.size(),
+                                                     model.options.class_names, 1).at(0);
     out.top_class = top.name + " (" + std::to_string(std::lround(100 * top.probability)) + "%)";
   }
   return out;

@@ -107,8 +107,8 @@ struct DemoImage {
   double inference_ms = 0;         // preprocess + forward
 };
 
-// Runs the model once on `rgb` capturing every attention module.
-DemoImage analyse_image(image::ImageModel& model, const cv::Mat& rgb, const std::string& name);
+// Runs the model once on `rgb` through image::analyse, capturing every attention module.
+DemoImage analyse_image(const image::ImageModel& model, const cv::Mat& rgb, const std::string& name);
 
 // The token grid centre: the token selected when an image opens.
 void select_centre(DemoState& state, const DemoImage& image);

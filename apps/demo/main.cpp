@@ -20,6 +20,7 @@
 
 #include "demo_frame.hpp"
 #include "vitscope/error.hpp"
+#include "vitscope/image/inputs.hpp"
 #include "vitscope/image/load.hpp"
 
 namespace fs = std::filesystem;
@@ -39,23 +40,18 @@ void report_error(const std::string& message) {
   std::cerr << "vitscope-demo: error: " << line << std::endl;
 }
 
-// The images to browse: the file itself, or the folder's image files (recursively, sorted).
+// The images to browse: the file itself, or the folder's image files as vitscope run finds them
+// (recursively, sorted by their names).
 std::vector<fs::path> list_inputs(const fs::path& input) {
   std::error_code error;
-  if (fs::is_directory(input, error)) {
-    std::vector<fs::path> files;
-    for (const auto& entry : fs::recursive_directory_iterator(input, error)) {
-      if (entry.is_regular_file(error) && image::has_image_extension(entry.path())) {
-        files.push_back(entry.path());
-      }
-    }
-    if (error) throw Error("demo_input", input.string() + ": " + error.message());
-    std::sort(files.begin(), files.end());
-    if (files.empty()) throw Error("demo_input", input.string() + ": no image files in the folder");
-    return files;
-  }
   if (!fs::exists(input, error)) throw Error("demo_input", input.string() + ": no such file or folder");
-  return {input};
+  if (!fs::is_directory(input, error)) return {input};
+  std::vector<fs::path> files;
+  for (const image::InputFile& file : image::collect_inputs({input.string()}, {})) {
+    if (file.is_image) files.push_back(file.path);
+  }
+  if (files.empty()) throw Error("demo_input", input.string() + ": no image files in the folder");
+  return files;
 }
 
 struct Viewer {

@@ -25,13 +25,13 @@
 #include "prefetch.hpp"
 #include "progress.hpp"
 #include "run_attention.hpp"
-#include "run_inputs.hpp"
 #include "threads.hpp"
 #include "vitscope/error.hpp"
 #include "vitscope/gallery/index_page.hpp"
 #include "vitscope/gallery/outputs.hpp"
 #include "vitscope/image/analysis.hpp"
 #include "vitscope/image/image_model.hpp"
+#include "vitscope/image/inputs.hpp"
 #include "vitscope/image/load.hpp"
 #include "vitscope/io/atomic_file.hpp"
 #include "vitscope/nn/parallel.hpp"
@@ -210,7 +210,7 @@ void run_batch(const Job& job, std::vector<Loaded>& loaded, std::vector<Record>&
   loaded.clear();
 }
 
-std::vector<Record> process(const Job& job, const std::vector<InputFile>& inputs, Timings& timings,
+std::vector<Record> process(const Job& job, const std::vector<image::InputFile>& inputs, Timings& timings,
                             Progress& progress) {
   std::vector<Record> records(inputs.size());
   for (std::size_t i = 0; i < inputs.size(); ++i) records[i].input = inputs[i].relative;
@@ -309,7 +309,12 @@ void run_images(const RunOptions& o) {
   watch_interrupts();
   use_threads(o.threads);
   const fs::path out_dir = o.out;
-  const std::vector<InputFile> inputs = collect_inputs(o.inputs, out_dir);
+  std::vector<image::InputFile> inputs;
+  try {
+    inputs = image::collect_inputs(o.inputs, out_dir);
+  } catch (const Error& e) {
+    throw UsageError(e.what());
+  }
 
   const image::ImageModelFile file = image::load_image_model(o.model);
   const image::AnalysisPlan plan = plan_run(file.model, o.layer, o.attention);

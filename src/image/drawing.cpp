@@ -6,7 +6,16 @@
 
 #include <opencv2/imgproc.hpp>
 
-namespace vitscope::image::drawing {
+namespace vitscope::image {
+
+cv::Mat to_bgr8(const cv::Mat& rgb) {
+  cv::Mat rgb8, bgr;
+  rgb.convertTo(rgb8, CV_8U);
+  cv::cvtColor(rgb8, bgr, cv::COLOR_RGB2BGR);
+  return bgr;
+}
+
+namespace drawing {
 
 namespace {
 
@@ -31,13 +40,6 @@ cv::Mat colormap(const cv::Mat& gray8, int map) {
 }
 
 }  // namespace
-
-cv::Mat to_bgr8(const cv::Mat& rgb) {
-  cv::Mat rgb8, bgr;
-  rgb.convertTo(rgb8, CV_8U);
-  cv::cvtColor(rgb8, bgr, cv::COLOR_RGB2BGR);
-  return bgr;
-}
 
 cv::Mat stretch(const cv::Mat& values, double lo, double hi) {
   cv::Mat out;
@@ -126,4 +128,6 @@ cv::Mat captioned(const cv::Mat& bgr, const std::string& caption) {
   return out;
 }
 
-}  // namespace vitscope::image::drawing
+}  // namespace drawing
+
+}  // namespace vitscope::image

@@ -9,8 +9,7 @@
 
 namespace vitscope::image::drawing {
 
-// CV_32FC3 RGB in [0, 255] -> CV_8UC3 BGR.
-cv::Mat to_bgr8(const cv::Mat& rgb);
+using image::to_bgr8;
 
 // values (CV_32F) -> CV_8U with lo..hi stretched to 0..255; all 0 when there is no range.
 cv::Mat stretch(const cv::Mat& values, double lo, double hi);

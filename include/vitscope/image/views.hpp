@@ -24,6 +24,10 @@ struct TokenLayout {
   int patch_size = 16;
 };
 
+// An image as load_image returns it (CV_32FC3 RGB, [0, 255]) -> CV_8UC3 BGR, for drawing and
+// encoding.
+cv::Mat to_bgr8(const cv::Mat& rgb);
+
 // The image (CV_32FC3, RGB, [0, 255], as load_image returns it) on the left and, on the right,
 // the first three principal components of the E channels over the tokens of features (E,h,w) as
 // red, green and blue. Each component's sign makes its largest-magnitude loading positive, and

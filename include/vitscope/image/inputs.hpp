@@ -1,12 +1,12 @@
 #pragma once
-// What `vitscope run` reads: the files named on the command line and those found in folders,
-// each with the name it has in summary.json and under --out.
+// What a folder run reads: the files named on the command line and those found in folders, each
+// with the name it has in summary.json and under the output folder.
 
 #include <filesystem>
 #include <string>
 #include <vector>
 
-namespace vitscope::cli {
+namespace vitscope::image {
 
 struct InputFile {
   std::filesystem::path path;
@@ -15,13 +15,13 @@ struct InputFile {
   // file given directly is its name. Of two different inputs with one name the later is renamed
   // ("cats~2/x/a.jpg", "a.jpg~2"), in command-line order.
   std::string relative;
-  bool is_image = false;  // by extension, as image::has_image_extension decides
+  bool is_image = false;  // by extension, as has_image_extension decides
 };
 
 // Every regular file of inputs, folders walked recursively (permission-denied folders and links to
 // folders skipped, out_dir never entered), sorted by relative name; a file reached twice under one
-// name is listed once. Throws UsageError for an input that does not exist.
+// name is listed once. Throws vitscope::Error("bad_input") for an input that does not exist.
 std::vector<InputFile> collect_inputs(const std::vector<std::string>& inputs,
                                       const std::filesystem::path& out_dir);
 
-}  // namespace vitscope::cli
+}  // namespace vitscope::image

@@ -1,13 +1,13 @@
-#include "run_inputs.hpp"
+#include "vitscope/image/inputs.hpp"
 
 #include <algorithm>
 #include <set>
 #include <system_error>
 
-#include "commands.hpp"
+#include "vitscope/error.hpp"
 #include "vitscope/image/load.hpp"
 
-namespace vitscope::cli {
+namespace vitscope::image {
 
 namespace fs = std::filesystem;
 
@@ -58,7 +58,7 @@ void disambiguate(std::vector<Argument>& arguments) {
 }
 
 InputFile make_input(const fs::path& path, const fs::path& relative) {
-  return {path, relative.generic_string(), image::has_image_extension(path)};
+  return {path, relative.generic_string(), has_image_extension(path)};
 }
 
 // Symbolic links to folders inside the folder are not followed (files they name are read; links to
@@ -86,7 +86,7 @@ std::vector<InputFile> collect_inputs(const std::vector<std::string>& inputs,
   for (const std::string& input : inputs) {
     std::error_code error;
     const fs::file_status status = fs::status(input, error);
-    if (!fs::exists(status)) throw UsageError("input " + input + " does not exist");
+    if (!fs::exists(status)) throw Error("bad_input", "input " + input + " does not exist");
     const bool is_folder = fs::is_directory(status);
     const fs::path name = is_folder ? folder_name(input) : fs::path(input).filename();
     arguments.push_back({input, is_folder, name.string()});
@@ -109,7 +109,7 @@ std::vector<InputFile> collect_inputs(const std::vector<std::string>& inputs,
     if (!unique.empty() && unique.back().relative == file.relative) {
       if (same_file(unique.back().path, file.path)) continue;
       // Only "/" (no name: its entries' names come first) can still meet another argument.
-      throw UsageError("inputs " + unique.back().path.string() + " and " + file.path.string() +
+      throw Error("bad_input", "inputs " + unique.back().path.string() + " and " + file.path.string() +
                        " would both be named " + file.relative + " under the output folder");
     }
     unique.push_back(std::move(file));
@@ -117,4 +117,4 @@ std::vector<InputFile> collect_inputs(const std::vector<std::string>& inputs,
   return unique;
 }
 
-}  // namespace vitscope::cli
+}  // namespace vitscope::image
