@@ -5,7 +5,7 @@ include(CMakePackageConfigHelpers)
 
 set(vitscope_layers vitscope_nn vitscope_io)
 if(VITSCOPE_BUILD_IMAGE)
-  list(APPEND vitscope_layers vitscope_image)
+  list(APPEND vitscope_layers vitscope_image)  # vitscope_gallery, and its headers below, join here
 endif()
 set_target_properties(vitscope PROPERTIES EXPORT_NAME vitscope)
 install(TARGETS ${vitscope_layers} vitscope
