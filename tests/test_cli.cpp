@@ -13,7 +13,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
-#include "support.hpp"
+#include "cli_support.hpp"
 #include "vitscope/io/npy.hpp"
 
 namespace fs = std::filesystem;

@@ -1,6 +1,6 @@
 // The shipped CLS demo model (assets/models/cls_demo.safetensors: torchvision's VisionTransformer
 // trained by tools/train_cls_demo.py and imported by tools/import_model.py) on the committed scenes
-// tests/cls_scenes/ (held out: drawn from another seed than its training and evaluation scenes):
+// tests/fixtures/cls_scenes/ (held out: drawn from another seed than its training and evaluation scenes):
 // the class it predicts, and how much of the CLS token's last-layer attention lands on the shape.
 
 #include <algorithm>
@@ -30,7 +30,7 @@ const std::string kScenes = std::string(VITSCOPE_FIXTURES_DIR) + "/../cls_scenes
 constexpr double kMinAccuracy = 0.45;
 constexpr double kMinClsShapeMass = 0.45;
 // Per scene, vitscope against the torchvision model (cls_scenes.json's "pytorch", written by
-// tools/train_cls_demo.py --evaluate --scenes tests/cls_scenes): the same class, the same mass.
+// tools/train_cls_demo.py --evaluate --scenes tests/fixtures/cls_scenes): the same class, the same mass.
 constexpr double kMassTolerance = 1e-4;
 
 }  // namespace

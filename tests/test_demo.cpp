@@ -16,7 +16,7 @@
 #include <xtensor/xview.hpp>
 
 #include "demo_frame.hpp"
-#include "support.hpp"
+#include "cli_support.hpp"
 #include "vitscope/image/load.hpp"
 #include "vitscope/image/preprocess.hpp"
 #include "vitscope/io/npy.hpp"
@@ -277,7 +277,7 @@ TEST_CASE("demo frame for learned-query and encoder-only models", "[demo]") {
   }
 }
 
-// A CLS-token fixture model (tests/vit_fixtures) on one shipped image, analysed as the demo does.
+// A CLS-token fixture model (tests/fixtures/vit) on one shipped image, analysed as the demo does.
 struct ClsModel {
   image::ImageModelFile file;
   ModelShape shape;

@@ -1,4 +1,4 @@
-// The shipped demo model on scenes vitscope draws itself (image/scenes.hpp), never seen in
+// The shipped demo model on scenes vitscope draws itself (tests/support/scenes.hpp), never seen in
 // training: its per-patch accuracy, and how much of a shape token's attention stays on its shape.
 
 #include <iostream>
@@ -7,10 +7,10 @@
 
 #include <xtensor/xview.hpp>
 
+#include "scenes.hpp"
 #include "support.hpp"
 #include "vitscope/image/attention.hpp"
 #include "vitscope/image/image_model.hpp"
-#include "vitscope/image/scenes.hpp"
 
 using namespace vitscope;
 using namespace vitscope::image;

@@ -12,7 +12,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
-#include "support.hpp"
+#include "cli_support.hpp"
 #include "vitscope/io/npy.hpp"
 
 namespace {

@@ -1,5 +1,5 @@
 // Image → features parity with tools/reference_model.py (PyTorch 1.13): every case under
-// tests/image_fixtures, from the image files through loading, preprocessing and the model.
+// tests/fixtures/image, from the image files through loading, preprocessing and the model.
 
 #include <filesystem>
 #include <set>

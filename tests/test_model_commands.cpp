@@ -9,7 +9,7 @@
 
 #include <opencv2/core.hpp>
 
-#include "support.hpp"
+#include "cli_support.hpp"
 #include "vitscope/image/image_model.hpp"
 #include "vitscope/image/load.hpp"
 #include "vitscope/image/sequence.hpp"
@@ -45,7 +45,7 @@ void require_one_line_error(const Run& run, int exit_code) {
 // A fixture's model file rewritten with its metadata filtered by keep(key).
 template <class Keep>
 std::string rewrite_model(const TempDir& dir, const std::string& case_name, const std::string& name,
-                          Keep keep, std::vector<vitscope::io::NamedTensor> extra = {}) {
+                          Keep keep, std::vector<vitscope::NamedTensor> extra = {}) {
   vitscope::io::SafetensorsFile file =
       vitscope::io::read_safetensors(fixture_path(case_name, "model.safetensors"));
   std::map<std::string, std::string> metadata;
@@ -303,7 +303,7 @@ TEST_CASE("a bare state_dict loads with the constructor arguments as flags, else
   }
   SECTION("an encoder-only state_dict with the decoder.norm nn.Transformer still saves") {
     const std::string encoder_case = "transformer_encoder_only";  // batch_first, 0 decoder layers
-    std::vector<vitscope::io::NamedTensor> decoder_norm;
+    std::vector<vitscope::NamedTensor> decoder_norm;
     const std::size_t E = info_json(fixture_path(encoder_case, "model.safetensors")).at("d_model");
     decoder_norm.push_back({"decoder.norm.weight", {E}, std::vector<float>(E, 1.0f)});
     decoder_norm.push_back({"decoder.norm.bias", {E}, std::vector<float>(E, 0.0f)});

@@ -5,6 +5,7 @@
 
 #include "support.hpp"
 #include "vitscope/io/model_file.hpp"
+#include "vitscope/nn/masks.hpp"
 #include "vitscope/nn/transformer.hpp"
 #include "vitscope/nn/state_dict.hpp"
 
@@ -59,6 +60,29 @@ TEST_CASE("a bool mask becomes 0 / -inf", "[masks]") {
   const Tensor2 bool_mask = {{1, 0}, {0, 1}};
   const Tensor2 expected = {{-kInf, 0}, {0, -kInf}};
   REQUIRE((nn::additive_from_bool(bool_mask) == expected));
+}
+
+TEST_CASE("masks from file values: rank 2 attn_mask as (1,L,S), bools made additive, wrong rank named",
+          "[masks]") {
+  const nn::AttnMask attn = nn::to_attn_mask({2, 2}, {1, 0, 0, 1}, true, "--src-mask m.npy");
+  REQUIRE((attn == Tensor3{{{-kInf, 0}, {0, -kInf}}}));
+  const nn::KeyPaddingMask kpm = nn::to_key_padding_mask({1, 2}, {0.5f, -1}, false, "kpm");
+  REQUIRE((kpm == Tensor2{{0.5f, -1}}));
+  try {
+    nn::to_attn_mask({4}, {0, 0, 0, 0}, true, "--src-mask m.npy");
+    FAIL("a rank-1 attn_mask was accepted");
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()) ==
+          "--src-mask m.npy: expected a float32 or bool mask of shape (L,S) or (N*nhead,L,S), "
+          "got bool (4)");
+  }
+  try {
+    nn::to_key_padding_mask({1, 1, 2}, {0, 0}, false, "kpm");
+    FAIL("a rank-3 key_padding_mask was accepted");
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()) ==
+          "kpm: expected a float32 or bool mask of shape (N,S), got float32 (1, 1, 2)");
+  }
 }
 
 TEST_CASE("a query whose keys are all masked gets zero weights and the out_proj bias",

@@ -1,12 +1,10 @@
-// The thread pool every parallel part uses: each index once, errors passed on, one level deep,
-// and --threads K bounding OpenCV's pool as well as vitscope's.
+// The thread pool every parallel part uses: each index once, errors passed on, one level deep.
 
 #include <atomic>
 #include <stdexcept>
 #include <vector>
 
 #include <catch2/catch.hpp>
-#include <opencv2/core/utility.hpp>
 
 #include "vitscope/nn/parallel.hpp"
 
@@ -59,14 +57,4 @@ TEST_CASE("a parallel_for inside another runs inline", "[parallel]") {
   });
   CHECK(nested_inline == 4);
   CHECK_FALSE(vitscope::in_parallel_region());
-}
-
-TEST_CASE("set_num_threads bounds vitscope's pool and OpenCV's", "[parallel]") {
-  ThreadsGuard guard;
-  vitscope::set_num_threads(1);
-  CHECK(vitscope::num_threads() == 1);
-  CHECK(cv::getNumThreads() == 1);
-  vitscope::set_num_threads(2);
-  CHECK(vitscope::num_threads() == 2);
-  CHECK(cv::getNumThreads() == 2);
 }

@@ -1,12 +1,14 @@
-// Parity with PyTorch 1.13: every fixture under tests/fixtures (made by tools/make_goldens.py on
+// Parity with PyTorch 1.13: every fixture under tests/fixtures/transformer (made by tools/make_goldens.py on
 // PyTorch's reference path) is run through the library and compared within its tolerance.
 
 #include <filesystem>
 #include <set>
 
 #include "support.hpp"
-#include "vitscope/io/npy_tensors.hpp"
 #include "vitscope/io/model_file.hpp"
+#include "vitscope/io/npy.hpp"
+#include "vitscope/io/npy_tensors.hpp"
+#include "vitscope/nn/masks.hpp"
 #include "vitscope/nn/state_dict.hpp"
 
 using namespace vitscope;
@@ -27,10 +29,15 @@ struct CaseInputs {
   }
   Tensor3 tensor(const char* name) const { return io::read_tensor3(path(name), name); }
   nn::AttnMask attn_mask(const char* name) const {
-    return has(name) ? io::read_attn_mask(path(name), name) : nn::AttnMask();
+    if (!has(name)) return {};
+    const io::NpyArray array = io::read_npy(path(name));
+    return nn::to_attn_mask(array.shape, array.data, array.dtype == io::NpyDType::Bool, name);
   }
   nn::KeyPaddingMask key_padding_mask(const char* name) const {
-    return has(name) ? io::read_key_padding_mask(path(name), name) : nn::KeyPaddingMask();
+    if (!has(name)) return {};
+    const io::NpyArray array = io::read_npy(path(name));
+    return nn::to_key_padding_mask(array.shape, array.data, array.dtype == io::NpyDType::Bool,
+                                   name);
   }
 };
 

@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/imgproc.hpp>
 
-#include "support.hpp"
+#include "cli_support.hpp"
 #include "vitscope/image/load.hpp"
 #include "vitscope/image/preprocess.hpp"
 #include "vitscope/io/npy.hpp"
@@ -177,7 +177,7 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 const fs::path kRoot = fs::path(VITSCOPE_ASSETS_DIR).parent_path();
-const fs::path kFixtures = kRoot / "tests" / "preprocess_fixtures";
+const fs::path kFixtures = kRoot / "tests" / "fixtures" / "preprocess";
 
 json read_json(const fs::path& path) {
   std::ifstream in(path);

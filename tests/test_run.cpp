@@ -26,7 +26,7 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
-#include "support.hpp"
+#include "cli_support.hpp"
 #include "vitscope/io/npy.hpp"
 #include "vitscope/io/safetensors.hpp"
 

@@ -13,7 +13,7 @@
 #include "vitscope/io/safetensors.hpp"
 
 namespace fs = std::filesystem;
-using vitscope::io::NamedTensor;
+using vitscope::NamedTensor;
 using vitscope::io::parse_safetensors;
 using vitscope::io::read_safetensors;
 using vitscope::io::write_safetensors;

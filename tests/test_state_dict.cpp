@@ -89,7 +89,7 @@ TEST_CASE("a saved model loads back identically and computes the same", "[state_
 
 TEST_CASE("strict loading names missing, unexpected and wrong-shape tensors", "[state_dict]") {
   nn::Transformer model(small_options());
-  std::vector<io::NamedTensor> tensors;
+  std::vector<NamedTensor> tensors;
   for (const Parameter& p : named_parameters(model)) {
     tensors.push_back({p.name, p.shape, std::vector<float>(p.numel(), 0.0f)});
   }
@@ -115,7 +115,7 @@ TEST_CASE("metadata that cannot make a model is rejected", "[state_dict]") {
   const test::TempDir dir;
   const std::string path = dir.file("bad_metadata.safetensors");
   auto write_with = [&](const std::string& key, const std::string& value) {
-    std::vector<io::NamedTensor> tensors;
+    std::vector<NamedTensor> tensors;
     for (const Parameter& p : named_parameters(model)) {
       tensors.push_back({p.name, p.shape, std::vector<float>(p.numel(), 0.0f)});
     }

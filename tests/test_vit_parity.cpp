@@ -1,4 +1,4 @@
-// CLS-token ViTs from PyTorch: every case under tests/vit_fixtures (tools/make_vit_goldens.py)
+// CLS-token ViTs from PyTorch: every case under tests/fixtures/vit (tools/make_vit_goldens.py)
 // is a torchvision, timm-style (DeiT, DINO, DINOv2) or Hugging Face model with random weights,
 // brought in by tools/import_model.py and run on real photos by the original PyTorch module.
 // vitscope must give its CLS output, logits, patch features and last-layer attention within
@@ -14,7 +14,7 @@
 #include <xtensor/xmath.hpp>
 #include <xtensor/xview.hpp>
 
-#include "support.hpp"
+#include "cli_support.hpp"
 #include "vitscope/image/attention.hpp"
 #include "vitscope/image/image_model.hpp"
 #include "vitscope/image/load.hpp"
@@ -231,7 +231,7 @@ TEST_CASE("prefix-token metadata that does not fit is refused with its key named
 
 TEST_CASE("learned positions resize as F.interpolate does under each pos_resize rule", "[vit][parity]") {
   // tools/make_interpolate_fixtures.py: one (E,5,7) grid enlarged, shrunk, both, and kept.
-  const fs::path dir = kCases.parent_path() / "interpolate_fixtures";
+  const fs::path dir = kCases.parent_path() / "interpolate";
   std::ifstream in(dir / "case.json");
   const json spec = json::parse(in);
   const io::NpyArray stored = io::read_npy((dir / spec.at("grid").get<std::string>()).string());

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Regenerates tests/fixtures/<case>/ and the demo assets from seeded PyTorch 1.13 runs.
+"""Regenerates tests/fixtures/transformer/<case>/ and the demo assets from seeded PyTorch 1.13 runs.
 
 Usage (Debian's python3-torch only imports from the system interpreter):
     /usr/bin/python3 tools/make_goldens.py
@@ -22,7 +22,7 @@ import torch.nn as nn
 from export_pytorch import export_mha, export_transformer
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "tests" / "fixtures"
+FIXTURES = ROOT / "tests" / "fixtures" / "transformer"
 TOLERANCE = 1e-4
 BATCH = 2
 
@@ -126,7 +126,7 @@ def check_finite(name: str, tensor: torch.Tensor) -> None:
 
 def write_case(name: str, kind: str, description: str, inputs: dict, expected: torch.Tensor, export,
                extra_arrays: dict, extra_json: dict) -> None:
-    """Writes tests/fixtures/<name>/: model.safetensors (via `export`), inputs, out.npy and case.json.
+    """Writes tests/fixtures/transformer/<name>/: model.safetensors (via `export`), inputs, out.npy and case.json.
 
     An input tensor passed under several names (self-attention's query/key/value) is stored once.
     `extra_arrays` maps case.json-relative paths to further tensors (attention weights), and

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Regenerates tests/image_fixtures/<case>/ and assets/models/random.safetensors from seeded PyTorch runs.
+"""Regenerates tests/fixtures/image/<case>/ and assets/models/random.safetensors from seeded PyTorch runs.
 
 Usage (Debian's python3-torch and python3-opencv only import from the system interpreter):
     /usr/bin/python3 tools/make_image_goldens.py
@@ -36,7 +36,7 @@ from reference_model import (ImageTransformer, export_image_model, load_image_mo
                              reference_mode, run_images)
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "tests" / "image_fixtures"
+FIXTURES = ROOT / "tests" / "fixtures" / "image"
 TOLERANCE = 1e-4
 INVARIANCE_TOLERANCE = 1e-5
 OUTPUT_KEYS = ("features", "logits", "queries", "query_logits")
@@ -126,7 +126,7 @@ def max_abs_diff(a: Dict[str, np.ndarray], b: Dict[str, np.ndarray]) -> float:
 
 
 def write_case(name: str, description: str, model: ImageTransformer, size: int, images: Dict[str, np.ndarray]) -> None:
-    """Writes tests/image_fixtures/<name>/ for `images` (file name -> cv2 array), run as one batch."""
+    """Writes tests/fixtures/image/<name>/ for `images` (file name -> cv2 array), run as one batch."""
     assert size == model.image_size, "case.json's size is the model's image_size"
     folder = FIXTURES / name
     if folder.exists():

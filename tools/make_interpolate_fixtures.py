@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Regenerates tests/interpolate_fixtures/: PyTorch's F.interpolate on one seeded (1, E, gh, gw) grid
+"""Regenerates tests/fixtures/interpolate/: PyTorch's F.interpolate on one seeded (1, E, gh, gw) grid
 for each of the model file's pos_resize rules, enlarging, shrinking and both at once.
 
 Usage (Debian's python3-torch only imports from the system interpreter):
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-FOLDER = Path(__file__).resolve().parent.parent / "tests" / "interpolate_fixtures"
+FOLDER = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "interpolate"
 SIZES = [(9, 11), (3, 4), (7, 3), (5, 7)]  # enlarge, shrink, one of each, the grid's own (kept as is)
 
 

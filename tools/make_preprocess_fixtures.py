@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Regenerates tests/preprocess_fixtures/: the preprocessed pixels of real and synthetic images per
+"""Regenerates tests/fixtures/preprocess/: the preprocessed pixels of real and synthetic images per
 resize_mode and interpolation, from tools/reference_model.py's preprocess (cv2, as the C++ does).
 
 Usage (Debian's python3-torch, python3-torchvision and python3-opencv import from the system
@@ -43,7 +43,7 @@ from reference_model import (CROP_PCT, IMAGENET_MEAN, IMAGENET_STD, ImageTransfo
 from safetensors_io import read_safetensors  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "tests" / "preprocess_fixtures"
+FIXTURES = ROOT / "tests" / "fixtures" / "preprocess"
 ASSETS = "assets/images"
 TOLERANCE = 1e-5  # the same cv2 calls on the same float32 pixels: expected exact
 

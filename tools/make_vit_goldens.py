@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Regenerates tests/vit_fixtures/<case>/: PyTorch-trained-style ViTs imported by tools/import_model.py.
+"""Regenerates tests/fixtures/vit/<case>/: PyTorch-trained-style ViTs imported by tools/import_model.py.
 
 Usage (Debian's python3-torch, python3-torchvision and python3-opencv import from the system interpreter):
     /usr/bin/python3 tools/make_vit_goldens.py            # all cases; prints each case's worst difference
@@ -49,7 +49,7 @@ from reference_model import load_image, preprocess, reference_mode  # noqa: E402
 from safetensors_io import read_safetensors  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "tests" / "vit_fixtures"
+FIXTURES = ROOT / "tests" / "fixtures" / "vit"
 IMPORTER = ROOT / "tools" / "import_model.py"
 TOLERANCE = 1e-4
 MAPPING_TOLERANCE = 1e-5

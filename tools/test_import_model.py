@@ -494,7 +494,7 @@ class HalfPrecisionCheckpoints(Folder):
 
 class CommittedFixtures(unittest.TestCase):
     def test_every_vit_fixture_is_what_the_spec_gives_for_its_model_file(self):
-        """tests/vit_fixtures as committed: each expected file within 1e-5 of the model file through the spec."""
+        """tests/fixtures/vit as committed: each expected file within 1e-5 of the model file through the spec."""
         from make_vit_goldens import FIXTURES, model_pixels
         cases = sorted(p for p in FIXTURES.iterdir() if (p / "case.json").exists())
         self.assertGreaterEqual(len(cases), 8)

@@ -16,7 +16,7 @@ Writes (beside --out, default assets/models/cls_demo.safetensors):
                             the CLS attention mass on the shape, measured on the torchvision model in PyTorch
     --scenes DIR (optional) EXAMPLES scenes cls_scene_N.png (seed EXAMPLE_SEED) and cls_scenes.json (their
                             class, the shape's patches and what the torchvision model gives on them) for the C++
-                            test (tests/cls_scenes); the report gets their figures under "committed_scenes"
+                            test (tests/fixtures/cls_scenes); the report gets their figures under "committed_scenes"
     --readme-scene PNG      the README's scene (seed README_SEED, 256 pixels; docs/readme/cls_scene.png)
 
 Scenes (128 x 128 RGB; the drawing is tools/train_demo.py's: its background(), its colours, its polygons and
@@ -67,9 +67,9 @@ underfits, and the steps, not the pool, are what it lacks. Confusions are betwee
 squares, squares called discs or triangles, hardly ever a disc a triangle (cls_demo.json's matrix). The
 shipped model is the one with the more shape-bound CLS attention (its last layer's heads 0.22, 0.56, 0.55,
 0.83); the other's 1.4 points of accuracy are within the noise of 500 scenes (about 2 points).
-With the shipped model: on the 12 committed scenes (tests/cls_scenes) accuracy 0.5 and CLS mass 0.564
+With the shipped model: on the 12 committed scenes (tests/fixtures/cls_scenes) accuracy 0.5 and CLS mass 0.564
 against a share of 0.158; vitscope gives the same class for each and the same mass to 5e-7
-(tests/test_cls_demo_model.cpp). --evaluate --scenes tests/cls_scenes records PyTorch's per-scene figures in
+(tests/test_cls_demo_model.cpp). --evaluate --scenes tests/fixtures/cls_scenes records PyTorch's per-scene figures in
 their cls_scenes.json, which that test compares with.
 
 Evaluation (held-out, RandomState(seed + 1000), --eval-scenes scenes): accuracy of argmax(logits); and the CLS
@@ -110,7 +110,7 @@ K = len(CLASS_NAMES)
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 MIN_CONTRAST = 60.0
-EXAMPLE_SEED = 11  # the test scenes (tests/cls_scenes/)
+EXAMPLE_SEED = 11  # the test scenes (tests/fixtures/cls_scenes/)
 EXAMPLES = 12
 README_SEED = 2  # the README's scene (docs/readme/cls_scene.png), drawn at 256 pixels
 README_SIZE = 256

@@ -22,6 +22,7 @@
 #include "threads.hpp"
 #include "vitscope/image/preprocess.hpp"
 #include "vitscope/io/model_file.hpp"
+#include "vitscope/nn/kernel_level.hpp"
 #include "vitscope/nn/parallel.hpp"
 
 namespace vitscope::cli {

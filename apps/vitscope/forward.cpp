@@ -18,6 +18,7 @@
 #include "vitscope/io/npy_tensors.hpp"
 #include "vitscope/io/model_file.hpp"
 #include "vitscope/nn/attention_recorder.hpp"
+#include "vitscope/nn/masks.hpp"
 #include "vitscope/nn/state_dict.hpp"
 
 namespace vitscope::cli {
@@ -101,7 +102,8 @@ Tensor3 read_sequence(const InputFile& file, const nn::TransformerOptions& model
 // PyTorch's rule: (L, S) for every batch and head, or (N * nhead, L, S).
 nn::AttnMask read_attn_mask(const InputFile& file, std::size_t L, std::size_t S, const Dims& dims) {
   const io::NpyArray array = io::read_npy(file.path);
-  nn::AttnMask mask = io::to_attn_mask(array, file.label());
+  nn::AttnMask mask = nn::to_attn_mask(array.shape, array.data, array.dtype == io::NpyDType::Bool,
+                                         file.label());
   const Shape& shape = array.shape;
   const bool fits = shape.size() == 2
                         ? shape[0] == L && shape[1] == S
@@ -116,7 +118,8 @@ nn::AttnMask read_attn_mask(const InputFile& file, std::size_t L, std::size_t S,
 
 nn::KeyPaddingMask read_key_padding_mask(const InputFile& file, std::size_t len, const Dims& dims) {
   const io::NpyArray array = io::read_npy(file.path);
-  nn::KeyPaddingMask mask = io::to_key_padding_mask(array, file.label());
+  nn::KeyPaddingMask mask = nn::to_key_padding_mask(
+      array.shape, array.data, array.dtype == io::NpyDType::Bool, file.label());
   if (mask.shape(0) != dims.batch || mask.shape(1) != len) {
     reject_shape(file, array.shape, dims_text(dims.batch, len));
   }

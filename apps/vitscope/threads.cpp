@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <thread>
 
-#include "vitscope/nn/parallel.hpp"
+#include "vitscope/image/threads.hpp"
 
 namespace vitscope::cli {
 
@@ -27,6 +27,6 @@ void add_threads_option(CLI::App& command, int& threads) {
       ->check(CLI::Range(1, kMaxThreads));
 }
 
-void use_threads(int threads) { vitscope::set_num_threads(threads); }
+void use_threads(int threads) { image::set_num_threads(threads); }
 
 }  // namespace vitscope::cli

@@ -188,11 +188,11 @@ std::array<std::size_t, 2> sequence_grid(const MetadataReader& read, std::size_t
 // A learned pos_embed's grid is the file's own: its shape says the layout and the grid, checked
 // before use. Grid layout (1,E,gh,gw) allocates model.pos_embed, sequence layout (1,P+gh*gw,E)
 // model.pos_embed_sequence.
-void allocate_pos_embed(const std::vector<io::NamedTensor>& tensors, const MetadataReader& read,
+void allocate_pos_embed(const std::vector<NamedTensor>& tensors, const MetadataReader& read,
                         const std::string& source, ImageModel& m) {
   ImageModelOptions& o = m.options;
   const std::size_t E = to_size(o.transformer.d_model), P = to_size(o.pos_embed_prefix);
-  for (const io::NamedTensor& t : tensors) {
+  for (const NamedTensor& t : tensors) {
     if (t.name != "pos_embed") continue;
     const Shape& s = t.shape;
     if (s.size() == 4 && s[0] == 1 && s[1] == E && s[2] >= 1 && s[3] >= 1 &&

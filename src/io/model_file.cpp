@@ -72,9 +72,9 @@ std::optional<ModelFileHeader> peek_header(const std::string& path) {
   return result;
 }
 
-const io::NamedTensor* find_tensor(const std::vector<io::NamedTensor>& tensors,
+const NamedTensor* find_tensor(const std::vector<NamedTensor>& tensors,
                                    const std::string& name) {
-  for (const io::NamedTensor& t : tensors) {
+  for (const NamedTensor& t : tensors) {
     if (t.name == name) return &t;
   }
   return nullptr;
@@ -82,9 +82,9 @@ const io::NamedTensor* find_tensor(const std::vector<io::NamedTensor>& tensors,
 
 // 1 + the largest N of the names "<stack>N.*" (0 without any): gaps are missing tensors, which
 // the strict load names.
-int64_t count_layers(const std::vector<io::NamedTensor>& tensors, const std::string& stack) {
+int64_t count_layers(const std::vector<NamedTensor>& tensors, const std::string& stack) {
   int64_t count = 0;
-  for (const io::NamedTensor& t : tensors) {
+  for (const NamedTensor& t : tensors) {
     if (t.name.rfind(stack, 0) != 0) continue;
     const std::string rest = t.name.substr(stack.size());
     const std::size_t dot = rest.find('.');
@@ -99,10 +99,10 @@ int64_t count_layers(const std::vector<io::NamedTensor>& tensors, const std::str
 
 // A file without an architecture key: the options its tensors' shapes tell, where its metadata
 // does not give them (PyTorch's state_dict has no decoder.norm only when it was removed).
-void infer_from_tensors(const std::vector<io::NamedTensor>& tensors, const std::string& path,
+void infer_from_tensors(const std::vector<NamedTensor>& tensors, const std::string& path,
                         Metadata& metadata, std::vector<std::string>& inferred) {
   for (const std::string& name : {kEncoderInProj, kEncoderLinear1}) {
-    const io::NamedTensor* t = find_tensor(tensors, name);
+    const NamedTensor* t = find_tensor(tensors, name);
     if (!t || t->shape.size() != 2) {
       throw Error("not_a_transformer",
                   path + ": no architecture metadata, and its tensors are not an nn.Transformer "
@@ -171,7 +171,7 @@ ModelFileHeader read_model_header(const std::string& path) {
   if (std::optional<ModelFileHeader> header = peek_header(path)) return *header;
   io::SafetensorsFile file = io::read_safetensors(path);
   ModelFileHeader header{std::move(file.metadata), {}};
-  for (const io::NamedTensor& t : file.tensors) header.shapes[t.name] = t.shape;
+  for (const NamedTensor& t : file.tensors) header.shapes[t.name] = t.shape;
   return header;
 }
 
@@ -254,7 +254,7 @@ TransformerFile load_transformer(const std::string& path, const TransformerArgum
   if (bare && options.num_decoder_layers == 0) {
     // nn.Transformer(num_decoder_layers=0) still saves decoder.norm, which never runs.
     file.tensors.erase(std::remove_if(file.tensors.begin(), file.tensors.end(),
-                                      [](const io::NamedTensor& t) {
+                                      [](const NamedTensor& t) {
                                         return t.name.rfind("decoder.norm.", 0) == 0;
                                       }),
                        file.tensors.end());
@@ -265,7 +265,7 @@ TransformerFile load_transformer(const std::string& path, const TransformerArgum
 }
 
 void save_transformer(nn::Transformer& model, const std::string& path) {
-  std::vector<io::NamedTensor> tensors;
+  std::vector<NamedTensor> tensors;
   for (const Parameter& p : named_parameters(model)) {
     tensors.push_back({p.name, p.shape, std::vector<float>(p.data, p.data + p.numel())});
   }

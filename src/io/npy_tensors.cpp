@@ -36,34 +36,8 @@ Tensor4 to_tensor4(const NpyArray& array, const std::string& name) {
   return from_array<Tensor4>(array);
 }
 
-nn::AttnMask to_attn_mask(const NpyArray& array, const std::string& name) {
-  require(array.shape.size() == 2 || array.shape.size() == 3, array, name,
-          "a float32 or bool mask of shape (L,S) or (N*nhead,L,S)");
-  nn::AttnMask mask;
-  if (array.shape.size() == 2) {
-    mask = nn::attn_mask_2d(from_array<Tensor2>(array));
-  } else {
-    mask = from_array<Tensor3>(array);
-  }
-  return array.dtype == NpyDType::Bool ? nn::additive_from_bool(mask) : mask;
-}
-
-nn::KeyPaddingMask to_key_padding_mask(const NpyArray& array, const std::string& name) {
-  require(array.shape.size() == 2, array, name, "a float32 or bool mask of shape (N,S)");
-  nn::KeyPaddingMask mask = from_array<Tensor2>(array);
-  return array.dtype == NpyDType::Bool ? nn::additive_from_bool(mask) : mask;
-}
-
 Tensor3 read_tensor3(const std::string& path, const std::string& name) {
   return to_tensor3(read_npy(path), name);
-}
-
-nn::AttnMask read_attn_mask(const std::string& path, const std::string& name) {
-  return to_attn_mask(read_npy(path), name);
-}
-
-nn::KeyPaddingMask read_key_padding_mask(const std::string& path, const std::string& name) {
-  return to_key_padding_mask(read_npy(path), name);
 }
 
 }  // namespace vitscope::io

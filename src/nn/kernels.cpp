@@ -4,9 +4,6 @@
 #include "kernels.hpp"
 
 #include <cblas.h>  // OpenBLAS's or BLIS's, as CMake's VITSCOPE_BLAS chose
-#if defined(VITSCOPE_BLAS_BLIS)
-#include <blis.h>
-#endif
 
 #include <algorithm>
 #include <cmath>
@@ -16,6 +13,8 @@
 #include <memory>
 #include <new>
 
+#include "blas_threads.hpp"
+#include "vitscope/nn/kernel_level.hpp"
 #include "vitscope/nn/parallel.hpp"
 
 namespace vitscope::nn::kernels {
@@ -357,14 +356,6 @@ Level level() {
   return detected;
 }
 
-void set_blas_threads(int threads) {
-#if defined(VITSCOPE_BLAS_BLIS)
-  bli_thread_set_num_threads(threads);
-#else
-  openblas_set_num_threads(threads);
-#endif
-}
-
 float* Scratch::get(std::size_t n) {
   if (n > size_) {
     data_.reset(static_cast<float*>(::operator new[](n * sizeof(float), std::align_val_t{64})));
@@ -460,3 +451,18 @@ void attention(const AttentionArgs& args) {
 }
 
 }  // namespace vitscope::nn::kernels
+
+namespace vitscope {
+
+const char* kernel_level() {
+  switch (nn::kernels::level()) {
+    case nn::kernels::Level::avx512:
+      return "avx512";
+    case nn::kernels::Level::avx2:
+      return "avx2";
+    default:
+      return "portable";
+  }
+}
+
+}  // namespace vitscope

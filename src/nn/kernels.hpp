@@ -5,7 +5,7 @@
 // Three levels sit behind one interface, the best the CPU has chosen once per process:
 //  * avx512 (x86-64 CPUs with AVX-512F/BW/DQ/VL): register-blocked GEMM micro-kernels with fused
 //    epilogues (bias, scale, activation), vectorised exp / erf, all threaded over vitscope's
-//    pool (include/vitscope/parallel.hpp), whatever kernels the BLAS library would pick;
+//    pool (include/vitscope/nn/parallel.hpp), whatever kernels the BLAS library would pick;
 //  * avx2 (x86-64 CPUs with AVX2 and FMA): GEMMs through cblas_sgemm (OpenBLAS or BLIS),
 //    softmax, GELU and LayerNorm vectorised 8 wide;
 //  * portable: cblas_sgemm, scalar loops with std::exp / std::erf.
@@ -35,9 +35,6 @@ enum class Level { portable, avx2, avx512 };
 Level level();
 // Whether the AVX-512 kernels run.
 inline bool simd() { return level() == Level::avx512; }
-
-// The BLAS library's own thread count (set_num_threads in parallel.hpp sets it with the pool's).
-void set_blas_threads(int threads);
 
 enum class Act { none, relu, gelu };
 

@@ -1,6 +1,6 @@
 #include "vitscope/nn/parallel.hpp"
 
-#include "kernels.hpp"
+#include "blas_threads.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -12,8 +12,6 @@
 #include <mutex>
 #include <thread>
 #include <vector>
-
-#include <opencv2/core/utility.hpp>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -189,25 +187,12 @@ Pool& pool() {
 void set_num_threads(int threads) {
   threads = std::clamp(threads, 1, kMaxThreads);
   pool().set_threads(threads);
-  nn::kernels::set_blas_threads(threads);
-  // OpenCV (resizing, colour maps, encoding) has a pool of its own, sized to the cores.
-  cv::setNumThreads(threads);
+  nn::set_blas_threads(threads);
 }
 
 int num_threads() { return pool().threads(); }
 
 bool in_parallel_region() { return t_in_region; }
-
-const char* kernel_level() {
-  switch (nn::kernels::level()) {
-    case nn::kernels::Level::avx512:
-      return "avx512";
-    case nn::kernels::Level::avx2:
-      return "avx2";
-    default:
-      return "portable";
-  }
-}
 
 void parallel_for(std::size_t count, std::size_t grain,
                   const std::function<void(std::size_t, std::size_t)>& body) {

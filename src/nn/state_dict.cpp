@@ -119,9 +119,9 @@ std::size_t parameter_count(const std::vector<Parameter>& parameters) {
 }
 
 void load_state_dict(const std::vector<Parameter>& parameters,
-                     const std::vector<io::NamedTensor>& tensors, const std::string& source) {
-  std::map<std::string, const io::NamedTensor*> by_name;
-  for (const io::NamedTensor& t : tensors) by_name[t.name] = &t;
+                     const std::vector<NamedTensor>& tensors, const std::string& source) {
+  std::map<std::string, const NamedTensor*> by_name;
+  for (const NamedTensor& t : tensors) by_name[t.name] = &t;
 
   // Collect every problem first, so one message names all of them, as load_state_dict does.
   std::vector<std::string> problems;
@@ -136,7 +136,7 @@ void load_state_dict(const std::vector<Parameter>& parameters,
                          " in the file, the model expects " + shape_to_string(p.shape));
     }
   }
-  for (const io::NamedTensor& t : tensors) {
+  for (const NamedTensor& t : tensors) {
     if (!expected.count(t.name)) problems.push_back("unexpected " + t.name);
   }
   if (!problems.empty()) {

@@ -1,10 +1,10 @@
 #pragma once
-// .npy arrays as the tensors and masks the nn modules take, with the array's name in errors.
+// .npy arrays as the tensors the nn modules take, with the array's name in errors (masks: see
+// nn::to_attn_mask and nn::to_key_padding_mask, which take an array's shape, values and dtype).
 
 #include <string>
 
 #include "vitscope/io/npy.hpp"
-#include "vitscope/nn/masks.hpp"
 #include "vitscope/nn/tensor.hpp"
 
 namespace vitscope::io {
@@ -13,15 +13,8 @@ namespace vitscope::io {
 Tensor3 to_tensor3(const NpyArray& array, const std::string& name);
 Tensor4 to_tensor4(const NpyArray& array, const std::string& name);
 
-// A float (added) or bool (true = masked) array of rank 2 (L,S) or 3 (N*nhead,L,S).
-nn::AttnMask to_attn_mask(const NpyArray& array, const std::string& name);
-// A float or bool array of rank 2 (N,S).
-nn::KeyPaddingMask to_key_padding_mask(const NpyArray& array, const std::string& name);
-
 // Reads path and converts; `name` is the option or input it came from.
 Tensor3 read_tensor3(const std::string& path, const std::string& name);
-nn::AttnMask read_attn_mask(const std::string& path, const std::string& name);
-nn::KeyPaddingMask read_key_padding_mask(const std::string& path, const std::string& name);
 
 template <class Tensor>
 void write_npy(const std::string& path, const Tensor& tensor) {

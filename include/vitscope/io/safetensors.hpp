@@ -12,12 +12,8 @@
 
 namespace vitscope::io {
 
-// One tensor of a safetensors file, converted to float32 (F16 and BF16 are widened on load).
-struct NamedTensor {
-  std::string name;
-  Shape shape;
-  std::vector<float> data;  // row-major, product(shape) values
-};
+// The tensors of a file are nn's NamedTensor (nn/tensor.hpp), converted to float32.
+using vitscope::NamedTensor;
 
 struct SafetensorsFile {
   std::map<std::string, std::string> metadata;  // "__metadata__"

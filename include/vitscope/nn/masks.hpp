@@ -8,6 +8,8 @@
 // attention weights are all 0, so its attention output is the out_proj bias alone.
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "vitscope/nn/tensor.hpp"
 
@@ -24,6 +26,15 @@ Tensor2 additive_from_bool(const Tensor2& bool_mask);
 
 // Float (L,S) mask -> the (1,L,S) form AttnMask uses.
 AttnMask attn_mask_2d(const Tensor2& mask);
+
+// A mask given as row-major values of some shape (as a .npy file holds it): float (added) or
+// bool (1 = masked). Throws vitscope::Error("bad_input"), starting with `name`, for a wrong rank.
+// attn_mask: rank 2 (L,S) or 3 (N*nhead,L,S).
+AttnMask to_attn_mask(const Shape& shape, const std::vector<float>& values, bool is_bool,
+                      const std::string& name);
+// key_padding_mask: rank 2 (N,S).
+KeyPaddingMask to_key_padding_mask(const Shape& shape, const std::vector<float>& values,
+                                   bool is_bool, const std::string& name);
 
 // torch.nn.Transformer.generate_square_subsequent_mask: (sz,sz), -inf above the diagonal, 0 elsewhere.
 Tensor2 generate_square_subsequent_mask(int64_t sz);

@@ -2,7 +2,8 @@
 // vitscope's one level of threading: a small persistent pool that every parallel part of the
 // library uses (attention over batch x heads x query blocks, GEMMs over column blocks,
 // element-wise work over row blocks). set_num_threads(K) bounds all of them, and the BLAS
-// library's and OpenCV's own threads too, so --threads K means K busy cores, never more.
+// library's own threads too (image::set_num_threads adds OpenCV's), so --threads K means K busy
+// cores, never more.
 
 #include <cstddef>
 #include <functional>
@@ -10,7 +11,7 @@
 namespace vitscope {
 
 // K >= 1 threads for every later parallel part (the caller's thread counts as one). Also sets
-// the BLAS library's and OpenCV's thread counts to K. Default: the number of cores.
+// the BLAS library's thread count to K. Default: the number of cores.
 void set_num_threads(int threads);
 int num_threads();
 
@@ -24,9 +25,5 @@ void parallel_for(std::size_t count, std::size_t grain,
 
 // Whether the calling thread is running inside a parallel_for chunk.
 bool in_parallel_region();
-
-// The kernels this process runs: "avx512", "avx2" or "portable" (the best the CPU has, capped
-// by the environment variable VITSCOPE_SIMD = avx512, avx2 or 0).
-const char* kernel_level();
 
 }  // namespace vitscope

@@ -6,7 +6,6 @@
 #include <utility>
 #include <vector>
 
-#include "vitscope/io/safetensors.hpp"
 #include "vitscope/nn/multihead_attention.hpp"
 #include "vitscope/nn/transformer.hpp"
 #include "vitscope/nn/tensor.hpp"
@@ -36,7 +35,7 @@ std::size_t parameter_count(const std::vector<Parameter>& parameters);
 // vitscope::Error("state_dict_mismatch") naming every missing, unexpected and wrong-shape tensor
 // (with both shapes). `source` names the file in the message.
 void load_state_dict(const std::vector<Parameter>& parameters,
-                     const std::vector<io::NamedTensor>& tensors, const std::string& source);
+                     const std::vector<NamedTensor>& tensors, const std::string& source);
 
 // nn.Transformer's initialisation, seeded: xavier-uniform for every parameter of rank > 1
 // (as Transformer._reset_parameters), PyTorch's defaults for the rest (Linear biases

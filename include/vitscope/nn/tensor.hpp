@@ -19,4 +19,12 @@ using Shape = std::vector<std::size_t>;
 // "(2, 3, 4)": for error messages.
 std::string shape_to_string(const Shape& shape);
 
+// A tensor under its state_dict name, as model files store it (io::read_safetensors returns
+// these, F16 and BF16 widened to float32).
+struct NamedTensor {
+  std::string name;
+  Shape shape;
+  std::vector<float> data;  // row-major, product(shape) values
+};
+
 }  // namespace vitscope

@@ -1,4 +1,4 @@
-#include "vitscope/image/scenes.hpp"
+#include "scenes.hpp"
 
 #include <algorithm>
 #include <array>
