@@ -29,10 +29,8 @@ std::string turbo_table() {
 
 void write_shared_files(const std::filesystem::path& out_dir) {
   io::write_file_atomically((out_dir / "gallery.css").string(), std::string(embedded::gallery_css));
-  // TURBO follows the script so that its "use strict" stays the first statement; the script reads
-  // TURBO only once the page has loaded.
   io::write_file_atomically((out_dir / "gallery.js").string(),
-                            std::string(embedded::gallery_js) + "\nconst TURBO = " + turbo_table() + ";\n");
+                            "const TURBO = " + turbo_table() + ";\n\n" + std::string(embedded::gallery_js));
 }
 
 }  // namespace vitscope::gallery
