@@ -164,6 +164,32 @@ TEST_CASE("forward matches PyTorch on every transformer fixture, attention inclu
   }
 }
 
+TEST_CASE("a model that adds positions in every attention refuses to run without them", "[cli]") {
+  const std::string case_name = "transformer_detr_positions";
+  const nlohmann::json spec = read_case(case_name);
+  const std::string model = quote(fixture_path(case_name, spec.at("model").get<std::string>()));
+  const auto input = [&](const char* name) {
+    return quote(fixture_path(case_name, spec.at("inputs").at(name).get<std::string>()));
+  };
+  TempDir dir;
+  const std::string out = " --out " + quote(dir.file("out.npy"));
+  const Run no_pos = run_cli("forward --model " + model + " --src " + input("src") + " --tgt " +
+                             input("tgt") + out);
+  CHECK(no_pos.exit_code == 2);
+  CHECK(no_pos.err.find("give --pos") != std::string::npos);
+  const Run no_query_pos = run_cli("forward --model " + model + " --src " + input("src") + " --tgt " +
+                                   input("tgt") + " --pos " + input("pos") + out);
+  CHECK(no_query_pos.exit_code == 2);
+  CHECK(no_query_pos.err.find("give --query-pos") != std::string::npos);
+  const Run wrong_shape = run_cli("forward --model " + model + " --src " + input("src") + " --tgt " +
+                                  input("tgt") + " --pos " + input("tgt") + " --query-pos " +
+                                  input("query_pos") + out);
+  CHECK(wrong_shape.exit_code == 1);
+  CHECK(wrong_shape.err.find("--pos") != std::string::npos);
+  const Run info = run_cli("info " + model);
+  CHECK(info.out.find("position_mode") != std::string::npos);
+}
+
 TEST_CASE("bad input files exit 1 with one error line", "[cli]") {
   TempDir dir;
 

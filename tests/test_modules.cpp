@@ -184,7 +184,7 @@ TEST_CASE("the attention recorder keeps what it asked for and leaves the output 
   const nn::ModulePath cross{nn::Stack::decoder, 0, nn::AttentionKind::multihead_attn};
   const nn::ModulePath first{nn::Stack::encoder, 0, nn::AttentionKind::self_attn};
   nn::AttentionRecorder recorder({cross, first}, nn::LayerPath{nn::Stack::encoder, 1});
-  const Tensor3 recorded = model.forward(src, tgt, {}, {}, {}, {}, {}, {}, &recorder);
+  const Tensor3 recorded = model.forward(src, tgt, {}, {}, {}, {}, {}, {}, {}, {}, &recorder);
   REQUIRE(max_abs_diff(plain, recorded) == 0.0);
   REQUIRE(recorder.weights().size() == 2);
   REQUIRE(cross.str() == "decoder.layers.0.multihead_attn");

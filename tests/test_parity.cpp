@@ -28,6 +28,7 @@ struct CaseInputs {
     return fixture_path(case_name, inputs.at(name).get<std::string>());
   }
   Tensor3 tensor(const char* name) const { return io::read_tensor3(path(name), name); }
+  Tensor3 optional(const char* name) const { return has(name) ? tensor(name) : Tensor3(); }
   nn::AttnMask attn_mask(const char* name) const {
     if (!has(name)) return {};
     const io::NpyArray array = io::read_npy(path(name));
@@ -53,9 +54,11 @@ void run_transformer_case(const std::string& name, const nlohmann::json& spec) {
                                in.attn_mask("tgt_mask"), in.attn_mask("memory_mask"),
                                in.key_padding_mask("src_key_padding_mask"),
                                in.key_padding_mask("tgt_key_padding_mask"),
-                               in.key_padding_mask("memory_key_padding_mask"), &recorder)
+                               in.key_padding_mask("memory_key_padding_mask"), in.optional("pos"),
+                               in.optional("query_pos"), &recorder)
           : file.model.encoder.forward(in.tensor("src"), in.attn_mask("src_mask"),
-                                       in.key_padding_mask("src_key_padding_mask"), {}, &recorder);
+                                       in.key_padding_mask("src_key_padding_mask"),
+                                       in.optional("pos"), &recorder);
   std::map<std::string, Tensor4> captured;
   for (const auto& [path, weights] : recorder.weights()) captured[path.str()] = weights;
   const io::NpyArray expected = io::read_npy(fixture_path(name, spec.at("expected")));
@@ -115,6 +118,7 @@ void run_case(const std::string& name) {
   X("transformer_bool_masks") \
   X("transformer_defaults") \
   X("transformer_detr_no_encoder_norm") \
+  X("transformer_detr_positions") \
   X("transformer_encoder_only") \
   X("transformer_float_key_padding") \
   X("transformer_float_key_padding_with_attn_masks") \

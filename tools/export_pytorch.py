@@ -100,9 +100,12 @@ def _check_type(module, expected, where: str) -> None:
                           f"got {type(module).__name__}")
 
 
-def export_transformer(model, path: str) -> None:
+def export_transformer(model, path: str, position_mode: str = None) -> None:
     """Writes an nn.Transformer (possibly with custom encoder/decoder built from the stock classes), or
     a bare nn.TransformerEncoder, to `path`.
+
+    position_mode "attention" marks a model run as DETR runs it, with positions added in every
+    attention: vitscope then requires them (`vitscope forward --pos --query-pos`).
 
     num_decoder_layers == 0 gives an encoder-only file: every decoder.* tensor (nn.Transformer still
     creates decoder.norm) is left out. A bare nn.TransformerEncoder gives the same file as the
@@ -174,6 +177,10 @@ def export_transformer(model, path: str) -> None:
         "encoder_norm": _flag(has_norm["encoder"]),
         "decoder_norm": _flag(has_norm["decoder"]),
     }
+    if position_mode is not None:
+        if position_mode != "attention":
+            raise ExportError(f"position_mode: expected 'attention' or None, got {position_mode!r}")
+        metadata["position_mode"] = position_mode
     write_safetensors(path, _to_numpy(state), metadata)
 
 

@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 
 from export_pytorch import export_mha, export_transformer
+from reference_model import detr_decoder_layer, detr_encoder_layer
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "transformer"
@@ -332,6 +333,38 @@ def transformer_cases() -> None:
                       "src_key_padding_mask": padding_mask([3, S], S)})
 
 
+def detr_positions_case() -> None:
+    """DETR's transformer: positions added in every attention (its published transformer.py), run
+    through nn.Transformer's own layers by reference_model's DETR layer functions."""
+    name = "transformer_detr_positions"
+    seeded(name)
+    S, T, E = 7, 3, 16
+    layer = nn.TransformerEncoderLayer(d_model=E, nhead=4, dim_feedforward=32)
+    model = new_transformer(d_model=E, nhead=4, num_decoder_layers=2, dim_feedforward=32,
+                            custom_encoder=nn.TransformerEncoder(layer, 2, norm=None))
+    reference_mode(model)
+    weights = record_attention(model)
+    src, pos, query_pos = seq(S, E, False), seq(S, E, False), seq(T, E, False)
+    tgt = torch.zeros(T, BATCH, E)  # DETR's decoder starts from zeros; its queries are query_pos
+    padding = padding_mask([S, 5], S)
+    memory = src
+    for encoder_layer in model.encoder.layers:
+        memory = detr_encoder_layer(encoder_layer, memory, pos, padding)
+    out = tgt
+    for decoder_layer in model.decoder.layers:
+        out = detr_decoder_layer(decoder_layer, out, memory, pos, query_pos, None, padding)
+    out = model.decoder.norm(out)
+    check_finite(name, out)
+    attention = {module_name: f"attn/{module_name}.npy" for module_name in weights}
+    write_case(name, "transformer", "DETR's positions: pos added to the encoder's queries and keys and "
+                                    "the cross-attention keys, query_pos to the decoder's queries and "
+                                    "self-attention keys; zero tgt, encoder without norm, padding masks",
+               {"src": src, "tgt": tgt, "pos": pos, "query_pos": query_pos,
+                "src_key_padding_mask": padding, "memory_key_padding_mask": padding},
+               out, lambda path: export_transformer(model, path, position_mode="attention"),
+               {attention[m]: w for m, w in weights.items()}, {"attention": attention})
+
+
 def mha_cases() -> None:
     name = "mha_kdim_vdim"
     seeded(name)
@@ -392,6 +425,7 @@ def main() -> None:
     # One thread: BLAS reductions then run in a fixed order, so reruns give bit-identical files.
     torch.set_num_threads(1)
     transformer_cases()
+    detr_positions_case()
     mha_cases()
     demo_assets()
 

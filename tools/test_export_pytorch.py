@@ -81,6 +81,21 @@ class BareEncoder(unittest.TestCase):
                 export_transformer(encoder, f"{tmp}/model.safetensors")
 
 
+class PositionMode(unittest.TestCase):
+    def test_attention_marks_the_file_and_anything_else_is_refused(self):
+        model = encoder_only_transformer()
+        with tempfile.TemporaryDirectory() as tmp:
+            export_transformer(model, f"{tmp}/plain.safetensors")
+            export_transformer(model, f"{tmp}/detr.safetensors", position_mode="attention")
+            _, plain = read_safetensors(f"{tmp}/plain.safetensors")
+            _, detr = read_safetensors(f"{tmp}/detr.safetensors")
+            with self.assertRaises(ExportError):
+                export_transformer(model, f"{tmp}/bad.safetensors", position_mode="input")
+        self.assertNotIn("position_mode", plain)
+        self.assertEqual(detr.pop("position_mode"), "attention")
+        self.assertEqual(detr, plain)
+
+
 class CommandLine(unittest.TestCase):
     def run_main(self, argv):
         err = io.StringIO()

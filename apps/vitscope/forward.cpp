@@ -32,6 +32,8 @@ struct ForwardOptions {
   std::string pixel_mask;  // image model, optional
   std::string src;
   std::string tgt;
+  std::string pos;
+  std::string query_pos;
   std::string src_mask;
   std::string tgt_mask;
   std::string memory_mask;
@@ -55,6 +57,7 @@ struct InputFile {
 struct Inputs {
   Tensor3 src;
   Tensor3 tgt;  // empty when only the encoder runs
+  Tensor3 pos, query_pos;  // DETR's positions, shaped as src and tgt; empty when not given
   nn::AttnMask src_mask, tgt_mask, memory_mask;
   nn::KeyPaddingMask src_key_padding_mask, tgt_key_padding_mask, memory_key_padding_mask;
 };
@@ -139,9 +142,10 @@ nn::KeyPaddingMask read_optional_key_padding_mask(const InputFile& file, std::si
 InputFile src_file(const ForwardOptions& o) { return {"--src", o.src}; }
 InputFile tgt_file(const ForwardOptions& o) { return {"--tgt", o.tgt}; }
 
-// The masks that only the decoder uses: meaningless without a target.
+// The inputs that only the decoder uses: meaningless without a target.
 std::vector<InputFile> target_mask_files(const ForwardOptions& o) {
-  return {{"--tgt-mask", o.tgt_mask},
+  return {{"--query-pos", o.query_pos},
+          {"--tgt-mask", o.tgt_mask},
           {"--memory-mask", o.memory_mask},
           {"--tgt-key-padding-mask", o.tgt_key_padding_mask},
           {"--memory-key-padding-mask", o.memory_key_padding_mask}};
@@ -156,12 +160,36 @@ void require_target_for_target_masks(const ForwardOptions& o) {
   }
 }
 
+// A model file that adds positions in every attention (DETR's position_mode attention) gives a
+// wrong answer without them, so they are required.
+void require_positions(const TransformerFile& file, const ForwardOptions& o) {
+  if (!file.pos_in_attention) return;
+  if (o.pos.empty()) {
+    throw UsageError(o.model + " adds positions in every attention (position_mode attention, as "
+                     "DETR): give --pos, shaped as --src");
+  }
+  if (tgt_file(o).given() && o.query_pos.empty()) {
+    throw UsageError(o.model + " adds positions in every attention (position_mode attention, as "
+                     "DETR): give --query-pos, shaped as --tgt");
+  }
+}
+
 void require_decoder(const nn::Transformer& model, const ForwardOptions& o) {
   if (tgt_file(o).given() && model.encoder_only()) {
     throw UsageError(o.model +
                      " is an encoder-only model (num_decoder_layers 0): it has no decoder "
                      "to run --tgt through; drop --tgt and the target masks to run its encoder");
   }
+}
+
+// A position input: the shape of the sequence it is added to.
+Tensor3 read_optional_like(const InputFile& file, const Tensor3& like, const InputFile& like_file) {
+  if (!file.given()) return {};
+  Tensor3 x = io::read_tensor3(file.path, file.label());
+  if (x.shape() != like.shape()) {
+    reject_shape(file, shape_of(x), shape_to_string(shape_of(like)) + ", the shape of " + like_file.option);
+  }
+  return x;
 }
 
 Inputs read_inputs(const ForwardOptions& o, const nn::TransformerOptions& model) {
@@ -192,6 +220,8 @@ Inputs read_inputs(const ForwardOptions& o, const nn::TransformerOptions& model)
       read_optional_key_padding_mask({"--tgt-key-padding-mask", o.tgt_key_padding_mask}, T, dims);
   in.memory_key_padding_mask = read_optional_key_padding_mask(
       {"--memory-key-padding-mask", o.memory_key_padding_mask}, S, dims);
+  in.pos = read_optional_like({"--pos", o.pos}, in.src, src_file(o));
+  in.query_pos = read_optional_like({"--query-pos", o.query_pos}, in.tgt, tgt_file(o));
   return in;
 }
 
@@ -205,16 +235,16 @@ void write_attention(const std::map<nn::ModulePath, Tensor4>& weights, const std
 
 Tensor3 run_model(const nn::Transformer& model, const Inputs& in, nn::AttentionRecorder& recorder) {
   if (in.tgt.size() == 0) {
-    return model.encoder.forward(in.src, in.src_mask, in.src_key_padding_mask, {}, &recorder);
+    return model.encoder.forward(in.src, in.src_mask, in.src_key_padding_mask, in.pos, &recorder);
   }
   return model.forward(in.src, in.tgt, in.src_mask, in.tgt_mask, in.memory_mask,
                        in.src_key_padding_mask, in.tgt_key_padding_mask,
-                       in.memory_key_padding_mask, &recorder);
+                       in.memory_key_padding_mask, in.pos, in.query_pos, &recorder);
 }
 
 // Every option that names a sequence input: an image model has none of them.
 std::vector<InputFile> sequence_files(const ForwardOptions& o) {
-  std::vector<InputFile> files = {src_file(o), tgt_file(o), {"--src-mask", o.src_mask},
+  std::vector<InputFile> files = {src_file(o), tgt_file(o), {"--pos", o.pos}, {"--src-mask", o.src_mask},
                                   {"--src-key-padding-mask", o.src_key_padding_mask}};
   for (const InputFile& file : target_mask_files(o)) files.push_back(file);
   return files;
@@ -299,6 +329,7 @@ void run_forward(const ForwardOptions& o) {
   if (o.src.empty()) throw UsageError("--src is required for an nn.Transformer model");
   TransformerFile& file = *model_file.transformer;
   require_decoder(file.model, o);
+  require_positions(file, o);
   const Inputs inputs = read_inputs(o, file.model.options);
   // Computing the weights costs time, so modules only form them when they are wanted.
   if (!o.attn_dir.empty()) std::filesystem::create_directories(o.attn_dir);
@@ -333,6 +364,13 @@ Command add_forward_command(CLI::App& app) {
                    "image model: bool or float mask (B,H,W); true = padding (default: none)");
   add_input_option(*command, "--tgt", o.tgt,
                    "target sequence (T,N,E), or (N,T,E) when batch_first");
+  add_input_option(*command, "--pos", o.pos,
+                   "DETR's positions, shaped as --src: added to the keys of every attention over "
+                   "the source and to the encoder's queries (required by position_mode attention "
+                   "files)");
+  add_input_option(*command, "--query-pos", o.query_pos,
+                   "DETR's query positions, shaped as --tgt: added to the decoder's queries and "
+                   "self-attention keys");
   add_input_option(*command, "--src-mask", o.src_mask, "float or bool mask (S,S) or (N*nhead,S,S)");
   add_input_option(*command, "--tgt-mask", o.tgt_mask, "float or bool mask (T,T) or (N*nhead,T,T)");
   add_input_option(*command, "--memory-mask", o.memory_mask,

@@ -53,6 +53,8 @@ Json describe(const std::string& path, TransformerFile& file) {
   d["model"] = path;
   d["architecture"] = "Transformer";
   d.update(describe_options(file.model));
+  // Positions in every attention (DETR): forward needs --pos and --query-pos.
+  if (file.pos_in_attention) d["position_mode"] = "attention";
   if (!file.inferred.empty()) d["inferred"] = file.inferred;  // not in the file's metadata
   d["metadata"] = file.metadata;
   return d;

@@ -260,6 +260,13 @@ TransformerFile load_transformer(const std::string& path, const TransformerArgum
                        file.tensors.end());
   }
   TransformerFile result{nn::Transformer(options), std::move(file.metadata), std::move(inferred)};
+  const MetadataReader read(result.metadata, path);
+  if (read.has("position_mode")) {
+    if (read.text("position_mode") != "attention") {
+      read.fail("position_mode", "'" + read.text("position_mode") + "' is not attention");
+    }
+    result.pos_in_attention = true;
+  }
   load_state_dict(named_parameters(result.model), file.tensors, path);
   return result;
 }

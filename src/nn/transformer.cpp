@@ -72,8 +72,8 @@ Tensor3 Transformer::forward(const Tensor3& src, const Tensor3& tgt, const AttnM
                              const AttnMask& tgt_mask, const AttnMask& memory_mask,
                              const KeyPaddingMask& src_key_padding_mask,
                              const KeyPaddingMask& tgt_key_padding_mask,
-                             const KeyPaddingMask& memory_key_padding_mask,
-                             AttentionRecorder* recorder) const {
+                             const KeyPaddingMask& memory_key_padding_mask, const Tensor3& pos,
+                             const Tensor3& query_pos, AttentionRecorder* recorder) const {
   const std::size_t batch_dim = options.batch_first ? 0 : 1;
   if (encoder_only()) {
     throw Error("encoder_only", "this model has no decoder: run its encoder without a target");
@@ -88,9 +88,16 @@ Tensor3 Transformer::forward(const Tensor3& src, const Tensor3& tgt, const AttnM
                                       dims(tgt) + " must be d_model " +
                                       std::to_string(options.d_model));
   }
-  const Tensor3 memory = encoder.forward(src, src_mask, src_key_padding_mask, {}, recorder);
+  if (pos.size() > 0 && pos.shape() != src.shape()) {
+    throw Error("shape_mismatch", "pos " + dims(pos) + " must have the shape of src " + dims(src));
+  }
+  if (query_pos.size() > 0 && query_pos.shape() != tgt.shape()) {
+    throw Error("shape_mismatch",
+                "query_pos " + dims(query_pos) + " must have the shape of tgt " + dims(tgt));
+  }
+  const Tensor3 memory = encoder.forward(src, src_mask, src_key_padding_mask, pos, recorder);
   return decoder.forward(tgt, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
-                         memory_key_padding_mask, {}, {}, recorder);
+                         memory_key_padding_mask, pos, query_pos, recorder);
 }
 
 std::vector<ModulePath> Transformer::attention_modules() const {

@@ -52,6 +52,9 @@ struct TransformerFile {
   // Options the metadata did not hold, under their PyTorch names: read off the tensors' shapes
   // or given as arguments. Empty for a file written by vitscope or tools/export_pytorch.py.
   std::vector<std::string> inferred;
+  // Metadata position_mode "attention": the model was trained with DETR's positions added in
+  // every attention, so it needs them (nn::Transformer::forward's pos and query_pos).
+  bool pos_in_attention = false;
 };
 
 // Throws vitscope::Error for unreadable, malformed or non-fitting files. A file without an

@@ -43,14 +43,16 @@ class Transformer {
 
   // src: (S,N,E), tgt: (T,N,E) ((N,·,E) when batch_first) -> (T,N,E).
   // src_mask (S,S), tgt_mask (T,T), memory_mask (T,S): as (1,·,·) or (N*nhead,·,·);
-  // key padding masks (N,S), (N,T), (N,S). `recorder` (optional) gets the attention and layer
-  // output it asks for.
+  // key padding masks (N,S), (N,T), (N,S). pos (like src) and query_pos (like tgt), DETR's
+  // extension: pos is added to the keys (and encoder queries) of every attention over the
+  // source, query_pos to the decoder's queries (and self-attention keys); empty, the model is
+  // exactly PyTorch's. `recorder` (optional) gets the attention and layer output it asks for.
   Tensor3 forward(const Tensor3& src, const Tensor3& tgt, const AttnMask& src_mask = {},
                   const AttnMask& tgt_mask = {}, const AttnMask& memory_mask = {},
                   const KeyPaddingMask& src_key_padding_mask = {},
                   const KeyPaddingMask& tgt_key_padding_mask = {},
-                  const KeyPaddingMask& memory_key_padding_mask = {},
-                  AttentionRecorder* recorder = nullptr) const;
+                  const KeyPaddingMask& memory_key_padding_mask = {}, const Tensor3& pos = {},
+                  const Tensor3& query_pos = {}, AttentionRecorder* recorder = nullptr) const;
 
   bool encoder_only() const { return decoder.layers.empty(); }
 
