@@ -189,6 +189,7 @@ PreprocessOptions case_options(const json& c) {
   PreprocessOptions o = options(c.at("size"), c.at("patch_size"));
   o.resize.resize_mode = vitscope::image::parse_resize_mode(c.at("resize_mode"));
   o.resize.resize_size = c.at("resize_size").is_null() ? 0 : c.at("resize_size").get<int>();
+  o.resize.max_size = c.at("max_size").is_null() ? 0 : c.at("max_size").get<int>();
   o.resize.interpolation = vitscope::image::parse_interpolation(c.at("interpolation"));
   return o;
 }
@@ -413,6 +414,33 @@ TEST_CASE("preprocess: vitscope run preprocesses as the model file's resize_mode
   check("shorter-crop", 320, 14, 14);
 }
 
+TEST_CASE("preprocess: shorter-max sizes as DETR's evaluation, from metadata or flags",
+          "[preprocess][run]") {
+  using vitscope::test::quote;
+  using vitscope::test::run_cli;
+  vitscope::test::TempDir dir;
+  const std::string model = model_with(dir, {{"resize_mode", "shorter-max"}, {"max_size", "400"}});
+  const std::string photo = std::string(VITSCOPE_ASSETS_DIR) + "/images/chelsea.jpg";  // 451x300
+  const std::string out = dir.file("out");
+  const std::string args = "run " + quote(photo) + " --out " + quote(out) + " --model " + quote(model);
+  const auto settings_and_grid = [&] {
+    const json summary = read_json(fs::path(out) / "summary.json");
+    REQUIRE(summary.at("images").at(0).at("status") == "ok");
+    return std::pair{summary.at("settings"), summary.at("images").at(0).at("grid")};
+  };
+  // --size 240: 240x360 fits under 400 (p = 16: 15x23 tokens, the last column partial).
+  REQUIRE(run_cli(args + " --size 240").exit_code == 0);
+  auto [settings, grid] = settings_and_grid();
+  CHECK(settings.at("resize_mode") == "shorter-max");
+  CHECK(settings.at("max_size") == 400);
+  CHECK(grid == json::array({15, 23}));
+  // --max-size 300 caps the longer side: round(300 * 300 / 451) = 200 short, int(200 * 1.503) = 300.
+  REQUIRE(run_cli(args + " --size 240 --max-size 300").exit_code == 0);
+  std::tie(settings, grid) = settings_and_grid();
+  CHECK(settings.at("max_size") == 300);
+  CHECK(grid == json::array({13, 19}));
+}
+
 TEST_CASE("preprocess: vitscope run on a shorter-crop cubic model file matches PyTorch",
           "[preprocess][run]") {
   using vitscope::test::quote;
@@ -446,7 +474,8 @@ TEST_CASE("preprocess: bad resize metadata and flags are one-line errors", "[pre
   const std::string run = "run " + quote(photo) + " --out " + quote(dir.file("out"));
 
   for (const auto& [key, value] : std::vector<std::pair<std::string, std::string>>{
-           {"resize_mode", "center-crop"}, {"resize_size", "-3"}, {"interpolation", "lanczos"}}) {
+           {"resize_mode", "center-crop"}, {"resize_size", "-3"}, {"interpolation", "lanczos"},
+           {"max_size", "0"}}) {
     INFO(key << " = " << value);
     const std::string model = model_with(dir, {{key, value}});
     const vitscope::test::Run r = run_cli(run + " --model " + quote(model));
@@ -455,7 +484,8 @@ TEST_CASE("preprocess: bad resize metadata and flags are one-line errors", "[pre
     CHECK(r.err.find('\n') == r.err.size() - 1);  // exactly one line
   }
   for (const std::string flags : {" --resize-mode center-crop", " --interpolation lanczos",
-                                  " --resize-size 0", " --resize-size 256"}) {  // longer: unused
+                                  " --resize-size 0", " --resize-size 256",  // longer: unused
+                                  " --max-size 800"}) {
     INFO(flags);
     const vitscope::test::Run r = run_cli(run + " --model " + quote(kRandomModel) + flags);
     CHECK(r.exit_code == 2);

@@ -36,10 +36,10 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reference_model import (CROP_PCT, IMAGENET_MEAN, IMAGENET_STD, ImageTransformer,  # noqa: E402
+from reference_model import (CROP_PCT, DETR_MAX_SIZE, IMAGENET_MEAN, IMAGENET_STD, ImageTransformer,  # noqa: E402
                              center_crop, center_crop_window, export_image_model, load_image,
                              load_image_model, preprocess, resize_and_crop, resize_longer_side,
-                             run_images, shorter_side_size)
+                             run_images, shorter_max_size, shorter_side_size)
 from safetensors_io import read_safetensors  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,10 +120,13 @@ def synthetic_images() -> List[str]:
     return made
 
 
-def geometry(rgb: np.ndarray, patch_size: int, size: int, resize_mode: str, resize_size: Optional[int]
-             ) -> Tuple[List[int], List[int]]:
+def geometry(rgb: np.ndarray, patch_size: int, size: int, resize_mode: str, resize_size: Optional[int],
+             max_size: Optional[int]) -> Tuple[List[int], List[int]]:
     """(before_crop [w, h], crop [x, y, w, h]) as the C++ ImageBatch reports them."""
     h0, w0 = rgb.shape[:2]
+    if resize_mode == "shorter-max":
+        new_h, new_w = shorter_max_size(h0, w0, size, max_size or DETR_MAX_SIZE)
+        return [new_w, new_h], [0, 0, new_w, new_h]
     if resize_mode == "shorter-crop":
         new_h, new_w = shorter_side_size(h0, w0, resize_size or math.floor(size / CROP_PCT))
         top, left = center_crop_window(new_h, new_w, size)
@@ -138,20 +141,22 @@ def geometry(rgb: np.ndarray, patch_size: int, size: int, resize_mode: str, resi
 
 
 def write_case(name: str, images: List[str], size: int, patch_size: int, resize_mode: str,
-               resize_size: Optional[int], interpolation: str) -> dict:
+               resize_size: Optional[int], interpolation: str, max_size: Optional[int] = None) -> dict:
     rgbs = [load_image(str(ROOT / path)) for path in images]
     pixels, pixel_mask = preprocess(rgbs, patch_size, size, IMAGENET_MEAN, IMAGENET_STD,
-                                    resize_mode, resize_size, interpolation)
+                                    resize_mode, resize_size, interpolation, max_size)
     np.save(FIXTURES / f"{name}.pixels.npy", pixels.numpy().astype(np.float32))
     np.save(FIXTURES / f"{name}.pixel_mask.npy", pixel_mask.numpy())
-    seen = [resize_and_crop(rgb, patch_size, size, resize_mode, resize_size, interpolation) for rgb in rgbs]
-    geometries = [geometry(rgb, patch_size, size, resize_mode, resize_size) for rgb in rgbs]
+    seen = [resize_and_crop(rgb, patch_size, size, resize_mode, resize_size, interpolation, max_size)
+            for rgb in rgbs]
+    geometries = [geometry(rgb, patch_size, size, resize_mode, resize_size, max_size) for rgb in rgbs]
     for (before, crop), s in zip(geometries, seen):
         assert [crop[2], crop[3]] == [s.shape[1], s.shape[0]], (name, crop, s.shape)
     print(f"{name}: {[Path(p).name for p in images]} -> pixels {list(pixels.shape)}, "
           f"resized {[[s.shape[1], s.shape[0]] for s in seen]}, crops {[c for _, c in geometries]}")
     return {"name": name, "images": images, "size": size, "patch_size": patch_size,
             "resize_mode": resize_mode, "resize_size": resize_size, "interpolation": interpolation,
+            "max_size": max_size,
             "pixels": f"{name}.pixels.npy", "pixel_mask": f"{name}.pixel_mask.npy",
             "resized": [[s.shape[1], s.shape[0]] for s in seen],
             "before_crop": [b for b, _ in geometries], "crop": [c for _, c in geometries]}
@@ -212,6 +217,10 @@ def main() -> int:
         ("patch_crop_thin", [thin], 60, 16, "patch-crop", None, "linear"),  # 60x4: the short side kept
         ("batch_longer", [chelsea, camera, rocket], 40, 16, "longer", None, "area-linear"),
         ("batch_shorter_crop", [rgba, tall], 32, 16, "shorter-crop", None, "cubic"),
+        # name, ..., max_size: DETR's shorter side size, the longer at most max_size
+        ("shorter_max_free", [chelsea], 40, 16, "shorter-max", None, "area-linear", 100),  # 40 short
+        ("shorter_max_capped", [thin], 20, 8, "shorter-max", None, "linear", 64),  # long side capped
+        ("batch_shorter_max", [coffee, camera, tall], 36, 16, "shorter-max", None, "area-linear", 60),
     ]
     written = [write_case(*case) for case in cases]
     model = write_model_case(chelsea)

@@ -96,8 +96,9 @@ def round_half_away(value: float) -> int:
     return int(math.floor(value + 0.5))
 
 
-RESIZE_MODES = ("longer", "shorter-crop", "stretch", "patch-crop")
+RESIZE_MODES = ("longer", "shorter-crop", "stretch", "patch-crop", "shorter-max")
 INTERPOLATIONS = ("area-linear", "linear", "cubic")
+DETR_MAX_SIZE = 1333  # DETR's evaluation: shorter side 800, the longer at most 1333
 CROP_PCT = 0.875  # timm's default: shorter-crop resizes to floor(size / 0.875) (256 for 224)
 
 
@@ -141,6 +142,20 @@ def shorter_side_size(h0: int, w0: int, resize_size: int) -> Tuple[int, int]:
     return new_h, new_w
 
 
+def shorter_max_size(h0: int, w0: int, size: int, max_size: int) -> Tuple[int, int]:
+    """(new_h, new_w) of DETR's get_size_with_aspect_ratio (datasets/transforms.py): the shorter side
+    becomes size, unless the longer would exceed max_size, then round(max_size * short / long)
+    (Python's round); the longer side is int(size * long / short), truncated."""
+    short, long = float(min(w0, h0)), float(max(w0, h0))
+    if long / short * size > max_size:
+        size = max(1, python_round_half(max_size * short / long))  # a sliver keeps a row
+    if (w0 <= h0 and w0 == size) or (h0 <= w0 and h0 == size):
+        return h0, w0
+    if w0 < h0:
+        return int(size * h0 / w0), size
+    return size, int(size * w0 / h0)
+
+
 def center_crop_window(h: int, w: int, size: int) -> Tuple[int, int]:
     """(top, left) of torchvision 0.14's center_crop(size) on an h x w image, in its own coordinates:
     a side shorter than size is first padded by (size - side) // 2 before (the rest after), then
@@ -163,7 +178,8 @@ def center_crop(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def resize_and_crop(image: np.ndarray, patch_size: int, size: int, resize_mode: str = "longer",
-                    resize_size: Optional[int] = None, interpolation: str = "area-linear") -> np.ndarray:
+                    resize_size: Optional[int] = None, interpolation: str = "area-linear",
+                    max_size: Optional[int] = None) -> np.ndarray:
     """Preprocessing 2: (H0, W0, 3) -> the image the model sees, by resize_mode (see the spec)."""
     if resize_mode not in RESIZE_MODES:
         raise ValueError(f"resize_mode {resize_mode!r} is not one of {RESIZE_MODES}")
@@ -177,6 +193,9 @@ def resize_and_crop(image: np.ndarray, patch_size: int, size: int, resize_mode: 
         return center_crop(resize_to(image, new_w, new_h, interpolation), size)
     if resize_mode == "stretch":  # Hugging Face ViTImageProcessor: size x size, aspect ignored
         return resize_to(image, size, size, interpolation)
+    if resize_mode == "shorter-max":  # DETR's evaluation: RandomResize([size], max_size)
+        new_h, new_w = shorter_max_size(*image.shape[:2], size, max_size or DETR_MAX_SIZE)
+        return resize_to(image, new_w, new_h, interpolation)
     # patch-crop, DINO's visualize_attention.py: img[:, :h - h % p, :w - w % p]; a side shorter than
     # one patch is kept whole (DINO would keep no pixels) and padded as in longer.
     resized = resize_longer_side(image, size, interpolation)
@@ -195,15 +214,16 @@ def normalise(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) ->
 
 def preprocess(images: Sequence[np.ndarray], patch_size: int, size: int,
                mean: Sequence[float], std: Sequence[float], resize_mode: str = "longer",
-               resize_size: Optional[int] = None,
-               interpolation: str = "area-linear") -> Tuple[torch.Tensor, torch.Tensor]:
+               resize_size: Optional[int] = None, interpolation: str = "area-linear",
+               max_size: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Preprocessing 2-5 on decoded RGB images: returns pixels (B, C, H, W) and pixel_mask (B, H, W).
 
     Step 4 pads each image to a multiple of p and step 5 to the batch's largest H and W; both pads
     are 0 (after normalisation) at the bottom/right, and the pixel mask is true on all of them
     (shorter-crop's black border, as torchvision's, is image, not padding).
     """
-    chw = [normalise(resize_and_crop(image, patch_size, size, resize_mode, resize_size, interpolation), mean, std)
+    chw = [normalise(resize_and_crop(image, patch_size, size, resize_mode, resize_size, interpolation,
+                                     max_size), mean, std)
            for image in images]
     padded_h = [math.ceil(x.shape[1] / patch_size) * patch_size for x in chw]  # step 4
     padded_w = [math.ceil(x.shape[2] / patch_size) * patch_size for x in chw]

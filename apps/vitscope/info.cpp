@@ -107,6 +107,9 @@ Json describe(const std::string& path, image::ImageModelFile& file, const ModelF
   if (o.resize.resize_mode == image::ResizeMode::shorter_crop) {
     d["preprocess"]["resize_size"] = image::effective_resize_size(preprocess);
   }
+  if (o.resize.resize_mode == image::ResizeMode::shorter_max) {
+    d["preprocess"]["max_size"] = image::effective_max_size(preprocess);
+  }
   d["stem"] = {{"in_chans", o.in_chans},
                {"patch_size", o.patch_size},
                {"stem_channels", o.stem_channels}};  // empty: the single p x p Conv2d

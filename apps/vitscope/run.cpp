@@ -57,6 +57,7 @@ struct RunOptions {
   int size = 0;  // 0: the model's image_size
   std::string resize_mode;    // empty: the model's resize_mode
   int resize_size = 0;        // 0: the model's resize_size
+  int max_size = 0;           // 0: the model's max_size
   std::string interpolation;  // empty: the model's interpolation
   std::string layer = "output";
   bool overwrite = false;
@@ -292,15 +293,27 @@ image::PreprocessOptions preprocess_options(const RunOptions& o, const image::Im
     }
     preprocess.resize.resize_size = o.resize_size;
   }
+  if (o.max_size > 0) {
+    if (preprocess.resize.resize_mode != image::ResizeMode::shorter_max) {
+      throw UsageError("--max-size is for --resize-mode shorter-max; this run's is " +
+                       image::resize_mode_name(preprocess.resize.resize_mode));
+    }
+    preprocess.resize.max_size = o.max_size;
+  }
   return preprocess;
 }
 
-// What besides size decides an image's pixels (resize_size only where it is used).
+// What besides size decides an image's pixels (resize_size only where it is used; max_size, only
+// shorter-max's, is listed for it alone).
 Json resize_settings(const image::PreprocessOptions& p) {
   const bool shorter = p.resize.resize_mode == image::ResizeMode::shorter_crop;
-  return {{"resize_mode", image::resize_mode_name(p.resize.resize_mode)},
-          {"resize_size", shorter ? Json(image::effective_resize_size(p)) : Json(nullptr)},
-          {"interpolation", image::interpolation_name(p.resize.interpolation)}};
+  Json settings = {{"resize_mode", image::resize_mode_name(p.resize.resize_mode)},
+                   {"resize_size", shorter ? Json(image::effective_resize_size(p)) : Json(nullptr)},
+                   {"interpolation", image::interpolation_name(p.resize.interpolation)}};
+  if (p.resize.resize_mode == image::ResizeMode::shorter_max) {
+    settings["max_size"] = image::effective_max_size(p);
+  }
+  return settings;
 }
 
 void run_images(const RunOptions& o) {
@@ -320,13 +333,14 @@ void run_images(const RunOptions& o) {
   const image::AnalysisPlan plan = plan_run(file.model, o.layer, o.attention);
   const image::PreprocessOptions preprocess = preprocess_options(o, file.model);
   const Json resize = resize_settings(preprocess);
-  const Json settings = {{"model", o.model},
-                         {"layer", o.layer},
-                         {"size", preprocess.size},
-                         {"resize_mode", resize.at("resize_mode")},
-                         {"resize_size", resize.at("resize_size")},
-                         {"interpolation", resize.at("interpolation")},
-                         {"attention", attention_settings(plan, o.attention.save)}};
+  Json settings = {{"model", o.model},
+                   {"layer", o.layer},
+                   {"size", preprocess.size},
+                   {"resize_mode", resize.at("resize_mode")},
+                   {"resize_size", resize.at("resize_size")},
+                   {"interpolation", resize.at("interpolation")},
+                   {"attention", attention_settings(plan, o.attention.save)}};
+  if (resize.contains("max_size")) settings["max_size"] = resize.at("max_size");
   const Job job{o,        file.model, plan, preprocess, out_dir,
                 settings, gallery::image_outputs(file.model, plan, o.attention.save)};
   fs::create_directories(out_dir);
@@ -339,7 +353,7 @@ void run_images(const RunOptions& o) {
 
   Json images = Json::array();
   for (const Record& r : records) images.push_back(to_json(r));
-  const Json summary = {{"model", o.model},
+  Json summary = {{"model", o.model},
                         {"settings",
                          {{"layer", o.layer},
                           {"size", preprocess.size},
@@ -356,6 +370,7 @@ void run_images(const RunOptions& o) {
                           {"load_s", timings.load_s},
                           {"forward_s", timings.forward_s}}},
                         {"images", images}};
+  if (resize.contains("max_size")) summary["settings"]["max_size"] = resize.at("max_size");
   const fs::path summary_path = out_dir / "summary.json";
   io::write_file_atomically(summary_path.string(), json_text(summary));
   gallery::write_index(out_dir, summary);
@@ -394,19 +409,25 @@ Command add_run_command(CLI::App& app) {
   command
       ->add_option("--size", o.size,
                    "image side after resizing: the longer side (longer, patch-crop), the crop "
-                   "(shorter-crop) or both sides (stretch) (default: the model's image_size)")
+                   "(shorter-crop), both sides (stretch) or the shorter side (shorter-max) "
+                   "(default: the model's image_size)")
       ->check(CLI::Range(1, 16384));
   command
       ->add_option("--resize-mode", o.resize_mode,
                    "longer (pad to a multiple of p), shorter-crop (torchvision/timm eval: shorter "
                    "side to --resize-size, centre crop --size), stretch (--size x --size, Hugging "
-                   "Face), patch-crop (DINO: longer, cropped to a multiple of p) (default: the "
+                   "Face), patch-crop (DINO: longer, cropped to a multiple of p), shorter-max "
+                   "(DETR eval: shorter side --size, longer at most --max-size) (default: the "
                    "model's, else longer)")
       ->check(CLI::IsMember(image::resize_mode_names()));
   command
       ->add_option("--resize-size", o.resize_size,
                    "shorter-crop's shorter side before the crop (default: the model's, else "
                    "floor(size / 0.875): 256 for 224)")
+      ->check(CLI::Range(1, 16384));
+  command
+      ->add_option("--max-size", o.max_size,
+                   "shorter-max's bound on the longer side (default: the model's, else DETR's 1333)")
       ->check(CLI::Range(1, 16384));
   command
       ->add_option("--interpolation", o.interpolation,

@@ -22,7 +22,8 @@ const std::vector<std::pair<std::string, ResizeMode>> kResizeModes = {
     {"longer", ResizeMode::longer},
     {"shorter-crop", ResizeMode::shorter_crop},
     {"stretch", ResizeMode::stretch},
-    {"patch-crop", ResizeMode::patch_crop}};
+    {"patch-crop", ResizeMode::patch_crop},
+    {"shorter-max", ResizeMode::shorter_max}};
 
 const std::vector<std::pair<std::string, Interpolation>> kInterpolations = {
     {"area-linear", Interpolation::area_linear},
@@ -109,6 +110,26 @@ cv::Mat resize(const cv::Mat& rgb, cv::Size to, Interpolation interpolation) {
     cv::max(samples, 0.0, samples);
   }
   return out;
+}
+
+// DETR's get_size_with_aspect_ratio (datasets/transforms.py), in its own arithmetic: the shorter side
+// becomes size unless the longer would pass max_size, then round(max_size * short / long), Python's
+// round (half to even, as nearbyint); the longer int(size * long / short), truncated.
+cv::Size shorter_max_size(cv::Size from, int size, int max_size) {
+  const double shorter = std::min(from.width, from.height), longer = std::max(from.width, from.height);
+  if (longer / shorter * size > max_size) {
+    // At least one pixel: a sliver of an image keeps a row (DETR would make it empty).
+    size = std::max(1, static_cast<int>(std::nearbyint(static_cast<double>(max_size) * shorter / longer)));
+  }
+  if ((from.width <= from.height && from.width == size) ||
+      (from.height <= from.width && from.height == size)) {
+    return from;
+  }
+  const auto scaled = [size](int side, int other) {
+    return static_cast<int>(static_cast<double>(std::int64_t{size} * side) / other);
+  };
+  if (from.width < from.height) return {size, scaled(from.height, from.width)};
+  return {scaled(from.width, from.height), size};
 }
 
 // torchvision 0.14 _compute_resized_output_size for Resize(resize_size): the shorter side becomes
@@ -201,6 +222,13 @@ ResizeOptions resize_options_from_metadata(const std::map<std::string, std::stri
     }
     o.resize_size = static_cast<int>(size);
   }
+  if (metadata.count("max_size")) {
+    const int64_t size = read.integer("max_size");
+    if (size < 1 || size > kMaxSide) {
+      read.fail("max_size", std::to_string(size) + " is not in 1.." + std::to_string(kMaxSide));
+    }
+    o.max_size = static_cast<int>(size);
+  }
   if (metadata.count("interpolation")) {
     const Interpolation* i = find_name(kInterpolations, read.text("interpolation"));
     if (!i) {
@@ -215,6 +243,10 @@ ResizeOptions resize_options_from_metadata(const std::map<std::string, std::stri
 int effective_resize_size(const PreprocessOptions& options) {
   if (options.resize.resize_size > 0) return options.resize.resize_size;
   return static_cast<int>(std::floor(options.size / 0.875));  // timm: floor(img_size / crop_pct)
+}
+
+int effective_max_size(const PreprocessOptions& options) {
+  return options.resize.max_size > 0 ? options.resize.max_size : 1333;  // DETR's evaluation
 }
 
 cv::Mat resize_to_size(const cv::Mat& rgb, int size, Interpolation interpolation) {
@@ -248,6 +280,11 @@ Resized resize_and_crop(const cv::Mat& rgb, const PreprocessOptions& options) {
     case ResizeMode::stretch: {
       const cv::Mat resized = resize(rgb, {size, size}, interpolation);
       return {resized, resized.size(), {0, 0, size, size}};
+    }
+    case ResizeMode::shorter_max: {
+      const cv::Mat resized =
+          resize(rgb, shorter_max_size(rgb.size(), size, effective_max_size(options)), interpolation);
+      return {resized, resized.size(), {0, 0, resized.cols, resized.rows}};
     }
     case ResizeMode::patch_crop: {
       // DINO: img[:, :h - h % p, :w - w % p]. A side shorter than one patch is kept whole (DINO

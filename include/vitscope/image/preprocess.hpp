@@ -24,6 +24,8 @@ enum class ResizeMode {
   stretch,       // "stretch": exactly size x size, aspect ignored (Hugging Face ViTImageProcessor)
   patch_crop,    // "patch-crop": as longer, then crop bottom/right to a multiple of p
                  // (DINO's visualize_attention.py)
+  shorter_max,   // "shorter-max": shorter side = size unless the longer would pass max_size, then
+                 // longer ~ max_size; pad to a multiple of p (DETR's evaluation: 800, 1333)
 };
 
 // OpenCV's cv::resize flags (not PIL's filters: torchvision's PIL pipeline differs slightly).
@@ -37,6 +39,7 @@ enum class Interpolation {
 struct ResizeOptions {
   ResizeMode resize_mode = ResizeMode::longer;
   int resize_size = 0;  // shorter-crop's shorter side; 0: floor(size / 0.875) (256 for 224)
+  int max_size = 0;     // shorter-max's bound on the longer side; 0: DETR's 1333
   Interpolation interpolation = Interpolation::area_linear;
 };
 
@@ -63,6 +66,8 @@ ResizeOptions resize_options_from_metadata(const std::map<std::string, std::stri
 
 // shorter-crop's shorter side: resize_size, or timm's floor(size / crop_pct) with crop_pct 0.875.
 int effective_resize_size(const PreprocessOptions& options);
+// shorter-max's bound on the longer side: max_size, or DETR's 1333.
+int effective_max_size(const PreprocessOptions& options);
 
 // rgb (CV_32FC3, [0,255]) -> the same kind of image with its longer side = size (no copy of the
 // pixels when it already is): INTER_AREA when shrinking, INTER_LINEAR when enlarging, unless
