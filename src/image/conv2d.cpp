@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <memory>
 
 #include "vitscope/nn/linear.hpp"
 #include "vitscope/nn/parallel.hpp"
@@ -118,9 +117,12 @@ ChannelsLast conv2d(const ChannelsLast& x, const FoldedConv2d& conv, bool relu) 
     nn::linear_rows(x.data.data(), rows, K, conv.weight.data(), conv.out_channels,
                     conv.bias.data(), out.data.data());
   } else {
-    std::unique_ptr<float[]> cols(new float[rows * K]);  // every entry is written by im2col
-    im2col(x, conv, Ho, Wo, cols.get());
-    nn::linear_rows(cols.get(), rows, K, conv.weight.data(), conv.out_channels, conv.bias.data(),
+    // Kept between calls: a fresh 100+ MB buffer per conv costs more in page faults than im2col
+    // itself (measured, bench/README.md). Every entry is written by im2col.
+    thread_local std::vector<float> cols;
+    if (cols.size() < rows * K) cols.resize(rows * K);
+    im2col(x, conv, Ho, Wo, cols.data());
+    nn::linear_rows(cols.data(), rows, K, conv.weight.data(), conv.out_channels, conv.bias.data(),
                     out.data.data());
   }
   if (relu) relu_in_place(out.data);
