@@ -12,7 +12,7 @@ case.json:
      "inputs": [name, ...]}
 
 Full-width ResNets are 45-100 MB of float32, so the cases are torchvision's own ResNet, BasicBlock
-and Bottleneck with the stages' planes divided by 8 (SlimResNet below: the stem stays 64 wide, as
+and Bottleneck with the stages' planes divided by 8 (detr_model.SlimResNet: the stem stays 64 wide, as
 torchvision's). The arithmetic is torchvision's; only the widths are smaller. BatchNorm running
 statistics and affine parameters are randomised so folding them into the convolutions is tested.
 """
@@ -25,22 +25,16 @@ from pathlib import Path
 import numpy as np
 import torch
 from torchvision.models._utils import IntermediateLayerGetter
-from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+from torchvision.models.resnet import BasicBlock, Bottleneck
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from detr_model import SlimResNet  # noqa: E402
 from safetensors_io import write_safetensors  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "resnet"
 TOLERANCE = 1e-4
 PLANES_DIVISOR = 8
-
-
-class SlimResNet(ResNet):
-    """torchvision's ResNet with every stage's planes divided by PLANES_DIVISOR."""
-
-    def _make_layer(self, block, planes, blocks, stride=1, dilate=False):
-        return super()._make_layer(block, planes // PLANES_DIVISOR, blocks, stride, dilate)
 
 
 CASES = {
@@ -67,8 +61,8 @@ def randomise_batch_norms(model: torch.nn.Module) -> None:
                 module.running_var.uniform_(0.5, 2.0)
 
 
-def build(spec: dict) -> ResNet:
-    model = SlimResNet(spec["block"], spec["layers"],
+def build(spec: dict) -> SlimResNet:
+    model = SlimResNet(spec["block"], spec["layers"], PLANES_DIVISOR,
                        replace_stride_with_dilation=[False, False, spec["dilation"]])
     randomise_batch_norms(model)
     return model.eval()
