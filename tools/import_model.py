@@ -1,12 +1,18 @@
 #!/usr/bin/env python3
-"""Imports a PyTorch-trained CLS-token vision transformer checkpoint into one vitscope model file.
+"""Imports a PyTorch-trained CLS-token vision transformer, or a DETR, checkpoint into one vitscope model file.
 
 Usage (Debian's python3-torch only imports from the system interpreter):
-    /usr/bin/python3 tools/import_model.py CHECKPOINT --family torchvision-vit|timm-vit|hf-vit --out MODEL.safetensors
+    /usr/bin/python3 tools/import_model.py CHECKPOINT --family torchvision-vit|timm-vit|hf-vit|detr
+        --out MODEL.safetensors
         [--num-classes K] [--class-names FILE] [--image-size S] [--mean M,M,M] [--std S,S,S] [--nhead N]
         [--layer-norm-eps E] [--pos-resize size|dino|size-antialias] [--pos-grid GH,GW]
-        [--resize-mode shorter-crop|stretch|patch-crop|longer] [--resize-size R]
-        [--interpolation area-linear|linear|cubic]
+        [--resize-mode shorter-crop|stretch|patch-crop|longer|shorter-max] [--resize-size R] [--max-size M]
+        [--interpolation area-linear|linear|cubic] [--dilation]
+
+--family detr reads facebookresearch/detr's state_dict names (backbone.0.body.*, input_proj, transformer.*,
+query_embed, class_embed, bbox_embed.layers.N; a checkpoint wrapped in "model", as DETR saves them, or
+not): tools/import_detr.py says what it infers and what its flags (--nhead, --dilation) default to.
+The rest of this page is about the ViT families.
 
 CHECKPOINT is a state_dict saved with torch.save (or a dict holding it under "model", "state_dict" or
 "teacher"; a "module." prefix is stripped; a DINO training checkpoint's "backbone." part is kept and its
@@ -55,11 +61,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from import_detr import DetrImportError, build_detr_file  # noqa: E402
 from safetensors_io import read_safetensors, write_safetensors  # noqa: E402
 
-FAMILIES = ("torchvision-vit", "timm-vit", "hf-vit")
+FAMILIES = ("torchvision-vit", "timm-vit", "hf-vit", "detr")
 POS_RESIZE = ("size", "dino", "size-antialias")
-RESIZE_MODES = ("shorter-crop", "stretch", "patch-crop", "longer")
+RESIZE_MODES = ("shorter-crop", "stretch", "patch-crop", "longer", "shorter-max")
 INTERPOLATIONS = ("area-linear", "linear", "cubic")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -89,7 +96,7 @@ def _to_array(name: str, value) -> np.ndarray:
     raise ImportModelError(f"{name}: a {type(value).__name__}, not a tensor (is this a state_dict?)")
 
 
-def load_checkpoint(path: str) -> Tuple[Dict[str, np.ndarray], List[str]]:
+def load_checkpoint(path: str, family: str) -> Tuple[Dict[str, np.ndarray], List[str]]:
     """Returns ({original tensor name: float32 array}, notes) from a torch.save'd state_dict or safetensors file."""
     notes: List[str] = []
     with open(path, "rb") as f:
@@ -111,10 +118,14 @@ def load_checkpoint(path: str) -> Tuple[Dict[str, np.ndarray], List[str]]:
                 notes.append(f"using the state_dict under {wrapper!r}")
                 loaded = loaded[wrapper]
                 break
-        state = {str(name): _to_array(str(name), value) for name, value in loaded.items()}
+        counters = [str(name) for name in loaded if str(name).endswith(".num_batches_tracked")]
+        if counters:
+            notes.append(f"dropped {len(counters)} BatchNorm num_batches_tracked counters (unused at inference)")
+        state = {str(name): _to_array(str(name), value) for name, value in loaded.items()
+                 if str(name) not in counters}
     if state and all(name.startswith("module.") for name in state):
         state = {name[len("module."):]: array for name, array in state.items()}
-    if any(name.startswith("backbone.") for name in state):  # DINO training checkpoints: backbone + DINOHead
+    if family != "detr" and any(name.startswith("backbone.") for name in state):  # DINO training checkpoints: backbone + DINOHead
         dropped = sorted(name for name in state if not name.startswith("backbone."))
         if dropped:
             notes.append(f"dropped {len(dropped)} tensors outside backbone.* (e.g. {dropped[0]}: the "
@@ -421,7 +432,11 @@ def build_model_file(model: Dict[str, object], family: str, options: argparse.Na
 
 def import_model(checkpoint: str, family: str, out: str, options: argparse.Namespace) -> List[str]:
     """Reads `checkpoint`, writes the vitscope file `out`; returns the notes printed by the command line."""
-    state, notes = load_checkpoint(checkpoint)
+    state, notes = load_checkpoint(checkpoint, family)
+    if family == "detr":
+        arrays, metadata = build_detr_file(state, options, notes)
+        write_safetensors(out, arrays, metadata)
+        return notes
     tensors = Tensors(state)
     model = READERS[family](tensors, notes)
     tensors.finish()
@@ -514,18 +529,22 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--out", required=True, help="the vitscope .safetensors file to write")
     parser.add_argument("--num-classes", type=_non_negative_int, help="check: the head's class count")
     parser.add_argument("--class-names", help="file: one name per line, or a JSON array")
-    parser.add_argument("--image-size", type=_positive, help="default: pos grid * patch size")
+    parser.add_argument("--image-size", type=_positive, help="default: pos grid * patch size (detr: 800)")
     parser.add_argument("--mean", type=_floats_arg, help="R,G,B (default ImageNet's; hf-vit 0.5,0.5,0.5)")
     parser.add_argument("--std", type=_floats_arg, help="R,G,B (default ImageNet's; hf-vit 0.5,0.5,0.5)")
-    parser.add_argument("--nhead", type=_positive, help="attention heads (default E/64, at least 1)")
-    parser.add_argument("--layer-norm-eps", type=_eps, help="default 1e-6 (hf-vit 1e-12)")
+    parser.add_argument("--nhead", type=_positive, help="attention heads (default E/64, at least 1; detr 8)")
+    parser.add_argument("--layer-norm-eps", type=_eps, help="default 1e-6 (hf-vit 1e-12, detr 1e-5)")
     parser.add_argument("--pos-resize", choices=POS_RESIZE,
                         help="size (default; Hugging Face), dino (DINO v1, DINOv2 with interpolate_offset 0.1) or "
                              "size-antialias (timm dynamic_img_size, DINOv2 torch.hub *_reg models)")
     parser.add_argument("--pos-grid", type=_grid_arg, help="GH,GW: pos_embed's grid when it is not square")
-    parser.add_argument("--resize-mode", choices=RESIZE_MODES, help="default shorter-crop (hf-vit stretch)")
+    parser.add_argument("--resize-mode", choices=RESIZE_MODES,
+                        help="default shorter-crop (hf-vit stretch, detr shorter-max)")
     parser.add_argument("--resize-size", type=_positive, help="shorter-crop's shorter side (default floor(S/0.875))")
     parser.add_argument("--interpolation", choices=INTERPOLATIONS, help="default area-linear")
+    parser.add_argument("--dilation", action="store_true",
+                        help="detr: the backbone was built with dilation=True (C5 at stride 16)")
+    parser.add_argument("--max-size", type=_positive, help="detr, shorter-max: the longer side's bound (default 1333)")
     args = parser.parse_args(argv)
     try:
         args.class_names_list = read_class_names(args.class_names) if args.class_names else None
@@ -553,7 +572,7 @@ def main(argv: Sequence[str]) -> int:
         return 2
     try:
         notes = import_model(args.checkpoint, args.family, args.out, args)
-    except (ImportModelError, ValueError, OSError) as error:
+    except (ImportModelError, DetrImportError, ValueError, OSError) as error:
         message = " ".join(str(error).split())  # one line
         if message.startswith(f"{args.checkpoint}: "):  # safetensors_io names the file itself
             message = message[len(args.checkpoint) + 2:]
