@@ -97,6 +97,57 @@ std::vector<std::string> class_names(const MetadataReader& read, std::size_t cou
   return names.get<std::vector<std::string>>();
 }
 
+// "n_1,n_2,n_3,n_4": four counts in lo..hi.
+std::array<std::size_t, 4> four_counts(const MetadataReader& read, const std::string& key, int64_t lo,
+                                       int64_t hi) {
+  std::array<std::size_t, 4> counts{};
+  std::istringstream in(read.text(key));
+  std::string item;
+  std::size_t n = 0;
+  while (std::getline(in, item, ',')) {
+    char* end = nullptr;
+    const long long c = std::strtoll(item.c_str(), &end, 10);
+    if (n == 4 || item.empty() || *end != '\0' || c < lo || c > hi) n = 5;
+    if (n == 5) break;
+    counts[n++] = to_size(c);
+  }
+  if (n != 4) {
+    read.fail(key, "'" + read.text(key) + "' is not four comma-separated counts in " + std::to_string(lo) +
+                       ".." + std::to_string(hi));
+  }
+  return counts;
+}
+
+// The keys of docs/image_model.md, "Detector": DETR's ResNet backbone and its heads.
+void read_detector(const MetadataReader& read, ImageModelOptions& o) {
+  if (read.has("backbone")) {
+    if (read.text("backbone") != "resnet") read.fail("backbone", "'" + read.text("backbone") + "' is not resnet");
+    ResNetOptions r;
+    r.block = choice<ResNetBlock>(read, "backbone_block",
+                                  {{"BasicBlock", ResNetBlock::BasicBlock}, {"Bottleneck", ResNetBlock::Bottleneck}});
+    r.layers = four_counts(read, "backbone_layers", 1, 1000);
+    r.planes = four_counts(read, "backbone_planes", 1, kMaxChannels);
+    r.width_per_group = to_size(bounded(read, "backbone_width_per_group", 1, kMaxChannels));
+    r.dilation = read.flag_or("backbone_dilation", false);
+    if (r.dilation && r.block == ResNetBlock::BasicBlock) {
+      read.fail("backbone_dilation", "needs Bottleneck blocks (torchvision's BasicBlock has no dilation)");
+    }
+    const int64_t stride = r.dilation ? 16 : 32;
+    if (o.patch_size != stride) {
+      read.fail("patch_size", "must be the backbone's stride " + std::to_string(stride) + ", not " +
+                                  std::to_string(o.patch_size));
+    }
+    if (read.has("patch_stem")) read.fail("patch_stem", "a model with a backbone has no patch stem");
+    o.backbone = r;
+  }
+  if (!read.has("detector")) return;
+  if (read.text("detector") != "detr") read.fail("detector", "'" + read.text("detector") + "' is not detr");
+  if (o.target != Target::queries || o.transformer.num_decoder_layers == 0 || o.num_classes == 0) {
+    read.fail("detector", "detr needs target queries, decoder layers and num_classes > 0");
+  }
+  o.detector = true;
+}
+
 // The ViT keys of docs/image_model.md, "Prefix tokens": every one optional, absent meaning none.
 void read_prefix_tokens(const MetadataReader& read, ImageModelOptions& o) {
   if (read.has("pos_resize")) {
@@ -161,6 +212,7 @@ ImageModelOptions options_from_metadata(const std::map<std::string, std::string>
   o.num_classes = bounded(read, "num_classes", 0, kMaxCount);
   if (o.num_classes > 0) o.class_names = class_names(read, to_size(o.num_classes));
   read_prefix_tokens(read, o);
+  read_detector(read, o);
   return o;
 }
 
@@ -241,6 +293,8 @@ std::vector<Parameter> image_parameters(ImageModel& m) {
   }
   add("patch_embed.proj.weight", m.patch_embed.proj.weight);
   add("patch_embed.proj.bias", m.patch_embed.proj.bias);
+  add("input_proj.weight", m.input_proj.weight);
+  add("input_proj.bias", m.input_proj.bias);
   add("cls_token", m.cls_token);
   add("dist_token", m.dist_token);
   add("register_tokens", m.register_tokens);
@@ -252,6 +306,12 @@ std::vector<Parameter> image_parameters(ImageModel& m) {
   add("head.bias", m.head.bias);
   add("head_dist.weight", m.head_dist.weight);
   add("head_dist.bias", m.head_dist.bias);
+  add("class_embed.weight", m.class_embed.weight);
+  add("class_embed.bias", m.class_embed.bias);
+  for (std::size_t i = 0; i < m.bbox_embed.size(); ++i) {
+    add("bbox_embed.layers." + std::to_string(i) + ".weight", m.bbox_embed[i].weight);
+    add("bbox_embed.layers." + std::to_string(i) + ".bias", m.bbox_embed[i].bias);
+  }
   return out;
 }
 
@@ -314,12 +374,24 @@ ImageModel::ImageModel(const ImageModelOptions& options)
          xt::zeros<float>({to_size(c)})});
     channels = to_size(c);
   }
-  const std::size_t kernel = patch_embed.stem.empty() ? p : 1;
-  patch_embed.proj = {xt::zeros<float>({E, channels, kernel, kernel}), xt::zeros<float>({E})};
+  if (options.backbone) {
+    backbone.options = *options.backbone;
+    input_proj = {xt::zeros<float>({E, backbone.out_channels(), std::size_t{1}, std::size_t{1}}),
+                  xt::zeros<float>({E})};
+  } else {
+    const std::size_t kernel = patch_embed.stem.empty() ? p : 1;
+    patch_embed.proj = {xt::zeros<float>({E, channels, kernel, kernel}), xt::zeros<float>({E})};
+  }
   if (options.target == Target::queries && !transformer.encoder_only()) {
     query_embed = xt::zeros<float>({to_size(options.num_queries), E});
   }
-  if (options.num_classes > 0) head = nn::Linear(options.transformer.d_model, options.num_classes);
+  const int64_t d_model = options.transformer.d_model;
+  if (options.detector) {
+    class_embed = nn::Linear(d_model, options.num_classes + 1);
+    bbox_embed = {nn::Linear(d_model, d_model), nn::Linear(d_model, d_model), nn::Linear(d_model, 4)};
+  } else if (options.num_classes > 0) {
+    head = nn::Linear(d_model, options.num_classes);
+  }
   if (options.cls_token) cls_token = xt::zeros<float>({std::size_t{1}, std::size_t{1}, E});
   if (options.dist_token) dist_token = xt::zeros<float>({std::size_t{1}, std::size_t{1}, E});
   if (options.num_register_tokens > 0) {
@@ -390,8 +462,11 @@ ImageModelOutput ImageModel::forward(const ImageBatch& batch, const std::string&
   const std::size_t E = to_size(options.transformer.d_model);
   ImageModelOutput result;
 
-  // 1. Patch embedding, after the convolutional stem if there is one: (B,C,H,W) -> (B,E,h,w).
-  const Tensor4 tokens = patch_embed.forward(batch.pixels);
+  // 1. Patch embedding, after the convolutional stem if there is one, or the backbone's C5
+  //    through input_proj: (B,C,H,W) -> (B,E,h,w).
+  const Tensor4 tokens = options.backbone
+                             ? image::patch_embed(backbone.forward(batch.pixels), input_proj.weight, input_proj.bias)
+                             : patch_embed.forward(batch.pixels);
   const std::size_t h = tokens.shape(2), w = tokens.shape(3);
 
   // 2. Token mask (B,h,w): a token is padding iff its top-left pixel is; each image's real grid.
@@ -471,8 +546,12 @@ ImageModelOutput ImageModel::forward(const ImageBatch& batch, const std::string&
   }
   if (queries) result.query_outputs = batch_major(out);
 
-  // 8. Head: on the CLS token (with DeiT's distillation head beside it), or on every output.
-  if (options.num_classes > 0 && options.head_pool == HeadPool::cls) {
+  // 8. Head: DETR's class and box heads on the queries, on the CLS token (with DeiT's
+  //    distillation head beside it), or on every output.
+  if (options.detector) {
+    result.query_logits = batch_major(class_embed.forward(out));
+    result.query_boxes = batch_major(boxes(out));
+  } else if (options.num_classes > 0 && options.head_pool == HeadPool::cls) {
     result.class_logits = cls_head(result.prefix_outputs);
   } else if (options.num_classes > 0) {
     const Tensor3 logits = head.forward(out);
@@ -483,6 +562,16 @@ ImageModelOutput ImageModel::forward(const ImageBatch& batch, const std::string&
     }
   }
   return result;
+}
+
+Tensor3 ImageModel::boxes(const Tensor3& queries) const {
+  const auto relu = [](Tensor3 x) {
+    for (float& v : x) v = std::max(v, 0.0f);
+    return x;
+  };
+  Tensor3 out = bbox_embed[2].forward(relu(bbox_embed[1].forward(relu(bbox_embed[0].forward(queries)))));
+  for (float& v : out) v = 1.0f / (1.0f + std::exp(-v));
+  return out;
 }
 
 Tensor2 ImageModel::cls_head(const Tensor3& prefix_outputs) const {
@@ -509,6 +598,13 @@ ImageModelFile load_image_model(const std::string& path) {
   }
   if (options.position != Position::learned && result.model.options.pos_embed_prefix > 0) {
     throw Error("bad_metadata", path + ": pos_embed_prefix needs position learned");
+  }
+  if (options.backbone) {
+    // The backbone's convs load with their BatchNorms folded in; the rest binds as it is.
+    const std::string body = "backbone.0.body.";
+    result.model.backbone = load_resnet(file.tensors, *options.backbone, body, path);
+    const auto in_body = [&](const NamedTensor& t) { return t.name.compare(0, body.size(), body) == 0; };
+    file.tensors.erase(std::remove_if(file.tensors.begin(), file.tensors.end(), in_body), file.tensors.end());
   }
   load_state_dict(image_parameters(result.model), file.tensors, path);
   return result;

@@ -1,16 +1,19 @@
 #pragma once
-// The image model of docs/image_model.md: patch embedding, 2-D position, to_sequence, the core
-// Transformer (token or learned-query target, or encoder only), to_feature_map, optional head.
+// The image model of docs/image_model.md: patch embedding (or DETR's ResNet backbone and
+// input_proj), 2-D position, to_sequence, the core Transformer (token or learned-query target, or
+// encoder only), to_feature_map, optional head (or DETR's class and box heads on the queries).
 
 #include <array>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "vitscope/image/patch_embed.hpp"
 #include "vitscope/image/position.hpp"
 #include "vitscope/image/preprocess.hpp"
+#include "vitscope/image/resnet.hpp"
 #include "vitscope/nn/attention_recorder.hpp"
 #include "vitscope/nn/linear.hpp"
 #include "vitscope/nn/transformer.hpp"
@@ -48,6 +51,12 @@ struct ImageModelOptions {
   int64_t num_register_tokens = 0;    // DINOv2's registers
   int64_t pos_embed_prefix = 0;       // leading prefix tokens with a row in pos_embed
   std::array<std::size_t, 2> pos_grid{};  // (gh,gw) of a learned pos_embed
+  // DETR's backbone in place of the patch embedding: a ResNet's C5, then input_proj (1x1 conv).
+  // patch_size is its stride: 32, or 16 with dilation.
+  std::optional<ResNetOptions> backbone;
+  // DETR's heads on the decoder's queries in place of `head`: class_embed (K+1 classes, the last
+  // "no object") and bbox_embed (boxes), as docs/image_model.md's "Detector" describes.
+  bool detector = false;
 
   // X: how many prefix tokens come before the patch tokens.
   std::size_t num_prefix_tokens() const {
@@ -65,7 +74,8 @@ struct ImageModelOutput {
   Tensor3 prefix_outputs;            // (B,X,E) final prefix tokens (CLS first), after the norm; else empty
   Tensor2 class_logits;              // (B,K) head on the CLS token (head_pool cls), else empty
   Tensor3 query_outputs;             // (B,Q,E) for learned-query models, else empty
-  Tensor3 query_logits;              // (B,Q,K) for learned-query models with a head, else empty
+  Tensor3 query_logits;              // (B,Q,K) for learned-query models with a head (K+1 for a detector), else empty
+  Tensor3 query_boxes;               // (B,Q,4) a detector's (cx,cy,w,h), fractions of the unpadded image, else empty
   xt::xtensor<bool, 3> token_mask;   // (B,h,w) true on padding tokens
   std::vector<std::array<std::size_t, 2>> grids;  // per image its real token grid (h_i, w_i)
   // Per captured attention module, per head (B,nh,L,S) over the padded grid: L and S are X + h*w
@@ -103,7 +113,9 @@ class ImageModel {
   Tensor2 cls_head(const Tensor3& prefix_outputs) const;
 
   ImageModelOptions options;
-  PatchEmbed patch_embed;      // patch_embed.stem.N.*, patch_embed.proj.*
+  PatchEmbed patch_embed;      // patch_embed.stem.N.*, patch_embed.proj.*; unused with a backbone
+  ResNet backbone;             // backbone.0.body.* when options.backbone is set
+  PatchProjection input_proj;  // input_proj.weight (E,C5,1,1), input_proj.bias (E) with a backbone
   Tensor4 pos_embed;           // (1,E,gh,gw) when position is learned (grid layout), else empty
   Tensor3 pos_embed_sequence;  // pos_embed (1,P+gh*gw,E) as ViTs store it (sequence layout), else empty
   Tensor3 cls_token;           // (1,1,E) with cls_token, else empty
@@ -113,6 +125,11 @@ class ImageModel {
   nn::Transformer transformer;
   nn::Linear head;             // E -> K when num_classes > 0
   nn::Linear head_dist;        // E -> K on the distillation token (DeiT), with head_pool cls
+  nn::Linear class_embed;      // E -> K+1 on the queries, with detector
+  std::array<nn::Linear, 3> bbox_embed;  // bbox_embed.layers.N: E -> E -> E -> 4, with detector
+
+  // A detector's query outputs (Q,B,E) -> boxes (Q,B,4): relu(layers 0, 1), layer 2, sigmoid.
+  Tensor3 boxes(const Tensor3& queries) const;
 };
 
 struct ImageModelFile {
