@@ -74,6 +74,7 @@ struct Record {
   Json size;  // [w, h] of the original image, or null
   Json grid;  // [h_i, w_i], or null
   Json prediction;  // {"class", "index", "probability"} of a CLS classifier's top class, or null
+  Json detections;  // a detector's detection count (summary.json detection_count), or null
 };
 
 Json to_json(const Record& r) {
@@ -85,7 +86,8 @@ Json to_json(const Record& r) {
           {"outputs", outputs},
           {"size", r.size},
           {"grid", r.grid},
-          {"prediction", r.prediction}};
+          {"prediction", r.prediction},
+          {"detection_count", r.detections}};
 }
 
 // What a run needs besides its options: the model, the analysis and where everything goes.
@@ -128,6 +130,7 @@ bool reuse_complete(const Job& job, Record& r) {
   r.size = record.value("size", Json());
   r.grid = record.value("grid", Json());
   r.prediction = record.value("prediction", Json());
+  r.detections = record.value("detection_count", Json());
   return true;
 }
 
@@ -156,8 +159,9 @@ void write_outputs(const Job& job, const image::ImageAnalysis& analysis, Record&
   r.size = {analysis.original.width, analysis.original.height};
   r.grid = {analysis.grid[0], analysis.grid[1]};
   r.prediction = top.empty() ? Json(nullptr) : top.at(0);
+  r.detections = job.model.options.detector ? Json(analysis.detections.size()) : Json(nullptr);
   const Json record = {{"settings", job.settings}, {"size", r.size}, {"grid", r.grid},
-                       {"prediction", r.prediction}};
+                       {"prediction", r.prediction}, {"detection_count", r.detections}};
   io::write_file_atomically((folder / kRecordFile).string(), json_text(record));
 }
 

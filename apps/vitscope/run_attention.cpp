@@ -89,6 +89,7 @@ image::AnalysisRequest analysis_request(const std::string& layer, const Attentio
   request.discard_ratio = o.discard_ratio;
   request.threshold = o.threshold;
   request.top_queries = static_cast<std::size_t>(o.top_queries);
+  request.score_threshold = o.score_threshold;
   return request;
 }
 
@@ -139,6 +140,11 @@ void add_attention_options(CLI::App& command, AttentionOptions& o) {
                      "cross view of a learned-query model: how many queries, best first")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));
+  command.add_option("--score-threshold", o.score_threshold,
+                     "detector: the detections are the queries whose best real class has at least "
+                     "this probability (detections.json, detections.png, the cross view)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
   command.add_flag("--save-attention", o.save,
                    "also write the captured maps as attention/<module>.npy (nh,L,S) per image");
 }
@@ -176,6 +182,7 @@ nlohmann::ordered_json attention_settings(const image::AnalysisPlan& plan, bool 
           {"discard_ratio", r.discard_ratio},
           {"threshold", r.threshold},
           {"top_queries", r.top_queries},
+          {"score_threshold", r.score_threshold},
           {"view_layer", setting(plan.view_module)},
           {"cross_module", setting(plan.cross_module)},
           {"cls_module", setting(plan.cls_module)},

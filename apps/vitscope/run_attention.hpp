@@ -23,6 +23,7 @@ struct AttentionOptions {
   float discard_ratio = 0.9f;
   float threshold = 0.6f;
   int top_queries = 6;
+  double score_threshold = 0.7;  // a detector's detections (DETR's notebook value)
   bool save = false;
 };
 

@@ -7,6 +7,7 @@
 #include "vitscope/gallery/image_page.hpp"
 #include "vitscope/gallery/thumbnail.hpp"
 #include "vitscope/image/attention_views.hpp"
+#include "vitscope/image/detections.hpp"
 #include "vitscope/image/image_file.hpp"
 #include "vitscope/image/predictions.hpp"
 #include "vitscope/image/views.hpp"
@@ -54,6 +55,34 @@ struct Registry {
   }
 };
 
+// detections.json: DETR's PostProcess at the threshold, boxes (x0, y0, x1, y1) in image pixels.
+Json detections_json(const ImageAnalysis& a, double threshold) {
+  Json list = Json::array();
+  for (const image::Detection& d : a.detections) {
+    list.push_back({{"query", d.query},
+                    {"label", d.name},
+                    {"index", d.label},
+                    {"score", d.score},
+                    {"box", {d.box.x, d.box.y, d.box.br().x, d.box.br().y}}});
+  }
+  return {{"score_threshold", threshold}, {"detections", list}};
+}
+
+// A detector's own outputs: DETR's pred_logits and pred_boxes, and what its notebook keeps of them.
+void add_detector_outputs(Registry& r, double threshold) {
+  r.add("logits", "logits.npy", "", -1, [](const ImageContext& c) { return npy(c.analysis.query_logits); });
+  r.add("boxes", "boxes.npy", "", -1, [](const ImageContext& c) { return npy(c.analysis.boxes); });
+  r.add("detections", "detections.json", "", -1, [threshold](const ImageContext& c) {
+    return text(json_text(detections_json(c.analysis, threshold)));
+  });
+  const int percent = static_cast<int>(std::lround(100 * threshold));
+  r.add("detections_view", "detections.png",
+        "Detections: the queries whose best class scores " + std::to_string(percent) + "% or more", 0,
+        [](const ImageContext& c) {
+          return png(image::detections_view(c.analysis.picture, c.analysis.detections));
+        });
+}
+
 void add_feature_outputs(Registry& r, const image::ImageModel& model) {
   r.add("features", "features.npy", "", -1,
         [](const ImageContext& c) { return npy(c.analysis.features); });
@@ -91,9 +120,18 @@ void add_feature_outputs(Registry& r, const image::ImageModel& model) {
   }
 }
 
-// The cross view's rows: the top queries of a learned-query model, else the tokens under the points.
+// The cross view's rows: a detector's detections with their boxes (its top queries when it has
+// none), the top queries of a learned-query model, else the tokens under the points.
 std::vector<image::CrossRow> cross_rows(const ImageAnalysis& a) {
   std::vector<image::CrossRow> rows;
+  for (const image::Detection& d : a.detections) {
+    rows.push_back({d.query,
+                    "query " + std::to_string(d.query) + ": " + d.name + " " +
+                        std::to_string(std::lround(100 * d.score)) + "%",
+                    {},
+                    d.box});
+  }
+  if (!rows.empty()) return rows;
   if (a.queries.size() > 0) {
     for (const image::RankedQuery& q : a.top_queries) rows.push_back({q.query, q.caption, {}});
     return rows;
@@ -176,6 +214,7 @@ Json page_facts(const ImageContext& c, const std::vector<std::string>& class_nam
   Json facts = {{"size", std::to_string(a.original.width) + "x" + std::to_string(a.original.height)},
                 {"tokens", std::to_string(a.grid[0]) + "x" + std::to_string(a.grid[1])},
                 {"model", c.model}};
+  if (a.boxes.size() > 0) facts["detections"] = std::to_string(a.detections.size());
   const Json top = top_predictions(a, class_names);
   if (!top.empty()) {
     facts["top class"] = top.at(0).at("class").get<std::string>() + " (" +
@@ -208,6 +247,7 @@ std::vector<ImageOutput> image_outputs(const image::ImageModel& model,
                                        const image::AnalysisPlan& plan, bool save_attention) {
   Registry r;
   add_feature_outputs(r, model);
+  if (model.options.detector) add_detector_outputs(r, plan.request.score_threshold);
   add_attention_views(r, plan);
   if (save_attention) add_saved_attention(r, plan);
   add_page(r, model, plan);

@@ -123,6 +123,12 @@ ImageAnalysis image_analysis(const ImageModel& model, const ImageModelOutput& ou
   a.features = crop(out.features, b, h, w);
   if (out.logits.size() > 0) a.logits = crop(out.logits, b, h, w);
   if (out.query_outputs.size() > 0) a.queries = xt::view(out.query_outputs, b, xt::all(), xt::all());
+  if (out.query_logits.size() > 0) a.query_logits = xt::view(out.query_logits, b, xt::all(), xt::all());
+  if (out.query_boxes.size() > 0) {
+    a.boxes = xt::view(out.query_boxes, b, xt::all(), xt::all());
+    a.detections = detect(a.query_logits, a.boxes, model.options.class_names, a.picture.size(),
+                          plan.request.score_threshold);
+  }
   if (out.prefix_outputs.size() > 0) a.cls = xt::view(out.prefix_outputs, b, 0, xt::all());
   if (out.class_logits.size() > 0) a.class_logits = xt::view(out.class_logits, b, xt::all());
   if (plan.capture.empty()) return a;
@@ -134,11 +140,9 @@ ImageAnalysis image_analysis(const ImageModel& model, const ImageModelOutput& ou
     a.point_tokens.push_back(token_at(p, a.picture.size(), a.layout, a.grid));
   }
   if (a.queries.size() > 0) {
-    const Tensor2 logits = out.query_logits.size() > 0
-                               ? Tensor2(xt::view(out.query_logits, b, xt::all(), xt::all()))
-                               : Tensor2();
-    a.top_queries = rank_queries(a.queries.shape(0), logits, model.options.class_names,
-                                 plan.request.top_queries);
+    std::vector<std::string> names = model.options.class_names;
+    if (model.options.detector) names.push_back("no-object");  // class_embed's last class
+    a.top_queries = rank_queries(a.queries.shape(0), a.query_logits, names, plan.request.top_queries);
   }
   if (plan.cls_module) {
     a.cls_attention = image::cls_attention(a.attention.with_prefix.at(*plan.cls_module),

@@ -60,6 +60,15 @@ void mark_points(cv::Mat& tile, const std::vector<cv::Point2d>& points,
   }
 }
 
+void mark_box(cv::Mat& tile, const cv::Rect2d& box, const AttentionCanvas& canvas) {
+  const double scale = tile.cols / static_cast<double>(canvas.image.cols);
+  const cv::Point top_left(static_cast<int>(std::lround(box.x * scale)), static_cast<int>(std::lround(box.y * scale)));
+  const cv::Point bottom_right(static_cast<int>(std::lround(box.br().x * scale)),
+                               static_cast<int>(std::lround(box.br().y * scale)));
+  cv::rectangle(tile, top_left, bottom_right, cv::Scalar(0, 0, 0), 3, cv::LINE_AA);
+  cv::rectangle(tile, top_left, bottom_right, cv::Scalar(255, 255, 255), 1, cv::LINE_AA);
+}
+
 cv::Mat map_mat(const Tensor2& map, const AttentionCanvas& canvas) {
   if (map.shape(0) != canvas.grid[0] || map.shape(1) != canvas.grid[1]) {
     throw Error("bad_view_input", "the attention map does not fit the image's token grid");
@@ -224,8 +233,9 @@ cv::Mat cross_view(const Tensor3& weights, const std::vector<CrossRow>& rows, He
   const Tensor2 fused = fuse_heads(weights, fusion);
   std::vector<cv::Mat> tiles;
   for (const CrossRow& row : rows) {
-    tiles.push_back(captioned(
-        attention_overlay(key_map(fused, row.row, canvas.grid), canvas, row.points), row.caption));
+    cv::Mat tile = attention_overlay(key_map(fused, row.row, canvas.grid), canvas, row.points);
+    if (row.box) mark_box(tile, *row.box, canvas);
+    tiles.push_back(captioned(tile, row.caption));
   }
   return wrapped(tiles);
 }

@@ -1,6 +1,8 @@
 #include "drawing.hpp"
 
 #include <algorithm>
+#include <array>
+#include <cmath>
 #include <cstring>
 #include <string>
 
@@ -38,6 +40,14 @@ cv::Mat colormap(const cv::Mat& gray8, int map) {
   cv::applyColorMap(gray8, bgr, map);
   return bgr;
 }
+
+// Ten well-separated colours, then their lighter versions (matplotlib's tab20 order), as BGR.
+const std::array<cv::Vec3b, 20> kPalette = {{
+    {180, 119, 31},  {14, 127, 255},  {44, 160, 44},   {40, 39, 214},   {189, 103, 148},
+    {75, 86, 140},   {194, 119, 227}, {127, 127, 127}, {34, 189, 188},  {207, 190, 23},
+    {232, 199, 174}, {120, 187, 255}, {138, 223, 152}, {150, 152, 255}, {213, 176, 197},
+    {148, 156, 196}, {210, 182, 247}, {199, 199, 199}, {141, 219, 219}, {229, 218, 158},
+}};
 
 }  // namespace
 
@@ -126,6 +136,17 @@ cv::Mat captioned(const cv::Mat& bgr, const std::string& caption) {
   cv::putText(out, caption, cv::Point(4, 3 + text_height), font, scale, cv::Scalar::all(255), 1,
               cv::LINE_AA);
   return out;
+}
+
+// Beyond the palette, hues a golden angle apart stay distinct from their neighbours.
+cv::Vec3b class_colour(std::size_t k) {
+  if (k < kPalette.size()) return kPalette[k];
+  const double golden = 0.6180339887498949;
+  const double hue = std::fmod(static_cast<double>(k) * golden, 1.0) * 180.0;
+  cv::Mat hsv(1, 1, CV_8UC3, cv::Scalar(hue, 200, 230));
+  cv::Mat bgr;
+  cv::cvtColor(hsv, bgr, cv::COLOR_HSV2BGR);
+  return bgr.at<cv::Vec3b>(0, 0);
 }
 
 }  // namespace drawing

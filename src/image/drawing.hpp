@@ -38,6 +38,9 @@ cv::Mat row_of(const std::vector<cv::Mat>& tiles, int gap);
 // Rows stacked with `gap` white pixels between them, each padded with white to the widest.
 cv::Mat column_of(const std::vector<cv::Mat>& rows, int gap);
 
+// Class k's colour (BGR): matplotlib's tab20 order, then hues a golden angle apart.
+cv::Vec3b class_colour(std::size_t k);
+
 // A short white-on-black caption strip above the image, as wide as the image.
 cv::Mat captioned(const cv::Mat& bgr, const std::string& caption);
 

@@ -14,6 +14,7 @@
 
 #include "vitscope/image/attention.hpp"
 #include "vitscope/image/attention_views.hpp"
+#include "vitscope/image/detections.hpp"
 #include "vitscope/image/image_model.hpp"
 #include "vitscope/image/preprocess.hpp"
 #include "vitscope/image/views.hpp"
@@ -49,6 +50,7 @@ struct AnalysisRequest {
   float discard_ratio = 0.9f;   // rollout: share of the lowest entries dropped per layer
   float threshold = 0.6f;       // masks: share of the attention mass the kept tokens hold
   std::size_t top_queries = 6;  // cross view and explorer of a learned-query model
+  double score_threshold = 0.7; // a detector's detections: its best real class's probability
 };
 
 // A request checked against a model: the modules each view reads and what the forward captures.
@@ -90,6 +92,9 @@ struct ImageAnalysis {
   Tensor3 features;              // (E,h_i,w_i) of the plan's layer
   Tensor3 logits;                // (K,h_i,w_i) of a per-token head, else empty
   Tensor2 queries;               // (Q,E) learned-query outputs, else empty
+  Tensor2 query_logits;          // (Q,K) of a learned-query model's head, (Q,K+1) a detector's, else empty
+  Tensor2 boxes;                 // (Q,4) a detector's (cx,cy,w,h) fractions of the picture, else empty
+  std::vector<Detection> detections;  // a detector's queries at the plan's score_threshold, best first
   Tensor1 cls;                   // (E) the final CLS token, else empty
   Tensor1 class_logits;          // (K) a CLS classifier's logits, else empty
   ImageAttention attention;      // every captured module

@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -68,11 +69,12 @@ cv::Mat cls_masks_view(const Tensor2& cls, HeadFusion fusion, float threshold,
                        const AttentionCanvas& canvas);
 
 // Cross-attention (nh,L,S) rows as maps over the key tokens: one fused tile per chosen row, with
-// its caption (and point, when the rows are tokens under points).
+// its caption (and point, when the rows are tokens under points; box, for a detection's query).
 struct CrossRow {
   std::size_t row = 0;
   std::string caption;
   std::vector<cv::Point2d> points;
+  std::optional<cv::Rect2d> box;  // in the canvas image's pixels
 };
 cv::Mat cross_view(const Tensor3& weights, const std::vector<CrossRow>& rows, HeadFusion fusion,
                    const AttentionCanvas& canvas);
