@@ -113,6 +113,16 @@ Json describe(const std::string& path, image::ImageModelFile& file, const ModelF
   d["stem"] = {{"in_chans", o.in_chans},
                {"patch_size", o.patch_size},
                {"stem_channels", o.stem_channels}};  // empty: the single p x p Conv2d
+  if (o.backbone) {
+    const image::ResNetOptions& r = *o.backbone;
+    d["backbone"] = {{"kind", "resnet"},
+                     {"block", r.block == image::ResNetBlock::Bottleneck ? "Bottleneck" : "BasicBlock"},
+                     {"layers", r.layers},
+                     {"planes", r.planes},
+                     {"width_per_group", r.width_per_group},
+                     {"dilation", r.dilation},
+                     {"out_channels", model.backbone.out_channels()}};
+  }
   d["positions"] = {{"kind", position_name(o.position)},
                     {"mode", o.position_mode == image::PositionMode::input ? "input" : "attention"}};
   d["target"] = model.transformer.encoder_only() ? "none (encoder only)"
@@ -122,6 +132,7 @@ Json describe(const std::string& path, image::ImageModelFile& file, const ModelF
   d["transformer"] = describe_options(model.transformer);
   d["head"]["num_classes"] = o.num_classes;
   d["head"]["class_names"] = o.class_names.size();
+  if (o.detector) d["head"]["kind"] = "detr (class_embed with no-object, bbox_embed)";
   describe_prefix_tokens(o, d);
   std::size_t parameters = 0;
   for (const auto& [name, shape] : header.shapes) {

@@ -375,6 +375,7 @@ void run_images(const RunOptions& o) {
                           {"forward_s", timings.forward_s}}},
                         {"images", images}};
   if (resize.contains("max_size")) summary["settings"]["max_size"] = resize.at("max_size");
+  if (file.model.options.detector) summary["settings"]["score_threshold"] = o.attention.score_threshold;
   const fs::path summary_path = out_dir / "summary.json";
   io::write_file_atomically(summary_path.string(), json_text(summary));
   gallery::write_index(out_dir, summary);
