@@ -566,5 +566,43 @@ wait $app
   CHECK(difference(right_box(views[1]), right_box(views[2])) > 0);
 }
 
+
+TEST_CASE("demo with a detector: boxes on the image, a click on one shows its query per head", "[demo][detector]") {
+  image::ImageModelFile file = image::load_image_model(std::string(VITSCOPE_DETR_FIXTURES_DIR) +
+                                                       "/r50_slim_postnorm/model.safetensors");
+  const ModelShape shape = ModelShape::of(file.model);
+  REQUIRE(shape.detector);
+  DemoImage image = analyse_image(file.model, image::load_image(kImages + "/chelsea.jpg"), "chelsea.jpg");
+  // The fixture's random weights detect nothing at 0.7: one detection of query 3, by hand.
+  image.detections = {{3, 1, "class 1", 0.9, cv::Rect2d(100, 50, 120, 100)}};
+  DemoState s = initial_state(shape);
+  CHECK(s.kind == ModuleKind::cross);
+  CHECK(s.layer == shape.decoder_layers - 1);
+  select_centre(s, image);
+  REQUIRE(s.detection == std::optional<std::size_t>(0));
+
+  const std::vector<Tile> per_head = view_tiles(image, s, shape);
+  REQUIRE(per_head.size() == 1 + shape.heads);
+  CHECK(per_head[0].caption.rfind("query 3: class 1 90%", 0) == 0);
+  const Tensor3& cross = image.attention.modules.at(nn::ModulePath::decoder_multihead_attn(s.layer));
+  const Tensor2 fused = image::fuse_heads(cross, image::HeadFusion::mean);
+  CHECK(worst(per_head[0].map, image::key_map(fused, 3, image.attention.grid)) == 0);
+  CHECK(status_line(image, s, shape).find("query 3: class 1 90%") != std::string::npos);
+  const cv::Mat with_box = compose_frame(image, s, shape, {});
+  CHECK(with_box.size() == kFrameSize);
+
+  // Off the box: no detection, every query's fused map; on it again: the detection.
+  const ImageBox box = image_box(image.rgb.size());
+  const auto frame_pixel = [&](double x, double y) {
+    return cv::Point(static_cast<int>(x * box.scale), static_cast<int>(y * box.scale));
+  };
+  REQUIRE(click(s, frame_pixel(10, 10), image));
+  CHECK(!s.detection);
+  CHECK(view_tiles(image, s, shape).size() == std::min(file.model.options.num_queries, int64_t{12}));
+  REQUIRE(click(s, frame_pixel(160, 100), image));
+  CHECK(s.detection == std::optional<std::size_t>(0));
+  CHECK(cv::norm(compose_frame(image, s, shape, {}), with_box, cv::NORM_INF) > 0);  // the token moved
+}
+
 }  // namespace
 }  // namespace vitscope::demo

@@ -53,6 +53,29 @@ bool cls_view(const DemoImage& image, const DemoState& state) {
   return state.cls && state.kind == ModuleKind::encoder_self && image.attention.num_prefix_tokens > 0;
 }
 
+std::string detection_caption(const image::Detection& d) {
+  return "query " + std::to_string(d.query) + ": " + d.name + " " + std::to_string(std::lround(100 * d.score)) + "%";
+}
+
+// Each detection's box and label on the image box, the selected one thicker and yellow.
+void draw_detections(cv::Mat& shown, const DemoImage& image, const DemoState& state, const ImageBox& box) {
+  for (std::size_t k = image.detections.size(); k-- > 0;) {  // the best on top
+    const image::Detection& d = image.detections[k];
+    const bool selected = state.detection == k;
+    const cv::Rect r(cv::Point(static_cast<int>(std::lround(d.box.x * box.scale)),
+                               static_cast<int>(std::lround(d.box.y * box.scale))),
+                     cv::Point(static_cast<int>(std::lround(d.box.br().x * box.scale)),
+                               static_cast<int>(std::lround(d.box.br().y * box.scale))));
+    const cv::Scalar colour = selected ? kSelected : kWhite;
+    cv::rectangle(shown, r, cv::Scalar(0, 0, 0), selected ? 4 : 3, cv::LINE_AA);
+    cv::rectangle(shown, r, colour, selected ? 2 : 1, cv::LINE_AA);
+    const std::string label = d.name + " " + std::to_string(std::lround(100 * d.score)) + "%";
+    const cv::Point at(std::max(r.x, 0) + 2, std::max(r.y, 12) - 3);
+    cv::putText(shown, label, at, kFont, kFontScale, cv::Scalar(0, 0, 0), 3, cv::LINE_AA);
+    cv::putText(shown, label, at, kFont, kFontScale, colour, 1, cv::LINE_AA);
+  }
+}
+
 // The image box: the image with its token grid, the selected token outlined, the point marked.
 cv::Mat image_panel(const DemoImage& image, const DemoState& state, const ImageBox& box) {
   cv::Mat shown = resized(image::to_bgr8(image.rgb), box.rect.size());
@@ -74,6 +97,7 @@ cv::Mat image_panel(const DemoImage& image, const DemoState& state, const ImageB
     cv::line(lines, {0, y_at(i)}, {shown.cols - 1, y_at(i)}, kWhite, 1);
   }
   cv::addWeighted(shown, 0.6, lines, 0.4, 0.0, shown);
+  draw_detections(shown, image, state, box);
   if (cls_view(image, state)) return shown;  // the CLS token has no place on the image
   const auto [ti, tj] = token_cell(state.token, image);
   cv::rectangle(shown, cv::Point(x_at(tj), y_at(ti)),
@@ -164,6 +188,16 @@ std::vector<Tile> attention_tiles(const DemoImage& image, const DemoState& state
     return tiles;
   }
   const Tensor2 fused = image::fuse_heads(weights, state.fusion);
+  if (state.kind == ModuleKind::cross && shape.queries && state.detection) {
+    // The selected detection's query: fused, then every head, as DETR's notebook shows a detection.
+    const image::Detection& d = image.detections.at(*state.detection);
+    tiles.push_back({image::key_map(fused, d.query, image.attention.grid), detection_caption(d) + ", " + fusion});
+    for (std::size_t k = 0; k < weights.shape(0); ++k) {
+      const Tensor2 head = xt::view(weights, k, xt::all(), xt::all());
+      tiles.push_back({image::key_map(head, d.query, image.attention.grid), "head " + std::to_string(k)});
+    }
+    return tiles;
+  }
   if (state.kind == ModuleKind::cross && shape.queries) {
     // Learned queries: each query's fused map over the image tokens; the click does not apply.
     const std::size_t count = std::min(weights.shape(1), kMaxQueryTiles);
@@ -254,6 +288,7 @@ ModelShape ModelShape::of(const image::ImageModel& model) {
   shape.head = model.options.num_classes > 0 && !shape.queries &&
                model.options.head_pool == image::HeadPool::tokens;
   shape.cls = model.options.cls_token;
+  shape.detector = model.options.detector;
   shape.heads = static_cast<std::size_t>(model.options.transformer.nhead);
   return shape;
 }
@@ -273,7 +308,8 @@ std::size_t ModelShape::layers(ModuleKind kind) const {
 DemoState initial_state(const ModelShape& shape) {
   DemoState state;
   const std::vector<ModuleKind> kinds = shape.kinds();
-  if (!kinds.empty()) state.kind = kinds.front();
+  if (!kinds.empty()) state.kind = shape.detector ? ModuleKind::cross : kinds.front();
+  if (shape.detector) state.layer = shape.decoder_layers - 1;
   return state;
 }
 
@@ -330,7 +366,8 @@ Action apply_key(DemoState& state, int key, const ModelShape& shape) {
 }
 
 std::string key_help() {
-  return "  click  select the token under the cursor\n"
+  return "  click  select the token under the cursor; on a detector's box, that detection: its\n"
+         "         query's cross-attention, fused and per head\n"
          "  l / L  next / previous layer\n"
          "  h      head fusion: mean -> max -> min\n"
          "  m      module: encoder self / decoder self / decoder cross-attention (those the model has)\n"
@@ -346,7 +383,9 @@ std::string key_help() {
 
 DemoImage analyse_image(const image::ImageModel& model, const cv::Mat& rgb, const std::string& name) {
   // The same pipeline as vitscope run, every module captured (kept_layers: all).
-  const image::AnalysisPlan plan = image::plan_analysis(model, {});
+  image::AnalysisRequest request;
+  request.score_threshold = kScoreThreshold;
+  const image::AnalysisPlan plan = image::plan_analysis(model, request);
   const auto start = std::chrono::steady_clock::now();
   image::BatchAnalysis batch = image::analyse(model, {rgb}, model.preprocess_options(), plan);
   image::ImageAnalysis& analysis = batch.images.at(0);
@@ -361,6 +400,7 @@ DemoImage analyse_image(const image::ImageModel& model, const cv::Mat& rgb, cons
   out.features = std::move(analysis.features);
   out.logits = std::move(analysis.logits);
   out.queries = analysis.queries.size() > 0 ? analysis.queries.shape(0) : 0;
+  out.detections = std::move(analysis.detections);
   if (analysis.class_logits.size() > 0) {
     const image::ClassScore top = image::top_classes(analysis.class_logits.data(), analysis.class_logits.size(),
                                                      model.options.class_names, 1).at(0);
@@ -384,6 +424,7 @@ void select_centre(DemoState& state, const DemoImage& image) {
   const cv::Size o = image.rgb.size();
   state.point = {(boundary(j, p, r.width, o.width) + boundary(j + 1, p, r.width, o.width)) / 2,
                  (boundary(i, p, r.height, o.height) + boundary(i + 1, p, r.height, o.height)) / 2};
+  state.detection = image.detections.empty() ? std::nullopt : std::optional<std::size_t>(0);
 }
 
 ImageBox image_box(cv::Size image) {
@@ -404,6 +445,16 @@ bool click(DemoState& state, cv::Point frame_pixel, const DemoImage& image) {
   state.point = pixel;
   state.token = image::token_at(pixel, image.rgb.size(), image.layout, image.attention.grid);
   state.cls = false;
+  state.detection.reset();
+  for (std::size_t k = 0; k < image.detections.size(); ++k) {
+    const cv::Rect2d& b = image.detections[k].box;
+    if (!b.contains(pixel)) continue;
+    if (!state.detection || b.area() < image.detections[*state.detection].box.area()) state.detection = k;
+  }
+  if (state.detection) {
+    state.kind = ModuleKind::cross;
+    state.view = View::attention;
+  }
   return true;
 }
 
@@ -429,7 +480,9 @@ std::string status_line(const DemoImage& image, const DemoState& state, const Mo
     name += " (" + std::to_string(image.rgb.cols) + "x" + std::to_string(image.rgb.rows) + " crop)";
   }
   if (!image.top_class.empty()) name += " | top " + image.top_class;
-  const std::string token = cls_view(image, state) && shape.cls
+  const bool detection = state.detection && state.kind == ModuleKind::cross && state.view == View::attention;
+  const std::string token = detection ? detection_caption(image.detections.at(*state.detection))
+                            : cls_view(image, state) && shape.cls
                                 ? "CLS token"
                                 : "token " + cell_text(token_cell(state.token, image));
   return name + " | " + view + " | " + token + " | inference " + ms;
@@ -449,7 +502,7 @@ cv::Mat compose_frame(const DemoImage& image, const DemoState& state, const Mode
   frame(cv::Rect(0, kPanel, kFrameSize.width, kStatusHeight)).setTo(cv::Scalar(0, 0, 0));
   put_text(frame, status_line(image, state, shape), {6, kPanel + 18});
   put_text(frame,
-           std::string("click: token   l/L layer   h fusion   m module   r rollout   ") +
+           std::string(shape.detector ? "click: box or token   " : "click: token   ") + "l/L layer   h fusion   m module   r rollout   " +
                (shape.cls ? "t CLS   " : "") + "f PCA   c classes   n/p image   s save   q quit",
            {6, kPanel + 40});
   return frame;

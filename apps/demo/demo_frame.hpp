@@ -5,7 +5,8 @@
 //
 // The frame (CV_8UC3 BGR, always kFrameSize) is three parts:
 //   left   the picture the model saw fitted into a kPanel x kPanel box, its token grid drawn, the
-//          selected token outlined and the clicked point marked (neither in the CLS view);
+//          selected token outlined and the clicked point marked (neither in the CLS view); a
+//          detector's detections boxed and labelled, the selected one highlighted;
 //   right  a kRightWidth x kPanel box: the selected token's attention (or the CLS token's), the
 //          fused map first then every head of the current layer (or the rollout, the PCA view,
 //          the class overlay);
@@ -20,6 +21,7 @@
 #include <opencv2/core.hpp>
 
 #include "vitscope/image/attention.hpp"
+#include "vitscope/image/detections.hpp"
 #include "vitscope/image/image_model.hpp"
 #include "vitscope/image/views.hpp"
 #include "vitscope/nn/tensor.hpp"
@@ -33,6 +35,7 @@ constexpr int kStatusHeight = 48;  // two lines of text
 const cv::Size kFrameSize(kPanel + kGap + kRightWidth, kPanel + kStatusHeight);
 constexpr float kRolloutDiscard = 0.9f;
 constexpr std::size_t kMaxQueryTiles = 12;
+constexpr double kScoreThreshold = 0.7;  // a detector's detections, as vitscope run's default
 
 // The attention modules a viewer switches between (m).
 using image::ModuleKind;
@@ -50,6 +53,7 @@ struct ModelShape {
   bool queries = false;  // learned-query target: decoder self-attention is query x query
   bool head = false;     // a per-token class head (the class overlay)
   bool cls = false;      // a CLS token (t: its attention over the patches)
+  bool detector = false; // DETR's heads: detections to box and click
   std::size_t heads = 0;
 
   static ModelShape of(const image::ImageModel& model);
@@ -68,9 +72,13 @@ struct DemoState {
   std::size_t token = 0;   // row-major over the image's token grid
   cv::Point2d point;       // the selected pixel of the picture (DemoImage::rgb)
   bool cls = false;        // the CLS token's attention (and rollout row) instead of the token's
+  // The selected detection (index into DemoImage::detections): the cross view shows its query's
+  // map per head; none selected, every query's fused map.
+  std::optional<std::size_t> detection;
 };
 
-// The state a model starts in: its first module kind, layer 0, mean fusion, the attention view.
+// The state a model starts in: its first module kind, layer 0, mean fusion, the attention view
+// (a detector: the last decoder layer's cross-attention, as DETR's notebook shows).
 DemoState initial_state(const ModelShape& shape);
 
 enum class Action { none, redraw, next_image, previous_image, save, quit };
@@ -104,13 +112,14 @@ struct DemoImage {
   Tensor3 logits;                  // (K,h,w), empty without a head
   std::size_t queries = 0;         // Q for learned-query models
   std::string top_class;           // "name (p%)" of a CLS classifier's best class, else empty
+  std::vector<image::Detection> detections;  // a detector's, at kScoreThreshold, best first
   double inference_ms = 0;         // preprocess + forward
 };
 
 // Runs the model once on `rgb` through image::analyse, capturing every attention module.
 DemoImage analyse_image(const image::ImageModel& model, const cv::Mat& rgb, const std::string& name);
 
-// The token grid centre: the token selected when an image opens.
+// The token grid centre: the token selected when an image opens; and a detector's best detection.
 void select_centre(DemoState& state, const DemoImage& image);
 
 // Where the image sits in the frame: image pixel = (frame pixel - origin) / scale.
@@ -122,7 +131,9 @@ ImageBox image_box(cv::Size image);
 
 // A click at `frame_pixel`: when it falls on the image, selects the token under it (token_at of
 // the image pixel), leaves the CLS view for that token's, and returns true; elsewhere changes
-// nothing and returns false.
+// nothing and returns false. On a detection's box (the smallest, where boxes overlap) it also
+// selects that detection and shows its query's cross-attention; elsewhere on the image it
+// deselects.
 bool click(DemoState& state, cv::Point frame_pixel, const DemoImage& image);
 
 // The token under the image pixel, (i, j) on the grid.
@@ -136,8 +147,8 @@ struct Tile {
 
 // The maps the right box draws in the attention and rollout views, in order (empty in the
 // others): the fused map then every head of the current module for the selected token (or the
-// CLS token, or each learned query); the rollout of the token (or of the CLS token), then the
-// mean over all tokens.
+// CLS token, or each learned query, or the selected detection's query); the rollout of the token
+// (or of the CLS token), then the mean over all tokens.
 std::vector<Tile> view_tiles(const DemoImage& image, const DemoState& state, const ModelShape& shape);
 
 // The whole frame, kFrameSize, CV_8UC3 BGR.
