@@ -8,7 +8,9 @@
 #include "cli_support.hpp"
 #include "vitscope/image/detections.hpp"
 #include "vitscope/image/image_model.hpp"
+#include "vitscope/image/load.hpp"
 #include "vitscope/io/npy.hpp"
+#include "vitscope/io/npy_tensors.hpp"
 #include "vitscope/io/safetensors.hpp"
 
 using namespace vitscope;
@@ -106,6 +108,41 @@ TEST_CASE("run: a DETR's folder holds its logits, boxes and detections, as PyTor
   CHECK(none.at("detections").empty());
   CHECK(read_json(dir.path() / "out-strict" / "summary.json").at("images")[0].at("detection_count") == 0);
   CHECK(fs::exists(dir.path() / "out-strict" / "chelsea.jpg" / "attention_cross.png"));
+}
+
+TEST_CASE("forward --logits --boxes: a DETR on preprocessed pixels gives PyTorch's outputs", "[detector][cli]") {
+  const std::string model = (kCase / "model.safetensors").string();
+  const ImageModelFile file = load_image_model(model);
+  const std::string images = std::string(VITSCOPE_ASSETS_DIR) + "/images/";
+  const ImageBatch batch =
+      preprocess({load_image(images + "chelsea.jpg"), load_image(images + "coffee.jpg")}, file.model.preprocess_options());
+  test::TempDir dir;
+  io::write_npy(dir.file("pixels.npy"), batch.pixels);
+  const std::vector<float> mask(batch.pixel_mask.begin(), batch.pixel_mask.end());
+  const auto& m = batch.pixel_mask.shape();
+  io::write_npy(dir.file("mask.npy"), mask.data(), {m[0], m[1], m[2]});
+  const std::string forward = "forward --model " + test::quote(model) + " --pixels " + test::quote(dir.file("pixels.npy")) +
+                              " --pixel-mask " + test::quote(dir.file("mask.npy")) + " --out " +
+                              test::quote(dir.file("memory.npy"));
+  const test::Run run = test::run_cli(forward + " --logits " + test::quote(dir.file("logits.npy")) + " --boxes " +
+                                      test::quote(dir.file("boxes.npy")));
+  INFO(run.err);
+  REQUIRE(run.exit_code == 0);
+  for (const char* name : {"logits.npy", "boxes.npy", "memory.npy"}) {
+    const io::NpyArray got = io::read_npy(dir.file(name));
+    const io::NpyArray want = io::read_npy((kCase / name).string());
+    REQUIRE(got.shape == want.shape);
+    double worst = 0;
+    for (std::size_t i = 0; i < got.data.size(); ++i) worst = std::max(worst, double(std::abs(got.data[i] - want.data[i])));
+    std::cout << "forward " << name << ": worst abs error " << worst << " (tolerance 1e-4)\n";
+    CHECK(worst <= 1e-4);
+  }
+  const test::Run no_boxes = test::run_cli("forward --model " +
+                                           test::quote(std::string(VITSCOPE_ASSETS_DIR) + "/models/demo.safetensors") +
+                                           " --pixels " + test::quote(dir.file("pixels.npy")) + " --out " +
+                                           test::quote(dir.file("o.npy")) + " --boxes " + test::quote(dir.file("b.npy")));
+  CHECK(no_boxes.exit_code == 2);
+  CHECK(no_boxes.err.find("--boxes applies to detectors") != std::string::npos);
 }
 
 TEST_CASE("a detector file with backbone or detector keys that do not fit is rejected", "[detector]") {

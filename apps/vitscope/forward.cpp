@@ -41,6 +41,8 @@ struct ForwardOptions {
   std::string tgt_key_padding_mask;
   std::string memory_key_padding_mask;
   std::string out;
+  std::string logits_out;  // image model with a head, optional
+  std::string boxes_out;   // detector, optional
   std::string attn_dir;
   int threads = 1;
 };
@@ -313,8 +315,19 @@ void run_image_forward(const ForwardOptions& o, image::ImageModel& model) {
   }
   const std::vector<nn::ModulePath> modules =
       o.attn_dir.empty() ? std::vector<nn::ModulePath>{} : model.attention_modules();
+  if (!o.boxes_out.empty() && !model.options.detector) {
+    throw UsageError("--boxes applies to detectors; " + o.model + " has no box head");
+  }
+  if (!o.logits_out.empty() && model.options.num_classes == 0) {
+    throw UsageError("--logits applies to models with a head; " + o.model + " has none");
+  }
   const image::ImageModelOutput out = model.forward(batch, "output", modules);
   io::write_npy(o.out, out.features);
+  // The head's logits as the model gives them: per query (B,Q,K or K+1), per CLS (B,K) or per token (B,K,h,w).
+  if (!o.logits_out.empty() && out.query_logits.size() > 0) io::write_npy(o.logits_out, out.query_logits);
+  if (!o.logits_out.empty() && out.class_logits.size() > 0) io::write_npy(o.logits_out, out.class_logits);
+  if (!o.logits_out.empty() && out.logits.size() > 0) io::write_npy(o.logits_out, out.logits);
+  if (!o.boxes_out.empty()) io::write_npy(o.boxes_out, out.query_boxes);
   if (!o.attn_dir.empty()) write_attention(out.attention, o.attn_dir);
 }
 
@@ -323,8 +336,9 @@ void run_forward(const ForwardOptions& o) {
   ModelFile model_file = load_model_file(o.model, o.given);
   if (model_file.image) return run_image_forward(o, model_file.image->model);
   require_target_for_target_masks(o);
-  if (!o.pixels.empty() || !o.pixel_mask.empty()) {
-    throw UsageError("--pixels and --pixel-mask apply to image models; " + o.model + " is an nn.Transformer: give --src");
+  if (!o.pixels.empty() || !o.pixel_mask.empty() || !o.logits_out.empty() || !o.boxes_out.empty()) {
+    throw UsageError("--pixels, --pixel-mask, --logits and --boxes apply to image models; " + o.model +
+                     " is an nn.Transformer: give --src");
   }
   if (o.src.empty()) throw UsageError("--src is required for an nn.Transformer model");
   TransformerFile& file = *model_file.transformer;
@@ -382,6 +396,15 @@ Command add_forward_command(CLI::App& app) {
   add_input_option(*command, "--memory-key-padding-mask", o.memory_key_padding_mask,
                    "float or bool mask (N,S); true = ignore");
   command->add_option("--out", o.out, "output .npy file (float32)")->required()->type_name("NPY");
+  command->add_option("--logits", o.logits_out,
+                      "image model with a head: also write its logits, (B,Q,K) per learned query "
+                      "((B,Q,K+1) for a detector, the last 'no object'), (B,K) on the CLS token or "
+                      "(B,K,h,w) per token")
+      ->type_name("NPY");
+  command->add_option("--boxes", o.boxes_out,
+                      "detector: also write its boxes (B,Q,4), (cx,cy,w,h) fractions of each "
+                      "image's unpadded size, as DETR's pred_boxes")
+      ->type_name("NPY");
   command
       ->add_option("--attn-dir", o.attn_dir,
                    "write each attention module's per-head weights (N,nhead,L,S) to "
