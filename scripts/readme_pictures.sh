@@ -68,7 +68,7 @@ shoot "$work/out/images/shapes_1.png/index.html" 1200,900 gallery_page
 # The demo window under Xvfb: a click on the disc, m for the decoder's self-attention, then s saves
 # exactly what the window shows.
 export DEMO="$demo" SAVES="$work/saves"
-xvfb-run -a -s '-screen 0 1600x1000x24' sh -c '
+scripts/with_xvfb.sh sh -c '
   "$DEMO" assets/images/shapes_1.png --save-dir "$SAVES" & app=$!
   for _ in $(seq 1 300); do
     wid=$(xdotool search --name "^vitscope-demo\$" 2>/dev/null | head -n 1); [ -n "$wid" ] && break

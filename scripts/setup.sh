@@ -12,7 +12,7 @@ packages=(build-essential cmake pkg-config
           clang-14 libclang-rt-14-dev)  # clang and libFuzzer for scripts/fuzz.sh
 for option in "$@"; do
   case "$option" in
-    --tests) packages+=(chromium nodejs xvfb xauth xdotool) ;;  # xvfb-run needs xauth
+    --tests) packages+=(chromium nodejs xvfb xdotool) ;;
     --tools) packages+=(python3-torch python3-numpy python3-opencv python3-torchvision) ;;
     *) echo "setup.sh: unknown option $option" >&2; exit 2 ;;
   esac
