@@ -5,7 +5,7 @@ tools/import_model.py --family detr.
 
 Usage (Debian's python3-torch / python3-torchvision / python3-opencv only import from the system interpreter):
     /usr/bin/python3 tools/train_detector.py --block BasicBlock --divisor 2 --no-dilation --pre-norm --dense-loss 1 \
-        --lr 1e-3 --steps 6500 --minutes 57      # the shipped recipe, SHIPPED_TIME on 2 cores
+        --lr 1e-3 --steps 6500 --minutes 57      # the shipped recipe, 50 minutes on 2 cores
     /usr/bin/python3 tools/train_detector.py --steps 300 --out /tmp/detector.safetensors   # a quick try
     /usr/bin/python3 tools/train_detector.py --evaluate   # the shipped .pth's held-out figures again, no training
 
@@ -91,7 +91,13 @@ The slim Bottleneck's inner widths (8 .. 64) did not learn the kinds at all in 4
 dense loss; BasicBlock at half width learnt them in the backbone (dense loss 0.42 by step 350) and the set loss
 followed. Stride 32 costs about what the dilated slim Bottleneck does (0.4 s a step of 16 at two threads).
 As in every DETR, the kinds come last: ring first, then disc, squares and triangles last.
-SHIPPED_FIGURES
+The shipped model (the first command above): 6500 steps in 2986 s of training (0.46 s a step), 49 min 56 s for
+the whole command (/usr/bin/time; an AMD EPYC with 2 cores, two torch threads and the scene producer, a C++ build
+running part of the time); training loss 3.61 at step 3000, 2.42-2.54 over the last 500 steps (last layer ce
+0.40, l1 0.077, giou 0.18). On the 500 held-out scenes (1753 boxes): mAP@0.5 0.851 (disc 0.865, square 0.794,
+triangle 0.822, ring 0.921); at score 0.7, 3.87 detections per image against 3.51 boxes, precision 0.760, recall
+0.839; the last decoder layer's cross-attention of the 1471 matched detections puts 0.705 of its mass on the
+tokens inside the box, whose share of the image's tokens is 0.156 (4.5 times).
 """
 
 import argparse
