@@ -54,6 +54,12 @@ picture "$work/decoder/shapes_1.png/attention_points.png" shapes_1_decoder_point
 picture "$work/cls/cls_scene.png/attention_cls.png" cls_attention.jpg
 picture "$work/cls/cls_scene.png/attention_cls_masks.png" cls_masks.jpg
 
+# Detection: the shipped DETR-style detector (tools/train_detector.py) on the shipped scenes: its
+# boxes, and each detection's decoder cross-attention with its box.
+"$vitscope" run assets/images --model assets/models/detector.safetensors --out "$work/detector"
+picture "$work/detector/images/shapes_1.png/detections.png" shapes_1_detections.jpg
+picture "$work/detector/images/shapes_1.png/attention_cross.png" shapes_1_detector_cross.jpg
+
 chromium_flags=(--headless --no-sandbox --disable-gpu --disable-quic --no-first-run
                 --disable-background-networking --disable-component-update --disable-sync
                 --hide-scrollbars)
