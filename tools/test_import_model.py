@@ -549,5 +549,49 @@ class CommandLine(Folder):
         self.assertTrue(Path(out).exists())
 
 
+class Detr(Folder):
+    """--family detr: what the shapes tell, the flags, and refusals naming the tensor."""
+
+    def detr(self, pre_norm=False):
+        import detr_model
+        torch.manual_seed(0)
+        backbone = detr_model.slim_resnet("Bottleneck", [1, 2, 1, 1], 8, False, torch.nn.BatchNorm2d)
+        return detr_model.build_detr(3, backbone, hidden_dim=32, nheads=4, enc_layers=1, dec_layers=2,
+                                     dim_feedforward=48, num_queries=5, pre_norm=pre_norm)
+
+    def test_shapes_and_defaults(self):
+        tensors, meta, notes = self.imported({"model": self.detr().state_dict()}, "detr", nhead=4,
+                                             class_names_list=["a", "b", "c"])
+        expected = {"d_model": "32", "nhead": "4", "num_encoder_layers": "1", "num_decoder_layers": "2",
+                    "dim_feedforward": "48", "norm_first": "false", "encoder_norm": "false",
+                    "decoder_norm": "true", "num_queries": "5", "num_classes": "3", "patch_size": "32",
+                    "backbone_block": "Bottleneck", "backbone_layers": "1,2,1,1", "backbone_planes": "8,16,32,64",
+                    "backbone_width_per_group": "64", "backbone_dilation": "false", "detector": "detr",
+                    "resize_mode": "shorter-max", "image_size": "800", "max_size": "1333",
+                    "class_names": '["a","b","c"]'}
+        self.assertEqual({k: meta[k] for k in expected}, expected)
+        self.assertEqual(list(tensors["class_embed.weight"].shape), [4, 32])
+        self.assertFalse(any(name.endswith("num_batches_tracked") for name in tensors))
+        self.assertTrue(any("num_batches_tracked" in note for note in notes))
+
+    def test_pre_norm_and_dilation(self):
+        _, meta, _ = self.imported(self.detr(pre_norm=True).state_dict(), "detr", nhead=4, dilation=True)
+        self.assertEqual((meta["norm_first"], meta["encoder_norm"], meta["patch_size"], meta["backbone_dilation"]),
+                         ("true", "true", "16", "true"))
+
+    def test_refusals_name_the_tensor(self):
+        state = self.detr().state_dict()
+        extra = dict(state, **{"foo.weight": torch.zeros(2)})
+        missing = {k: v for k, v in state.items() if not k.startswith("bbox_embed.layers.2")}
+        out = str(self.dir / "m.safetensors")
+        for bad, text in ((extra, "foo.weight: unknown tensor"), (missing, "bbox_embed.layers.2.weight: missing")):
+            done = self.cli(self.save(bad), "--family", "detr", "--nhead", "4", "--out", out)
+            self.assertEqual(done.returncode, 1, done.stderr)
+            self.assertIn(text, done.stderr)
+        done = self.cli(self.save(state), "--family", "detr", "--nhead", "5", "--out", out)
+        self.assertEqual(done.returncode, 1)
+        self.assertIn("--nhead 5 does not divide hidden_dim 32", done.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()
