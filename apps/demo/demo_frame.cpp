@@ -130,8 +130,8 @@ cv::Mat tile_panel(const std::vector<Tile>& tiles, const DemoImage& image,
   }
   const cv::Size tile_size(std::max(1, static_cast<int>(std::floor(best_width))),
                            std::max(1, static_cast<int>(std::floor(best_width / aspect))));
-  image::AttentionCanvas canvas{image.rgb, image.layout, image.attention.grid,
-                                std::max(tile_size.width, tile_size.height)};
+  const image::AttentionCanvas canvas = image::attention_canvas(
+      image.rgb, image.layout, image.attention.grid, std::max(tile_size.width, tile_size.height));
   for (int k = 0; k < n; ++k) {
     const int x = (k % best_cols) * (tile_size.width + kTileGap);
     const int y = (k / best_cols) * (tile_size.height + kCaptionHeight + kTileGap);

@@ -30,6 +30,7 @@
 #include "vitscope/gallery/index_page.hpp"
 #include "vitscope/gallery/outputs.hpp"
 #include "vitscope/image/analysis.hpp"
+#include "vitscope/image/image_file.hpp"
 #include "vitscope/image/image_model.hpp"
 #include "vitscope/image/inputs.hpp"
 #include "vitscope/image/load.hpp"
@@ -62,6 +63,7 @@ struct RunOptions {
   std::string layer = "output";
   bool overwrite = false;
   std::int64_t max_pixels = static_cast<std::int64_t>(image::LoadLimits{}.max_pixels);
+  std::string view_format = "png";
   AttentionOptions attention;
 };
 
@@ -139,18 +141,42 @@ struct Loaded {
   cv::Mat rgb;
 };
 
-// One image's files, from the registry: drawn in its order, then encoded and written one per
-// thread (PNG encoding is most of a run's time), then the record that marks the folder complete.
-void write_outputs(const Job& job, const image::ImageAnalysis& analysis, Record& r) {
-  const fs::path folder = job.folder(r);
-  fs::create_directories(folder);
-  const gallery::ImageContext context{analysis, r.input, job.options.model};
-  std::vector<gallery::FileWriter> writers;
-  for (const gallery::ImageOutput& output : job.outputs) writers.push_back(output.prepare(context));
-  parallel_for(writers.size(), 1, [&](std::size_t begin, std::size_t end) {
-    for (std::size_t i = begin; i < end; ++i) writers[i](folder / job.outputs[i].file);
-  });
-  // The summary names what is there.
+// The part of a run's time its images' outputs took, summed over the threads that made them.
+struct OutputTimes {
+  double draw_s = 0;    // drawing the pictures and gathering the files' contents
+  double encode_s = 0;  // encoding and writing them
+};
+
+// One output of one image: drawn, then encoded and written; any error is kept for its image.
+struct OutputTask {
+  std::size_t image;   // index into the batch
+  std::size_t output;  // index into job.outputs
+  std::string error;
+  OutputTimes times;
+};
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+void run_output_task(const Job& job, const image::ImageAnalysis& analysis, const Record& r,
+                     OutputTask& task) {
+  const gallery::ImageOutput& output = job.outputs[task.output];
+  try {
+    fs::create_directories(job.folder(r));
+    const Clock::time_point start = Clock::now();
+    const gallery::FileWriter writer = output.prepare({analysis, r.input, job.options.model});
+    const Clock::time_point drawn = Clock::now();
+    writer(job.folder(r) / output.file);
+    task.times.draw_s = std::chrono::duration<double>(drawn - start).count();
+    task.times.encode_s = seconds_since(drawn);
+  } catch (const std::exception& e) {
+    task.error = e.what();
+  }
+}
+
+// The record that marks an image's folder complete, written once all its files are there.
+void finish_image(const Job& job, const image::ImageAnalysis& analysis, Record& r) {
   for (const gallery::ImageOutput& output : job.outputs) {
     r.outputs.emplace_back(output.kind, r.input + "/" + output.file);
   }
@@ -162,7 +188,7 @@ void write_outputs(const Job& job, const image::ImageAnalysis& analysis, Record&
   r.detections = job.model.options.detector ? Json(analysis.detections.size()) : Json(nullptr);
   const Json record = {{"settings", job.settings}, {"size", r.size}, {"grid", r.grid},
                        {"prediction", r.prediction}, {"detection_count", r.detections}};
-  io::write_file_atomically((folder / kRecordFile).string(), json_text(record));
+  io::write_file_atomically((job.folder(r) / kRecordFile).string(), json_text(record));
 }
 
 void fail(Record& r, const std::string& message) {
@@ -174,15 +200,51 @@ void fail(Record& r, const std::string& message) {
 struct Timings {
   double load_s = 0;
   double forward_s = 0;
+  OutputTimes outputs;
 };
 
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
+// Writes the batch's files: every output of every image is one task on the pool, so the two big
+// montages of one image do not leave a thread idle. After a signal no task is started; an image
+// with a task left undone is left as not reached.
+void write_batch(const Job& job, const image::BatchAnalysis& analysis, const std::vector<Loaded>& loaded,
+                 std::vector<Record>& records, Timings& timings) {
+  std::vector<OutputTask> tasks;
+  for (std::size_t b = 0; b < loaded.size(); ++b) {
+    for (std::size_t i = 0; i < job.outputs.size(); ++i) tasks.push_back({b, i, {}, {}});
+  }
+  std::vector<char> done(tasks.size(), 0);
+  parallel_for(tasks.size(), 1, [&](std::size_t begin, std::size_t end) {
+    for (std::size_t t = begin; t < end && !interrupted(); ++t) {
+      OutputTask& task = tasks[t];
+      run_output_task(job, analysis.images[task.image], records[loaded[task.image].record], task);
+      done[t] = 1;
+    }
+  });
+  std::vector<std::string> errors(loaded.size());
+  std::vector<char> complete(loaded.size(), 1);
+  for (std::size_t t = 0; t < tasks.size(); ++t) {
+    const OutputTask& task = tasks[t];
+    timings.outputs.draw_s += task.times.draw_s;
+    timings.outputs.encode_s += task.times.encode_s;
+    if (!done[t]) complete[task.image] = 0;
+    if (errors[task.image].empty()) errors[task.image] = task.error;
+  }
+  for (std::size_t b = 0; b < loaded.size(); ++b) {
+    Record& r = records[loaded[b].record];
+    if (!errors[b].empty()) {
+      fail(r, errors[b]);
+    } else if (complete[b]) {
+      try {
+        finish_image(job, analysis.images[b], r);
+      } catch (const std::exception& e) {
+        fail(r, e.what());
+      }
+    }
+  }
 }
 
 // Runs the model on loaded images and writes their results; a failure of the batch fails each of
-// its images, a failure to write fails that image only. After a signal no image is started: the
-// rest of the batch is left as not reached.
+// its images, a failure to write fails that image only.
 void run_batch(const Job& job, std::vector<Loaded>& loaded, std::vector<Record>& records,
                Timings& timings, Progress& progress) {
   if (interrupted()) {
@@ -191,26 +253,16 @@ void run_batch(const Job& job, std::vector<Loaded>& loaded, std::vector<Record>&
   }
   std::vector<cv::Mat> images;
   for (const Loaded& l : loaded) images.push_back(l.rgb);
-  image::BatchAnalysis analysis;
-  std::string batch_error;
   try {
-    analysis = image::analyse(job.model, images, job.preprocess, job.plan);
+    const image::BatchAnalysis analysis = image::analyse(job.model, images, job.preprocess, job.plan);
     timings.forward_s += analysis.forward_s;
-  } catch (const std::exception& e) {
-    batch_error = e.what();
+    write_batch(job, analysis, loaded, records, timings);
+  } catch (const std::exception& e) {  // the model failed on the batch
+    for (const Loaded& l : loaded) fail(records[l.record], e.what());
   }
-  for (std::size_t b = 0; b < loaded.size() && !interrupted(); ++b) {
-    Record& r = records[loaded[b].record];
-    if (!batch_error.empty()) {
-      fail(r, batch_error);
-    } else {
-      try {
-        write_outputs(job, analysis.images[b], r);
-      } catch (const std::exception& e) {
-        fail(r, e.what());
-      }
-    }
-    progress.advance(r.input, r.status);
+  for (const Loaded& l : loaded) {
+    const Record& r = records[l.record];
+    if (!r.status.empty()) progress.advance(r.input, r.status);
   }
   loaded.clear();
 }
@@ -343,10 +395,12 @@ void run_images(const RunOptions& o) {
                    {"resize_mode", resize.at("resize_mode")},
                    {"resize_size", resize.at("resize_size")},
                    {"interpolation", resize.at("interpolation")},
+                   {"view_format", o.view_format},
                    {"attention", attention_settings(plan, o.attention.save)}};
   if (resize.contains("max_size")) settings["max_size"] = resize.at("max_size");
-  const Job job{o,        file.model, plan, preprocess, out_dir,
-                settings, gallery::image_outputs(file.model, plan, o.attention.save)};
+  const Job job{o,        file.model, plan, preprocess, out_dir, settings,
+                gallery::image_outputs(file.model, plan, o.attention.save,
+                                       image::parse_picture_format(o.view_format))};
   fs::create_directories(out_dir);
 
   Timings timings;
@@ -364,6 +418,7 @@ void run_images(const RunOptions& o) {
                           {"resize_mode", resize.at("resize_mode")},
                           {"resize_size", resize.at("resize_size")},
                           {"interpolation", resize.at("interpolation")},
+                          {"view_format", o.view_format},
                           {"batch", o.batch},
                           {"threads", o.threads},
                           {"max_pixels", o.max_pixels},
@@ -372,7 +427,9 @@ void run_images(const RunOptions& o) {
                          {{"total_s", total_s},
                           {"images_per_s", records.size() / std::max(total_s, 1e-9)},
                           {"load_s", timings.load_s},
-                          {"forward_s", timings.forward_s}}},
+                          {"forward_s", timings.forward_s},
+                          {"draw_s", timings.outputs.draw_s},
+                          {"encode_s", timings.outputs.encode_s}}},
                         {"images", images}};
   if (resize.contains("max_size")) summary["settings"]["max_size"] = resize.at("max_size");
   if (file.model.options.detector) summary["settings"]["score_threshold"] = o.attention.score_threshold;
@@ -444,6 +501,12 @@ Command add_run_command(CLI::App& app) {
                    "which output becomes the features: output, encoder, "
                    "encoder.layers.N or decoder.layers.N")
       ->capture_default_str();
+  command
+      ->add_option("--view-format", o.view_format,
+                   "how the pictures are encoded: png (lossless), jpg (about ten times faster to "
+                   "encode) or webp (smallest, slowest); the thumbnails are always JPEG")
+      ->capture_default_str()
+      ->check(CLI::IsMember(image::picture_format_names()));
   command->add_flag("--overwrite", o.overwrite, "recompute images whose outputs are complete");
   command->add_option("--max-pixels", o.max_pixels, "refuse images with more pixels than this")
       ->capture_default_str()

@@ -30,11 +30,6 @@ std::string json_text(const Json& json) {
   return json.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
 }
 
-// A picture drawn now and PNG-encoded by the writer.
-FileWriter png(cv::Mat bgr) {
-  return [bgr = std::move(bgr)](const fs::path& path) { image::write_png(path, bgr); };
-}
-
 // A tensor of the analysis, which outlives its writers.
 template <class Tensor>
 FileWriter npy(const Tensor& tensor) {
@@ -48,10 +43,19 @@ FileWriter text(std::string content) {
 }
 
 struct Registry {
+  image::PictureFormat format;
   std::vector<ImageOutput> outputs;
   void add(std::string kind, std::string file, std::string title, int picture,
            std::function<FileWriter(const ImageContext&)> prepare) {
     outputs.push_back({std::move(kind), std::move(file), std::move(title), picture, std::move(prepare)});
+  }
+  // A picture drawn by `draw` and encoded in the run's format, as <stem>.<format>.
+  void add_picture(std::string kind, const std::string& stem, std::string title, int picture,
+                   std::function<cv::Mat(const ImageContext&)> draw) {
+    add(std::move(kind), stem + "." + image::to_string(format), std::move(title), picture,
+        [draw = std::move(draw), format = format](const ImageContext& c) -> FileWriter {
+          return [bgr = draw(c), format](const fs::path& path) { image::write_picture(path, bgr, format); };
+        });
   }
 };
 
@@ -76,25 +80,25 @@ void add_detector_outputs(Registry& r, double threshold) {
     return text(json_text(detections_json(c.analysis, threshold)));
   });
   const int percent = static_cast<int>(std::lround(100 * threshold));
-  r.add("detections_view", "detections.png",
-        "Detections: the queries whose best class scores " + std::to_string(percent) + "% or more", 0,
-        [](const ImageContext& c) {
-          return png(image::detections_view(c.analysis.picture, c.analysis.detections));
-        });
+  r.add_picture("detections_view", "detections",
+                "Detections: the queries whose best class scores " + std::to_string(percent) + "% or more", 0,
+                [](const ImageContext& c) {
+                  return image::detections_view(c.analysis.picture, c.analysis.detections);
+                });
 }
 
 void add_feature_outputs(Registry& r, const image::ImageModel& model) {
   r.add("features", "features.npy", "", -1,
         [](const ImageContext& c) { return npy(c.analysis.features); });
-  r.add("pca", "pca.png", "Features: first three principal components as RGB", 1,
-        [](const ImageContext& c) {
-          return png(image::pca_view(c.analysis.features, c.analysis.picture, c.analysis.layout));
-        });
-  r.add("channels", "channels.png", "Features: the strongest channels", 3, [](const ImageContext& c) {
-    return png(image::channels_view(c.analysis.features, c.analysis.picture.size()));
+  r.add_picture("pca", "pca", "Features: first three principal components as RGB", 1,
+                [](const ImageContext& c) {
+                  return image::pca_view(c.analysis.features, c.analysis.picture, c.analysis.layout);
+                });
+  r.add_picture("channels", "channels", "Features: the strongest channels", 3, [](const ImageContext& c) {
+    return image::channels_view(c.analysis.features, c.analysis.picture.size());
   });
-  r.add("token_norm", "token_norm.png", "Features: each token's norm", 2, [](const ImageContext& c) {
-    return png(image::token_norm_view(c.analysis.features, c.analysis.picture, c.analysis.layout));
+  r.add_picture("token_norm", "token_norm", "Features: each token's norm", 2, [](const ImageContext& c) {
+    return image::token_norm_view(c.analysis.features, c.analysis.picture, c.analysis.layout);
   });
   const bool queries = model.options.target == image::Target::queries &&
                        model.options.transformer.num_decoder_layers > 0;
@@ -102,8 +106,8 @@ void add_feature_outputs(Registry& r, const image::ImageModel& model) {
   const bool cls_head = model.options.head_pool == image::HeadPool::cls;
   const std::vector<std::string> names = model.options.class_names;
   if (classifier && !queries && !cls_head) {
-    r.add("classes", "classes.png", "Class of each token", 0, [names](const ImageContext& c) {
-      return png(image::class_overlay_view(c.analysis.logits, c.analysis.picture, c.analysis.layout, names));
+    r.add_picture("classes", "classes", "Class of each token", 0, [names](const ImageContext& c) {
+      return image::class_overlay_view(c.analysis.logits, c.analysis.picture, c.analysis.layout, names);
     });
   }
   if (queries) {
@@ -133,14 +137,15 @@ std::vector<image::CrossRow> cross_rows(const ImageAnalysis& a) {
   }
   if (!rows.empty()) return rows;
   if (a.queries.size() > 0) {
-    for (const image::RankedQuery& q : a.top_queries) rows.push_back({q.query, q.caption, {}});
+    for (const image::RankedQuery& q : a.top_queries) rows.push_back({q.query, q.caption, {}, std::nullopt});
     return rows;
   }
   for (std::size_t i = 0; i < a.points.size(); ++i) {
     rows.push_back({a.point_tokens[i],
                     "token under (" + std::to_string(std::lround(a.points[i].x)) + ", " +
                         std::to_string(std::lround(a.points[i].y)) + ")",
-                    {a.points[i]}});
+                    {a.points[i]},
+                    std::nullopt});
   }
   return rows;
 }
@@ -152,9 +157,8 @@ void add_attention_views(Registry& r, const image::AnalysisPlan& plan) {
                         std::function<cv::Mat(const ImageAnalysis&, const image::AttentionCanvas&)> draw) {
     if (!plan.draws(v)) return;
     const std::string kind = "attention_" + image::to_string(v);
-    r.add(kind, kind + ".png", std::move(title), picture, [draw](const ImageContext& c) {
-      return png(draw(c.analysis, c.analysis.canvas));
-    });
+    r.add_picture(kind, kind, std::move(title), picture,
+                  [draw](const ImageContext& c) { return draw(c.analysis, c.analysis.canvas); });
   };
   const auto module = [](const ImageAnalysis& a, const nn::ModulePath& path) -> const Tensor3& {
     return a.attention.modules.at(path);
@@ -244,8 +248,9 @@ void add_page(Registry& r, const image::ImageModel& model, const image::Analysis
 }  // namespace
 
 std::vector<ImageOutput> image_outputs(const image::ImageModel& model,
-                                       const image::AnalysisPlan& plan, bool save_attention) {
-  Registry r;
+                                       const image::AnalysisPlan& plan, bool save_attention,
+                                       image::PictureFormat format) {
+  Registry r{format, {}};
   add_feature_outputs(r, model);
   if (model.options.detector) add_detector_outputs(r, plan.request.score_threshold);
   add_attention_views(r, plan);

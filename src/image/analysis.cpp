@@ -134,7 +134,7 @@ ImageAnalysis image_analysis(const ImageModel& model, const ImageModelOutput& ou
   if (plan.capture.empty()) return a;
 
   a.attention = image_attention(out, b);
-  a.canvas = {a.picture, a.layout, a.attention.grid};
+  a.canvas = attention_canvas(a.picture, a.layout, a.attention.grid);
   a.points = picture_pixels(plan.points, a.picture.size());
   for (const cv::Point2d& p : a.points) {
     a.point_tokens.push_back(token_at(p, a.picture.size(), a.layout, a.grid));

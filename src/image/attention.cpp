@@ -51,15 +51,27 @@ std::vector<std::size_t> ascending_order(const std::vector<float>& values) {
   return order;
 }
 
+// The indices of the `count` lowest values, in no order: the first `count` of ascending_order,
+// found without sorting (ties broken by index the same way).
+std::vector<std::size_t> lowest(const std::vector<float>& values, std::size_t count) {
+  std::vector<std::size_t> order = all_of(values.size());
+  if (count >= order.size()) return order;
+  std::nth_element(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(count), order.end(),
+                   [&](std::size_t a, std::size_t b) {
+                     return values[a] < values[b] || (values[a] == values[b] && a < b);
+                   });
+  order.resize(count);
+  return order;
+}
+
 // (S,S) fused attention -> (A' + I) / 2 with rows summing to 1, where A' drops the lowest
 // discard_ratio share of A's entries.
 Tensor2 rollout_step(Tensor2 fused, float discard_ratio, bool keep_first) {
   const std::size_t S = fused.shape(0);
   const std::vector<float> entries(fused.begin(), fused.end());
   const auto discarded = static_cast<std::size_t>(std::floor(entries.size() * discard_ratio));
-  const std::vector<std::size_t> order = ascending_order(entries);
-  for (std::size_t k = 0; k < discarded; ++k) {
-    if (!(keep_first && order[k] == 0)) fused.data()[order[k]] = 0.0f;
+  for (std::size_t index : lowest(entries, discarded)) {
+    if (!(keep_first && index == 0)) fused.data()[index] = 0.0f;
   }
   for (std::size_t i = 0; i < S; ++i) {
     double total = 0;

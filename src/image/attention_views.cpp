@@ -37,14 +37,16 @@ cv::Size tile_size(const AttentionCanvas& canvas) {
           std::max(1, static_cast<int>(std::lround(image.height * scale)))};
 }
 
+cv::Mat tile_background(const AttentionCanvas& canvas) {
+  const cv::Size size = tile_size(canvas);
+  cv::Mat small = canvas.image;
+  if (size != canvas.image.size()) cv::resize(canvas.image, small, size, 0, 0, cv::INTER_AREA);
+  return to_bgr8(small);
+}
+
 // The image as a tile's background, BGR, to draw on.
 cv::Mat background(const AttentionCanvas& canvas) {
-  const cv::Size size = tile_size(canvas);
-  if (canvas.tile_background.size() != size) {
-    cv::Mat small = canvas.image;
-    if (size != canvas.image.size()) cv::resize(canvas.image, small, size, 0, 0, cv::INTER_AREA);
-    canvas.tile_background = to_bgr8(small);
-  }
+  if (canvas.tile_background.size() != tile_size(canvas)) return tile_background(canvas);
   return canvas.tile_background.clone();
 }
 
@@ -80,12 +82,12 @@ cv::Mat map_mat(const Tensor2& map, const AttentionCanvas& canvas) {
 
 // Tiles in rows of kTilesPerRow.
 cv::Mat wrapped(const std::vector<cv::Mat>& tiles) {
-  std::vector<cv::Mat> rows;
+  std::vector<std::vector<cv::Mat>> rows;
   for (std::size_t start = 0; start < tiles.size(); start += kTilesPerRow) {
     const auto end = tiles.begin() + static_cast<std::ptrdiff_t>(std::min(tiles.size(), start + kTilesPerRow));
-    rows.push_back(row_of({tiles.begin() + static_cast<std::ptrdiff_t>(start), end}, kGap));
+    rows.emplace_back(tiles.begin() + static_cast<std::ptrdiff_t>(start), end);
   }
-  return column_of(rows, kGap);
+  return rows_of(rows, kGap);
 }
 
 std::string point_caption(const cv::Point2d& p) {
@@ -109,7 +111,7 @@ cv::Mat montage(const Tensor3& weights, const std::vector<cv::Point2d>& points, 
   require_canvas(canvas);
   require_points(points);
   const Tensor2 fused = fuse_heads(weights, fusion);
-  std::vector<cv::Mat> rows;
+  std::vector<std::vector<cv::Mat>> rows;
   for (const cv::Point2d& p : points) {
     const std::size_t token = token_at(p, canvas.image.size(), canvas.layout, canvas.grid);
     std::vector<cv::Mat> tiles = {captioned(
@@ -120,9 +122,9 @@ cv::Mat montage(const Tensor3& weights, const std::vector<cv::Point2d>& points, 
       tiles.push_back(
           captioned(draw(key_map(head, token, canvas.grid), p), "head " + std::to_string(k)));
     }
-    rows.push_back(row_of(tiles, kGap));
+    rows.push_back(std::move(tiles));
   }
-  return column_of(rows, kGap);
+  return rows_of(rows, kGap);
 }
 
 // The CLS token's maps, (nh,S): the fused one, then each head's, each drawn by `draw`.
@@ -142,6 +144,14 @@ cv::Mat cls_montage(const Tensor2& cls, HeadFusion fusion, const AttentionCanvas
 }
 
 }  // namespace
+
+AttentionCanvas attention_canvas(const cv::Mat& image, const TokenLayout& layout,
+                                 const std::array<std::size_t, 2>& grid, int max_tile) {
+  AttentionCanvas canvas{image, layout, grid, max_tile};
+  require_canvas(canvas);
+  canvas.tile_background = tile_background(canvas);
+  return canvas;
+}
 
 cv::Mat attention_overlay(const Tensor2& map, const AttentionCanvas& canvas,
                           const std::vector<cv::Point2d>& points) {

@@ -8,6 +8,8 @@
 
 #include <opencv2/imgproc.hpp>
 
+#include "vitscope/error.hpp"
+
 namespace vitscope::image {
 
 cv::Mat to_bgr8(const cv::Mat& rgb) {
@@ -21,13 +23,20 @@ namespace drawing {
 
 namespace {
 
-// out(y, x) = grid(rows[y], cols[x]), for any element type.
+// out(y, x) = grid(rows[y], cols[x]), for any element type. A token spans many pixel rows, so a
+// row that samples the same grid row as the one above is a copy of it.
 cv::Mat sample(const cv::Mat& grid, const std::vector<int>& rows, const std::vector<int>& cols) {
   cv::Mat out(static_cast<int>(rows.size()), static_cast<int>(cols.size()), grid.type());
   const std::size_t elem = grid.elemSize();
+  const std::size_t row_bytes = elem * cols.size();
   for (int y = 0; y < out.rows; ++y) {
-    const uchar* src = grid.ptr(rows[static_cast<std::size_t>(y)]);
+    const int source_row = rows[static_cast<std::size_t>(y)];
     uchar* dst = out.ptr(y);
+    if (y > 0 && source_row == rows[static_cast<std::size_t>(y) - 1]) {
+      std::memcpy(dst, out.ptr(y - 1), row_bytes);
+      continue;
+    }
+    const uchar* src = grid.ptr(source_row);
     for (int x = 0; x < out.cols; ++x) {
       std::memcpy(dst + x * elem, src + cols[static_cast<std::size_t>(x)] * elem, elem);
     }
@@ -99,29 +108,28 @@ cv::Mat blend(const cv::Mat& bgr, const cv::Mat& overlay, double overlay_weight)
   return out;
 }
 
-cv::Mat row_of(const std::vector<cv::Mat>& tiles, int gap) {
-  std::vector<cv::Mat> parts;
-  for (const cv::Mat& tile : tiles) {
-    if (!parts.empty()) parts.emplace_back(tile.rows, gap, CV_8UC3, cv::Scalar::all(255));
-    parts.push_back(tile);
+cv::Mat rows_of(const std::vector<std::vector<cv::Mat>>& rows, int gap) {
+  int width = 0, height = 0;
+  for (const std::vector<cv::Mat>& row : rows) {
+    int row_width = 0;
+    for (const cv::Mat& tile : row) row_width += (row_width > 0 ? gap : 0) + tile.cols;
+    width = std::max(width, row_width);
+    height += (height > 0 ? gap : 0) + (row.empty() ? 0 : row.front().rows);
   }
-  cv::Mat out;
-  cv::hconcat(parts, out);
-  return out;
-}
-
-cv::Mat column_of(const std::vector<cv::Mat>& rows, int gap) {
-  int width = 0;
-  for (const cv::Mat& row : rows) width = std::max(width, row.cols);
-  std::vector<cv::Mat> parts;
-  for (const cv::Mat& row : rows) {
-    if (!parts.empty()) parts.emplace_back(gap, width, CV_8UC3, cv::Scalar::all(255));
-    cv::Mat padded(row.rows, width, CV_8UC3, cv::Scalar::all(255));
-    row.copyTo(padded(cv::Rect(0, 0, row.cols, row.rows)));
-    parts.push_back(padded);
+  cv::Mat out(height, width, CV_8UC3, cv::Scalar::all(255));
+  int y = 0;
+  for (const std::vector<cv::Mat>& row : rows) {
+    if (row.empty()) continue;
+    int x = 0;
+    for (const cv::Mat& tile : row) {
+      if (tile.rows != row.front().rows) {
+        throw Error("bad_view_input", "the tiles of a row differ in height");
+      }
+      tile.copyTo(out(cv::Rect(x, y, tile.cols, tile.rows)));
+      x += tile.cols + gap;
+    }
+    y += row.front().rows + gap;
   }
-  cv::Mat out;
-  cv::vconcat(parts, out);
   return out;
 }
 

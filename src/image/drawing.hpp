@@ -33,10 +33,9 @@ cv::Mat enlarge(const cv::Mat& grid, int factor);
 // Half the image, half the overlay (both CV_8UC3).
 cv::Mat blend(const cv::Mat& bgr, const cv::Mat& overlay, double overlay_weight = 0.5);
 
-// Images side by side with `gap` white pixels between them (same height required).
-cv::Mat row_of(const std::vector<cv::Mat>& tiles, int gap);
-// Rows stacked with `gap` white pixels between them, each padded with white to the widest.
-cv::Mat column_of(const std::vector<cv::Mat>& rows, int gap);
+// Rows of tiles, `gap` white pixels between tiles and between rows, each row padded with white
+// to the widest; the tiles of a row must have one height. One copy of each tile.
+cv::Mat rows_of(const std::vector<std::vector<cv::Mat>>& rows, int gap);
 
 // Class k's colour (BGR): matplotlib's tab20 order, then hues a golden angle apart.
 cv::Vec3b class_colour(std::size_t k);

@@ -12,6 +12,8 @@ namespace vitscope::image {
 
 namespace {
 
+constexpr int kLossyQuality = 90;  // heat maps keep their tile edges clean at 90
+
 void write_encoded(const std::filesystem::path& path, const cv::Mat& bgr, const std::string& ext,
                    const std::vector<int>& params) {
   std::vector<uchar> bytes;
@@ -29,6 +31,34 @@ void write_png(const std::filesystem::path& path, const cv::Mat& bgr) {
 
 void write_jpeg(const std::filesystem::path& path, const cv::Mat& bgr, int quality) {
   write_encoded(path, bgr, ".jpg", {cv::IMWRITE_JPEG_QUALITY, quality});
+}
+
+std::string to_string(PictureFormat format) {
+  switch (format) {
+    case PictureFormat::png: return "png";
+    case PictureFormat::jpg: return "jpg";
+    case PictureFormat::webp: return "webp";
+  }
+  return "png";
+}
+
+std::vector<std::string> picture_format_names() { return {"png", "jpg", "webp"}; }
+
+PictureFormat parse_picture_format(const std::string& name) {
+  for (PictureFormat format : {PictureFormat::png, PictureFormat::jpg, PictureFormat::webp}) {
+    if (to_string(format) == name) return format;
+  }
+  throw Error("bad_picture_format", "unknown picture format " + name + " (png, jpg or webp)");
+}
+
+void write_picture(const std::filesystem::path& path, const cv::Mat& bgr, PictureFormat format) {
+  switch (format) {
+    case PictureFormat::png: write_png(path, bgr); return;
+    case PictureFormat::jpg: write_jpeg(path, bgr, kLossyQuality); return;
+    case PictureFormat::webp:
+      write_encoded(path, bgr, ".webp", {cv::IMWRITE_WEBP_QUALITY, kLossyQuality});
+      return;
+  }
 }
 
 }  // namespace vitscope::image

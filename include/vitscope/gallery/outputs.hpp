@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "vitscope/image/analysis.hpp"
+#include "vitscope/image/image_file.hpp"
 #include "vitscope/image/image_model.hpp"
 
 namespace vitscope::gallery {
@@ -30,16 +31,18 @@ struct ImageOutput {
   std::string file;   // its name inside the image's folder
   std::string title;  // the caption of its picture on the page; empty for files that are not
   int picture = -1;   // its place among the page's pictures; -1: listed under Files only
-  // Draws or gathers the output (on the calling thread, in list order: views share a canvas);
-  // the writer it returns encodes and writes it.
+  // Draws or gathers the output; the writer it returns encodes and writes it. Both may run on
+  // any thread, the outputs of one image and of several at once.
   std::function<FileWriter(const ImageContext&)> prepare;
 };
 
 // The files of one image's folder for this model and plan, in the order summary.json lists them:
 // features and their views, the model's own outputs, the attention views and (save_attention) the
-// kept modules' maps, the thumbnail, and the page last.
+// kept modules' maps, the thumbnail, and the page last. The pictures are in `format`, the
+// thumbnail always JPEG.
 std::vector<ImageOutput> image_outputs(const image::ImageModel& model,
-                                       const image::AnalysisPlan& plan, bool save_attention);
+                                       const image::AnalysisPlan& plan, bool save_attention,
+                                       image::PictureFormat format = image::PictureFormat::png);
 
 // The top classes predictions.json lists, as ImageNet's top-5: [{"class", "index",
 // "probability"}], best first; an empty array without class_logits.

@@ -26,11 +26,15 @@ struct AttentionCanvas {
   TokenLayout layout;
   std::array<std::size_t, 2> grid{};
   int max_tile = 320;
-  // The image at tile size as BGR: made by the first tile drawn, copied by the others (a view
-  // draws up to dozens of tiles). Set image and max_tile before drawing, and change them only
-  // on a new canvas.
-  mutable cv::Mat tile_background{};
+  // The image at tile size as BGR, made once by attention_canvas and copied by every tile (a view
+  // draws up to dozens of tiles, and views are drawn on several threads at once). Without it,
+  // each tile makes its own.
+  cv::Mat tile_background{};
 };
+
+// A canvas with its tile background made.
+AttentionCanvas attention_canvas(const cv::Mat& image, const TokenLayout& layout,
+                                 const std::array<std::size_t, 2>& grid, int max_tile = 320);
 
 // One map over the image: `map` (h_i,w_i), the points marked with a ring.
 cv::Mat attention_overlay(const Tensor2& map, const AttentionCanvas& canvas,
