@@ -7,7 +7,6 @@
 
 #include <opencv2/imgproc.hpp>
 #include <xtensor/xmath.hpp>
-#include <xtensor/xview.hpp>
 
 #include "vitscope/error.hpp"
 #include "vitscope/image/analysis.hpp"
@@ -193,8 +192,7 @@ std::vector<Tile> attention_tiles(const DemoImage& image, const DemoState& state
     const image::Detection& d = image.detections.at(*state.detection);
     tiles.push_back({image::key_map(fused, d.query, image.attention.grid), detection_caption(d) + ", " + fusion});
     for (std::size_t k = 0; k < weights.shape(0); ++k) {
-      const Tensor2 head = xt::view(weights, k, xt::all(), xt::all());
-      tiles.push_back({image::key_map(head, d.query, image.attention.grid), "head " + std::to_string(k)});
+      tiles.push_back({image::key_map(weights, k, d.query, image.attention.grid), "head " + std::to_string(k)});
     }
     return tiles;
   }
@@ -209,8 +207,7 @@ std::vector<Tile> attention_tiles(const DemoImage& image, const DemoState& state
   }
   tiles.push_back({image::key_map(fused, state.token, image.attention.grid), fusion});
   for (std::size_t k = 0; k < weights.shape(0); ++k) {
-    const Tensor2 head = xt::view(weights, k, xt::all(), xt::all());
-    tiles.push_back({image::key_map(head, state.token, image.attention.grid),
+    tiles.push_back({image::key_map(weights, k, state.token, image.attention.grid),
                      "head " + std::to_string(k)});
   }
   return tiles;

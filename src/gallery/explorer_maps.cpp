@@ -1,5 +1,3 @@
-#include <xtensor/xview.hpp>
-
 #include "vitscope/gallery/explorer.hpp"
 
 namespace vitscope::gallery {
@@ -16,8 +14,7 @@ Json module_rows(const image::ImageAnalysis& a, const nn::ModulePath& path, bool
   const auto add_row = [&](std::size_t row, const std::string& label, Json point) {
     Json heads = Json::array();
     for (std::size_t k = 0; k < weights.shape(0); ++k) {
-      const Tensor2 head = xt::view(weights, k, xt::all(), xt::all());
-      heads.push_back(encode_map(image::key_map(head, row, grid)));
+      heads.push_back(encode_map(image::key_map(weights, k, row, grid)));
     }
     rows.push_back({{"label", label}, {"point", point}, {"heads", heads}});
   };

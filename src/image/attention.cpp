@@ -85,17 +85,23 @@ Tensor2 rollout_step(Tensor2 fused, float discard_ratio, bool keep_first) {
 }
 
 // a (S,S) @ b (S,S), accumulated in double: rollout multiplies many near-stochastic matrices.
+// a is a rollout step, most of whose entries the discard ratio zeroed: a zero adds nothing to a
+// row (whose entries are >= 0), so it is skipped.
 Tensor2 matmul(const Tensor2& a, const Tensor2& b) {
   const std::size_t S = a.shape(0);
   Tensor2 out = Tensor2::from_shape({S, S});
   std::vector<double> row(S);
   for (std::size_t i = 0; i < S; ++i) {
     std::fill(row.begin(), row.end(), 0.0);
+    const float* a_row = a.data() + i * S;
     for (std::size_t k = 0; k < S; ++k) {
-      const double aik = a(i, k);
-      for (std::size_t j = 0; j < S; ++j) row[j] += aik * b(k, j);
+      if (a_row[k] == 0.0f) continue;
+      const double aik = a_row[k];
+      const float* b_row = b.data() + k * S;
+      for (std::size_t j = 0; j < S; ++j) row[j] += aik * b_row[j];
     }
-    for (std::size_t j = 0; j < S; ++j) out(i, j) = static_cast<float>(row[j]);
+    float* out_row = out.data() + i * S;
+    for (std::size_t j = 0; j < S; ++j) out_row[j] = static_cast<float>(row[j]);
   }
   return out;
 }
@@ -276,6 +282,15 @@ Tensor2 key_map(const Tensor2& weights, std::size_t row, std::array<std::size_t,
   }
   Tensor2 map = Tensor2::from_shape({grid[0], grid[1]});
   std::copy_n(&weights(row, 0), weights.shape(1), map.data());
+  return map;
+}
+
+Tensor2 key_map(const Tensor3& weights, std::size_t head, std::size_t row, std::array<std::size_t, 2> grid) {
+  if (head >= weights.shape(0) || row >= weights.shape(1) || weights.shape(2) != grid[0] * grid[1]) {
+    throw Error("bad_attention_input", "the attention row does not fit the token grid");
+  }
+  Tensor2 map = Tensor2::from_shape({grid[0], grid[1]});
+  std::copy_n(&weights(head, row, 0), weights.shape(2), map.data());
   return map;
 }
 

@@ -118,9 +118,8 @@ cv::Mat montage(const Tensor3& weights, const std::vector<cv::Point2d>& points, 
         draw(key_map(fused, token, canvas.grid), p),
         point_caption(p) + " " + fused_caption(fusion, weights.shape(0)))};
     for (std::size_t k = 0; k < weights.shape(0); ++k) {
-      const Tensor2 head = xt::view(weights, k, xt::all(), xt::all());
       tiles.push_back(
-          captioned(draw(key_map(head, token, canvas.grid), p), "head " + std::to_string(k)));
+          captioned(draw(key_map(weights, k, token, canvas.grid), p), "head " + std::to_string(k)));
     }
     rows.push_back(std::move(tiles));
   }

@@ -44,9 +44,25 @@ cv::Mat sample(const cv::Mat& grid, const std::vector<int>& rows, const std::vec
   return out;
 }
 
-cv::Mat colormap(const cv::Mat& gray8, int map) {
-  cv::Mat bgr;
-  cv::applyColorMap(gray8, bgr, map);
+// OpenCV's colormap as a 256-entry table (CV_8UC3). cv::applyColorMap rebuilds the table on
+// every call, which cost more than the tiles it coloured; its result is this table looked up.
+cv::Mat colormap_table(int map) {
+  cv::Mat ramp(1, 256, CV_8U);
+  for (int v = 0; v < 256; ++v) ramp.at<uchar>(0, v) = static_cast<uchar>(v);
+  cv::Mat table;
+  cv::applyColorMap(ramp, table, map);
+  return table;
+}
+
+cv::Mat colormap(const cv::Mat& gray8, const cv::Mat& table) {
+  CV_Assert(gray8.type() == CV_8U);
+  cv::Mat bgr(gray8.size(), CV_8UC3);
+  const cv::Vec3b* colours = table.ptr<cv::Vec3b>(0);
+  for (int y = 0; y < gray8.rows; ++y) {
+    const uchar* in = gray8.ptr(y);
+    cv::Vec3b* out = bgr.ptr<cv::Vec3b>(y);
+    for (int x = 0; x < gray8.cols; ++x) out[x] = colours[in[x]];
+  }
   return bgr;
 }
 
@@ -76,8 +92,15 @@ cv::Mat stretch_min_max(const cv::Mat& values) {
   return stretch(values, lo, hi);
 }
 
-cv::Mat viridis(const cv::Mat& gray8) { return colormap(gray8, cv::COLORMAP_VIRIDIS); }
-cv::Mat turbo(const cv::Mat& gray8) { return colormap(gray8, cv::COLORMAP_TURBO); }
+cv::Mat viridis(const cv::Mat& gray8) {
+  static const cv::Mat table = colormap_table(cv::COLORMAP_VIRIDIS);
+  return colormap(gray8, table);
+}
+
+cv::Mat turbo(const cv::Mat& gray8) {
+  static const cv::Mat table = colormap_table(cv::COLORMAP_TURBO);
+  return colormap(gray8, table);
+}
 
 std::vector<int> token_under_pixel(int original, int resized, int patch, int tokens) {
   std::vector<int> index(static_cast<std::size_t>(original));

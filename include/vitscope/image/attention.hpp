@@ -85,6 +85,8 @@ ImageRollout image_rollout(const ImageAttention& attention, HeadFusion fusion, f
 
 // Row `row` of (L,S) as a (h_i, w_i) map over the key tokens.
 Tensor2 key_map(const Tensor2& weights, std::size_t row, std::array<std::size_t, 2> grid);
+// Row `row` of head `head` of (nh,L,S) as a (h_i, w_i) map, without copying the head.
+Tensor2 key_map(const Tensor3& weights, std::size_t head, std::size_t row, std::array<std::size_t, 2> grid);
 
 // The mean of all rows of (L,S) as a (h_i, w_i) map: where attention lands on average.
 Tensor2 mean_key_map(const Tensor2& weights, std::array<std::size_t, 2> grid);
