@@ -4,13 +4,16 @@
 # prints images/s, the ratio of every-view to features-only, and where the time went (from each
 # run's summary.json). With 2 threads images are decoded on a thread of their own while the model
 # runs, so decode time is hidden in the wall time; draw and encode are summed over the threads.
-# Usage: bench/folder_run.sh [VITSCOPE] [COPIES] [FORMATS]
-#   (defaults: build/apps/vitscope, 10, "png jpg")
+# Usage: bench/folder_run.sh [VITSCOPE] [COPIES] [FORMATS] [MODEL]
+#   (defaults: build/apps/vitscope, 10, "png jpg", the shipped demo model). The views cost the same
+#   whatever the model, so the share depends on the model's forward: bench/README.md also runs it
+#   with a ViT-S/16 made by torchvision's own class (bench/make_vit_small.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 vitscope=${1:-build/apps/vitscope}
 copies=${2:-10}
 formats=${3:-png jpg}
+model=${4:-assets/models/demo.safetensors}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -27,7 +30,7 @@ for format in $formats; do
       views=()
       [[ $outputs == features ]] && views=(--attention-views none --attention-layers none)
       out="$work/out-$format-$outputs-$threads"
-      "$vitscope" run "$work/images" --out "$out" --batch 8 --threads "$threads" \
+      "$vitscope" run "$work/images" --out "$out" --model "$model" --batch 8 --threads "$threads" \
           --view-format "$format" "${views[@]}" 2>/dev/null
       /usr/bin/python3 - "$work/out-$format-features-$threads/summary.json" "$out/summary.json" \
           "$format" "$outputs" "$threads" "$count" <<'PY'

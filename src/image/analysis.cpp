@@ -8,6 +8,7 @@
 
 #include "vitscope/error.hpp"
 #include "vitscope/image/attention_views.hpp"
+#include "vitscope/nn/parallel.hpp"
 
 namespace vitscope::image {
 
@@ -263,9 +264,13 @@ BatchAnalysis analyse(const ImageModel& model, const std::vector<cv::Mat>& image
   const ImageModelOutput out = model.forward(batch, plan.request.layer, plan.capture);
   BatchAnalysis result;
   result.forward_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  for (std::size_t b = 0; b < images.size(); ++b) {
-    result.images.push_back(image_analysis(model, out, batch, b, images[b], preprocess, plan));
-  }
+  // Each image's crops, fused maps and rollout are its own: the images share the pool.
+  result.images.resize(images.size());
+  parallel_for(images.size(), 1, [&](std::size_t begin, std::size_t end) {
+    for (std::size_t b = begin; b < end; ++b) {
+      result.images[b] = image_analysis(model, out, batch, b, images[b], preprocess, plan);
+    }
+  });
   return result;
 }
 

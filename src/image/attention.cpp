@@ -32,11 +32,14 @@ std::vector<std::size_t> all_of(std::size_t n) {
 // weights(b) (nh,L,S) restricted to the given query rows and key columns.
 Tensor3 select(const Tensor4& weights, std::size_t b, const std::vector<std::size_t>& rows,
                const std::vector<std::size_t>& cols) {
-  const std::size_t nh = weights.shape(1);
+  const std::size_t nh = weights.shape(1), L = weights.shape(2), S = weights.shape(3);
   Tensor3 out = Tensor3::from_shape({nh, rows.size(), cols.size()});
+  float* to = out.data();
   for (std::size_t k = 0; k < nh; ++k) {
-    for (std::size_t l = 0; l < rows.size(); ++l) {
-      for (std::size_t s = 0; s < cols.size(); ++s) out(k, l, s) = weights(b, k, rows[l], cols[s]);
+    const float* head = weights.data() + (b * nh + k) * L * S;
+    for (std::size_t row : rows) {
+      const float* from = head + row * S;
+      for (std::size_t col : cols) *to++ = from[col];
     }
   }
   return out;
@@ -187,13 +190,28 @@ ImageAttention image_attention(const ImageModelOutput& output, std::size_t b) {
 }
 
 Tensor2 fuse_heads(const Tensor3& weights, HeadFusion fusion) {
-  if (weights.shape(0) == 0) throw Error("bad_attention_input", "no heads to fuse");
-  switch (fusion) {
-    case HeadFusion::mean: return xt::mean(weights, {0});
-    case HeadFusion::max: return xt::amax(weights, {0});
-    case HeadFusion::min: return xt::amin(weights, {0});
+  const std::size_t nh = weights.shape(0), L = weights.shape(1), S = weights.shape(2);
+  if (nh == 0) throw Error("bad_attention_input", "no heads to fuse");
+  // Head by head over whole (L,S) planes, in head order: the mean sums in float and divides in
+  // double, as xt::mean does, so the maps match those drawn before, bit for bit.
+  Tensor2 fused = Tensor2::from_shape({L, S});
+  float* out = fused.data();
+  const float* head = weights.data();
+  std::copy_n(head, L * S, out);
+  for (std::size_t k = 1; k < nh; ++k) {
+    head += L * S;
+    for (std::size_t i = 0; i < L * S; ++i) {
+      switch (fusion) {
+        case HeadFusion::mean: out[i] += head[i]; break;
+        case HeadFusion::max: out[i] = std::max(out[i], head[i]); break;
+        case HeadFusion::min: out[i] = std::min(out[i], head[i]); break;
+      }
+    }
   }
-  return xt::mean(weights, {0});
+  if (fusion == HeadFusion::mean) {
+    for (std::size_t i = 0; i < L * S; ++i) out[i] = static_cast<float>(out[i] / static_cast<double>(nh));
+  }
+  return fused;
 }
 
 Tensor2 cls_attention(const Tensor3& with_prefix, std::size_t num_prefix_tokens) {
