@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
-# Folder-run throughput: `vitscope run` over COPIES copies of assets/images (the shipped model),
-# at 1 and 2 threads, features only and with every view, with the pictures in each of FORMATS;
-# prints images/s, the ratio of every-view to features-only, and where the time went (from each
-# run's summary.json). With 2 threads images are decoded on a thread of their own while the model
-# runs, so decode time is hidden in the wall time; draw and encode are summed over the threads.
-# Usage: bench/folder_run.sh [VITSCOPE] [COPIES] [FORMATS] [MODEL]
-#   (defaults: build/apps/vitscope, 10, "png jpg", the shipped demo model). The views cost the same
-#   whatever the model, so the share depends on the model's forward: bench/README.md also runs it
-#   with a ViT-S/16 made by torchvision's own class (bench/make_vit_small.sh).
+# Folder-run throughput: `vitscope run` over COPIES copies of assets/images, at 1 and 2 threads,
+# features only and with every view, with the pictures in each of FORMATS; each run REPEAT times,
+# interleaved, and the medians printed: images/s, the ratio of every-view to features-only, and
+# where the time went (from each run's summary.json). With 2 threads images are decoded on a
+# thread of their own while the model runs, so decode time is hidden in the wall time; draw and
+# encode are summed over the threads.
+# Usage: bench/folder_run.sh [VITSCOPE] [COPIES] [FORMATS] [MODEL] [REPEAT]
+#   (defaults: build/apps/vitscope, 10, "png jpg", the shipped demo model, 3). The views cost the
+#   same whatever the model, so the share depends on the model's forward: bench/README.md also
+#   runs it with a ViT-S/16 made by torchvision's own class (bench/make_vit_small.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 vitscope=${1:-build/apps/vitscope}
 copies=${2:-10}
 formats=${3:-png jpg}
 model=${4:-assets/models/demo.safetensors}
+repeat=${5:-3}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -21,27 +23,38 @@ for i in $(seq 1 "$copies"); do
   mkdir -p "$work/images/$i"
   cp assets/images/*.png assets/images/*.jpg "$work/images/$i/"
 done
-count=$(find "$work/images" -type f | wc -l)
-echo "| format | outputs | threads | images | wall s | images/s | of features-only | decode s | forward s | draw s | encode s |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
-for format in $formats; do
-  for threads in 1 2; do
-    for outputs in features all; do
-      views=()
-      [[ $outputs == features ]] && views=(--attention-views none --attention-layers none)
-      out="$work/out-$format-$outputs-$threads"
-      "$vitscope" run "$work/images" --out "$out" --model "$model" --batch 8 --threads "$threads" \
-          --view-format "$format" "${views[@]}" 2>/dev/null
-      /usr/bin/python3 - "$work/out-$format-features-$threads/summary.json" "$out/summary.json" \
-          "$format" "$outputs" "$threads" "$count" <<'PY'
-import json, sys
-features = json.load(open(sys.argv[1]))["timings"]
-t = json.load(open(sys.argv[2]))["timings"]
-share = t["images_per_s"] / features["images_per_s"]
-print(f"| {sys.argv[3]} | {sys.argv[4]} | {sys.argv[5]} | {sys.argv[6]} | {t['total_s']:.2f} | "
-      f"{t['images_per_s']:.1f} | {100 * share:.0f}% | {t['load_s']:.2f} | {t['forward_s']:.2f} | "
-      f"{t['draw_s']:.2f} | {t['encode_s']:.2f} |")
-PY
+for r in $(seq 1 "$repeat"); do
+  for format in $formats; do
+    for threads in 1 2; do
+      for outputs in features all; do
+        views=()
+        [[ $outputs == features ]] && views=(--attention-views none --attention-layers none)
+        out="$work/out/$format/$threads/$outputs/$r"
+        "$vitscope" run "$work/images" --out "$out" --model "$model" --batch 8 \
+            --threads "$threads" --view-format "$format" "${views[@]}" 2>/dev/null
+        rm -rf "$out/images"  # keep the summaries only
+      done
     done
   done
 done
+
+/usr/bin/python3 - "$work/out" "$(find "$work/images" -type f | wc -l)" $formats <<'PY'
+import glob, json, statistics, sys
+root, count, formats = sys.argv[1], sys.argv[2], sys.argv[3:]
+def medians(format, threads, outputs):
+    runs = [json.load(open(p))["timings"]
+            for p in glob.glob(f"{root}/{format}/{threads}/{outputs}/*/summary.json")]
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+print("| format | outputs | threads | images | wall s | images/s | of features-only | decode s | "
+      "forward s | draw s | encode s |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+for format in formats:
+    for threads in (1, 2):
+        features = medians(format, threads, "features")
+        for outputs in ("features", "all"):
+            t = medians(format, threads, outputs)
+            share = t["images_per_s"] / features["images_per_s"]
+            print(f"| {format} | {outputs} | {threads} | {count} | {t['total_s']:.2f} | "
+                  f"{t['images_per_s']:.1f} | {100 * share:.0f}% | {t['load_s']:.2f} | "
+                  f"{t['forward_s']:.2f} | {t['draw_s']:.2f} | {t['encode_s']:.2f} |")
+PY
