@@ -215,17 +215,16 @@ std::vector<Tile> attention_tiles(const DemoImage& image, const DemoState& state
 
 std::vector<Tile> rollout_tiles(const DemoImage& image, const DemoState& state, const ModelShape& shape) {
   const image::ImageRollout rollout =
-      image::image_rollout(image.attention, state.fusion, kRolloutDiscard, shape.cls);
+      image::image_rollout(image.attention, state.fusion, kRolloutDiscard, shape.cls, {state.token});
   std::vector<Tile> tiles;
   if (cls_view(image, state) && shape.cls) {
     tiles.push_back({rollout.cls, "rollout of the CLS token"});
   } else {
-    tiles.push_back({image::key_map(rollout.patches, state.token, image.attention.grid),
+    tiles.push_back({image::key_map(rollout.points, 0, image.attention.grid),
                      "rollout of token " + cell_text(token_cell(state.token, image))});
   }
   // The mean of all rows: what the tokens draw on together.
-  const Tensor2 all_tokens = image::mean_key_map(rollout.patches, image.attention.grid);
-  tiles.push_back({all_tokens, "rollout, all tokens"});
+  tiles.push_back({rollout.mean, "rollout, all tokens"});
   return tiles;
 }
 

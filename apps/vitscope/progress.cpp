@@ -60,6 +60,10 @@ void Progress::advance(const std::string& name, const std::string& status) {
   std::cerr << line.str() << std::flush;
 }
 
+void Progress::warn(const std::string& message) {
+  std::cerr << (terminal_ ? "\r\033[K" : "") << "vitscope: warning: " << message << "\n" << std::flush;
+}
+
 void Progress::finish() {
   if (terminal_ && done_ > 0) std::cerr << "\n";
 }

@@ -15,6 +15,9 @@ class Progress {
   // One more item is done; name and status describe it on the plain lines.
   void advance(const std::string& name, const std::string& status);
 
+  // A line of its own ("vitscope: warning: ..."), above the bar on a terminal.
+  void warn(const std::string& message);
+
   // Ends the bar's line, so that what follows starts on its own.
   void finish();
 

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <new>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -170,6 +171,8 @@ void run_output_task(const Job& job, const image::ImageAnalysis& analysis, const
     writer(job.folder(r) / output.file);
     task.times.draw_s = std::chrono::duration<double>(drawn - start).count();
     task.times.encode_s = seconds_since(drawn);
+  } catch (const std::bad_alloc&) {
+    task.error = "out of memory while drawing and writing " + output.file;
   } catch (const std::exception& e) {
     task.error = e.what();
   }
@@ -243,6 +246,22 @@ void write_batch(const Job& job, const image::BatchAnalysis& analysis, const std
   }
 }
 
+// Over the memory budget, what a batch leaves out and what brings it back.
+std::string rows_only_warning(const Job& job, const image::BatchAnalysis& analysis,
+                              const std::vector<Loaded>& loaded, const std::vector<Record>& records) {
+  std::string names = records[loaded.front().record].input;
+  if (loaded.size() > 1) names += " and " + std::to_string(loaded.size() - 1) + " more";
+  const std::size_t budget = job.plan.request.max_memory_bytes;
+  return names + ": " + std::to_string(analysis.estimate.tokens) +
+         " tokens: whole attention maps would take about " + image::mebibytes(analysis.estimate.whole) +
+         ", over the memory budget of " + image::mebibytes(budget) +
+         "; attention kept as rows, every view drawn" +
+         (!job.options.attention.save                         ? ""
+          : job.model.options.num_prefix_tokens() > 0 ? ", --save-attention writes the prefix tokens' and points' rows only"
+                                                      : ", --save-attention writes the points' rows only") +
+         "; --max-memory-mb " + std::to_string((analysis.estimate.whole >> 20) + 1) + " keeps whole maps";
+}
+
 // Runs the model on loaded images and writes their results; a failure of the batch fails each of
 // its images, a failure to write fails that image only.
 void run_batch(const Job& job, std::vector<Loaded>& loaded, std::vector<Record>& records,
@@ -256,6 +275,7 @@ void run_batch(const Job& job, std::vector<Loaded>& loaded, std::vector<Record>&
   try {
     const image::BatchAnalysis analysis = image::analyse(job.model, images, job.preprocess, job.plan);
     timings.forward_s += analysis.forward_s;
+    if (analysis.scored) progress.warn(rows_only_warning(job, analysis, loaded, records));
     write_batch(job, analysis, loaded, records, timings);
   } catch (const std::exception& e) {  // the model failed on the batch
     for (const Loaded& l : loaded) fail(records[l.record], e.what());

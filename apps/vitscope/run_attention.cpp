@@ -1,5 +1,7 @@
 #include "run_attention.hpp"
 
+#include <unistd.h>
+
 #include <cmath>
 #include <sstream>
 
@@ -90,6 +92,8 @@ image::AnalysisRequest analysis_request(const std::string& layer, const Attentio
   request.threshold = o.threshold;
   request.top_queries = static_cast<std::size_t>(o.top_queries);
   request.score_threshold = o.score_threshold;
+  request.max_memory_bytes = o.max_memory_mb > 0 ? static_cast<std::size_t>(o.max_memory_mb) << 20
+                                                 : default_memory_budget();
   return request;
 }
 
@@ -147,6 +151,17 @@ void add_attention_options(CLI::App& command, AttentionOptions& o) {
       ->check(CLI::Range(0.0, 1.0));
   command.add_flag("--save-attention", o.save,
                    "also write the captured maps as attention/<module>.npy (nh,L,S) per image");
+  command.add_option("--max-memory-mb", o.max_memory_mb,
+                     "memory a batch may take (default: a quarter of physical memory); over it, "
+                     "attention is kept as rows (no whole maps), and a batch that still does not "
+                     "fit fails with its estimate")
+      ->check(CLI::Range(1, 1 << 30));
+}
+
+std::size_t default_memory_budget() {
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  if (pages <= 0 || page <= 0) return std::size_t{4} << 30;  // unknown: what a small machine has
+  return static_cast<std::size_t>(pages) * static_cast<std::size_t>(page) / 4;
 }
 
 image::AnalysisPlan plan_run(const image::ImageModel& model, const std::string& layer,

@@ -8,10 +8,9 @@ using Json = nlohmann::json;
 
 // A module's rows, each with one encoded map per head over the key tokens.
 Json module_rows(const image::ImageAnalysis& a, const nn::ModulePath& path, bool cls_row) {
-  const Tensor3& weights = a.attention.modules.at(path);
   const std::array<std::size_t, 2> grid = a.attention.grid;
   Json rows = Json::array();
-  const auto add_row = [&](std::size_t row, const std::string& label, Json point) {
+  const auto add_row = [&](const Tensor3& weights, std::size_t row, const std::string& label, Json point) {
     Json heads = Json::array();
     for (std::size_t k = 0; k < weights.shape(0); ++k) {
       heads.push_back(encode_map(image::key_map(weights, k, row, grid)));
@@ -20,17 +19,19 @@ Json module_rows(const image::ImageAnalysis& a, const nn::ModulePath& path, bool
   };
   const bool query_rows = a.queries.size() > 0 && path.stack == nn::Stack::decoder;
   if (query_rows) {
-    for (const image::RankedQuery& q : a.top_queries) add_row(q.query, q.caption, nullptr);
+    const Tensor3& weights = a.attention.modules.at(path);
+    for (const image::RankedQuery& q : a.top_queries) add_row(weights, q.query, q.caption, nullptr);
     return rows;
   }
   if (cls_row) {
-    const Tensor2 cls = image::cls_attention(a.attention.with_prefix.at(path), a.attention.num_prefix_tokens);
+    const Tensor2 cls = a.attention.cls_rows(path);
     Json heads = Json::array();
     for (std::size_t k = 0; k < cls.shape(0); ++k) heads.push_back(encode_map(image::key_map(cls, k, grid)));
     rows.push_back({{"label", "CLS token"}, {"point", nullptr}, {"heads", heads}});
   }
+  const Tensor3 points = a.attention.token_rows(path, a.point_tokens);  // (nh,P,S_i)
   for (std::size_t i = 0; i < a.points.size(); ++i) {
-    add_row(a.point_tokens[i], "point " + std::to_string(i + 1), {a.points[i].x, a.points[i].y});
+    add_row(points, i, "point " + std::to_string(i + 1), {a.points[i].x, a.points[i].y});
   }
   return rows;
 }
@@ -41,15 +42,13 @@ Json rollout_rows(const image::ImageAnalysis& a) {
   if (rollout.cls.size() > 0) {
     rows.push_back({{"label", "CLS token"}, {"point", nullptr}, {"map", encode_map(rollout.cls)}});
   }
-  if (rollout.patches.size() == 0) return rows;
+  if (rollout.mean.size() == 0) return rows;
   for (std::size_t i = 0; i < a.points.size(); ++i) {
     rows.push_back({{"label", "point " + std::to_string(i + 1)},
                     {"point", {a.points[i].x, a.points[i].y}},
-                    {"map", encode_map(image::key_map(rollout.patches, a.point_tokens[i], a.attention.grid))}});
+                    {"map", encode_map(image::key_map(rollout.points, i, a.attention.grid))}});
   }
-  rows.push_back({{"label", "all tokens"},
-                  {"point", nullptr},
-                  {"map", encode_map(image::mean_key_map(rollout.patches, a.attention.grid))}});
+  rows.push_back({{"label", "all tokens"}, {"point", nullptr}, {"map", encode_map(rollout.mean)}});
   return rows;
 }
 

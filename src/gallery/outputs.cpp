@@ -1,6 +1,7 @@
 #include "vitscope/gallery/outputs.hpp"
 
 #include <cmath>
+#include <numeric>
 
 #include "vitscope/gallery/explorer.hpp"
 #include "vitscope/gallery/file_names.hpp"
@@ -160,21 +161,17 @@ void add_attention_views(Registry& r, const image::AnalysisPlan& plan) {
     r.add_picture(kind, kind, std::move(title), picture,
                   [draw](const ImageContext& c) { return draw(c.analysis, c.analysis.canvas); });
   };
-  const auto module = [](const ImageAnalysis& a, const nn::ModulePath& path) -> const Tensor3& {
-    return a.attention.modules.at(path);
-  };
-  const nn::ModulePath view_module = plan.view_module.value_or(nn::ModulePath{});
   view(AttentionView::points, "Encoder self-attention of the token under each point (heads fused)", 4,
        [=](const ImageAnalysis& a, const image::AttentionCanvas& canvas) {
-         return image::points_view(module(a, view_module), a.points, fusion, canvas);
+         return image::points_view(a.view_rows, a.points, fusion, canvas);
        });
   view(AttentionView::heads, "Head montage: fused, then every head, per point", 5,
        [=](const ImageAnalysis& a, const image::AttentionCanvas& canvas) {
-         return image::heads_view(module(a, view_module), a.points, fusion, canvas);
+         return image::heads_view(a.view_rows, a.points, fusion, canvas);
        });
   view(AttentionView::masks, "Masks: the tokens holding the top share of each map's attention", 6,
        [=](const ImageAnalysis& a, const image::AttentionCanvas& canvas) {
-         return image::masks_view(module(a, view_module), a.points, fusion, threshold, canvas);
+         return image::masks_view(a.view_rows, a.points, fusion, threshold, canvas);
        });
   view(AttentionView::cls, "The CLS token's attention over the patches: fused, then every head", 7,
        [=](const ImageAnalysis& a, const image::AttentionCanvas& canvas) {
@@ -187,24 +184,42 @@ void add_attention_views(Registry& r, const image::AnalysisPlan& plan) {
   view(AttentionView::rollout,
        "Attention rollout through the encoder: the CLS token's (with one), per point, over all tokens", 9,
        [](const ImageAnalysis& a, const image::AttentionCanvas& canvas) {
-         return image::rollout_view(a.rollout.patches, a.points, canvas, a.rollout.cls);
+         return image::rollout_view(a.rollout, a.points, canvas);
        });
   const nn::ModulePath cross_module = plan.cross_module.value_or(nn::ModulePath{});
   view(AttentionView::cross, "Decoder cross-attention", 10,
        [=](const ImageAnalysis& a, const image::AttentionCanvas& canvas) {
-         return image::cross_view(module(a, cross_module), cross_rows(a), fusion, canvas);
+         std::vector<image::CrossRow> rows = cross_rows(a);
+         if (!a.attention.scored.count(cross_module)) {
+           return image::cross_view(a.attention.modules.at(cross_module), rows, fusion, canvas);
+         }
+         // Token rows of a module captured as scores: formed for the rows shown, numbered anew.
+         std::vector<std::size_t> tokens;
+         for (image::CrossRow& row : rows) tokens.push_back(row.row), row.row = tokens.size() - 1;
+         return image::cross_view(a.attention.token_rows(cross_module, tokens), rows, fusion, canvas);
        });
 }
 
-// --save-attention: each kept module's whole map, prefix tokens first as PyTorch's module gives it.
+// --save-attention: each kept module's whole map, prefix tokens first as PyTorch's module gives
+// it. A module captured as scores (over the memory budget) has no whole map: its file holds the
+// rows of the prefix tokens and of the points' tokens, (nh, X+P, X+S_i).
 void add_saved_attention(Registry& r, const image::AnalysisPlan& plan) {
   for (const nn::ModulePath& path : plan.kept) {
     r.add("attention:" + path.str(), "attention/" + path.str() + ".npy", "", -1,
           [path](const ImageContext& c) -> FileWriter {
             const image::ImageAttention& attention = c.analysis.attention;
-            const Tensor3& weights = attention.num_prefix_tokens > 0 ? attention.with_prefix.at(path)
-                                                                     : attention.modules.at(path);
-            return [&weights](const fs::path& file) {
+            const std::size_t X = attention.num_prefix_tokens;
+            if (!attention.scored.count(path)) {
+              const Tensor3& weights = X > 0 ? attention.with_prefix.at(path) : attention.modules.at(path);
+              return [&weights](const fs::path& file) {
+                fs::create_directories(file.parent_path());
+                io::write_npy(file.string(), weights);
+              };
+            }
+            std::vector<std::size_t> rows(X);
+            std::iota(rows.begin(), rows.end(), 0);
+            for (std::size_t t : c.analysis.point_tokens) rows.push_back(X + t);
+            return [weights = attention.sequence_rows(path, rows)](const fs::path& file) {
               fs::create_directories(file.parent_path());
               io::write_npy(file.string(), weights);
             };

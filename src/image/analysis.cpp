@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <new>
 
 #include <xtensor/xview.hpp>
 
@@ -145,15 +146,36 @@ ImageAnalysis image_analysis(const ImageModel& model, const ImageModelOutput& ou
     if (model.options.detector) names.push_back("no-object");  // class_embed's last class
     a.top_queries = rank_queries(a.queries.shape(0), a.query_logits, names, plan.request.top_queries);
   }
-  if (plan.cls_module) {
-    a.cls_attention = image::cls_attention(a.attention.with_prefix.at(*plan.cls_module),
-                                           a.attention.num_prefix_tokens);
-  }
+  if (plan.view_module) a.view_rows = a.attention.token_rows(*plan.view_module, a.point_tokens);
+  if (plan.cls_module) a.cls_attention = a.attention.cls_rows(*plan.cls_module);
   if (plan.rollout) {
     a.rollout = image_rollout(a.attention, plan.request.fusion, plan.request.discard_ratio,
-                              model.options.cls_token);
+                              model.options.cls_token, a.point_tokens);
   }
   return a;
+}
+
+// The captured modules whose rows are the image's tokens: all but a query model's decoder.
+std::vector<nn::ModulePath> token_modules(const ImageModel& model, const AnalysisPlan& plan) {
+  const bool queries = model.options.target == Target::queries && !model.transformer.encoder_only();
+  std::vector<nn::ModulePath> out;
+  for (const nn::ModulePath& path : plan.capture) {
+    if (!(queries && path.stack == nn::Stack::decoder)) out.push_back(path);
+  }
+  return out;
+}
+
+std::size_t at_once(std::size_t images) {
+  return std::min(images, static_cast<std::size_t>(std::max(1, num_threads())));
+}
+
+template <class F>
+auto naming_the_stage(const std::string& stage, F f) {
+  try {
+    return f();
+  } catch (const std::bad_alloc&) {
+    throw Error("out_of_memory", "out of memory while " + stage);
+  }
 }
 
 }  // namespace
@@ -257,19 +279,84 @@ AnalysisPlan plan_analysis(const ImageModel& model, const AnalysisRequest& reque
   return plan;
 }
 
+MemoryEstimate estimate_memory(const ImageModel& model, const ImageBatch& batch, const AnalysisPlan& plan) {
+  constexpr std::size_t F = sizeof(float);
+  const std::size_t N = batch.pixels.shape(0), H = batch.pixels.shape(2), W = batch.pixels.shape(3);
+  const std::size_t p = static_cast<std::size_t>(model.options.patch_size);
+  const std::size_t E = static_cast<std::size_t>(model.options.transformer.d_model);
+  const std::size_t ff = static_cast<std::size_t>(model.options.transformer.dim_feedforward);
+  const std::size_t nh = static_cast<std::size_t>(model.options.transformer.nhead);
+  const std::size_t Q = static_cast<std::size_t>(std::max<int64_t>(0, model.options.num_queries));
+  const std::size_t T = model.options.num_prefix_tokens() + (H / p) * (W / p);
+  MemoryEstimate e;
+  e.tokens = T;
+  // Pixels (loaded, resized, batched, the views' picture), the stem or backbone's first
+  // activations, and the layers' activations: what any run takes.
+  std::size_t base = 4 * N * 3 * H * W * F + N * T * (8 * E + 2 * ff) * F;
+  if (model.options.backbone || !model.options.stem_channels.empty()) base += 3 * N * 16 * H * W * F;
+  e.whole = e.scores = base;
+  const std::vector<nn::ModulePath> tokens = token_modules(model, plan);
+  const std::size_t X = model.options.num_prefix_tokens();
+  for (const nn::ModulePath& path : plan.capture) {
+    if (std::find(tokens.begin(), tokens.end(), path) == tokens.end()) {
+      const std::size_t whole = 2 * N * nh * Q * T * F;  // the forward's and the crops
+      e.whole += whole;
+      e.scores += whole;
+      continue;
+    }
+    e.whole += N * nh * T * T * F * (X > 0 ? 3 : 2);  // the forward's, each image's crop(s)
+    e.scores += N * 2 * T * E * F;                     // q and k
+  }
+  if (plan.rollout) {
+    // Whole: the fused layer, its entries, their order, the product and its result, per image
+    // analysed at once. Scores: a block of rows, and the rows carried back.
+    e.whole += at_once(N) * (nh + 6) * T * T * F;
+    e.scores += at_once(N) * std::min(std::size_t{40} << 20, (nh + 2) * T * T * F);
+  }
+  return e;
+}
+
+std::string mebibytes(std::size_t bytes) {
+  return std::to_string((bytes + (std::size_t{1} << 20) - 1) >> 20) + " MiB";
+}
+
 BatchAnalysis analyse(const ImageModel& model, const std::vector<cv::Mat>& images,
                       const PreprocessOptions& preprocess, const AnalysisPlan& plan) {
-  const ImageBatch batch = image::preprocess(images, preprocess);
-  const auto start = std::chrono::steady_clock::now();
-  const ImageModelOutput out = model.forward(batch, plan.request.layer, plan.capture);
+  const ImageBatch batch = naming_the_stage("preprocessing the images", [&] {
+    return image::preprocess(images, preprocess);
+  });
   BatchAnalysis result;
+  result.estimate = estimate_memory(model, batch, plan);
+  const std::size_t budget = plan.request.max_memory_bytes;
+  result.scored = budget > 0 && result.estimate.whole > budget &&
+                  result.estimate.scores < result.estimate.whole && !token_modules(model, plan).empty();
+  const std::size_t needed = result.scored ? result.estimate.scores : result.estimate.whole;
+  if (budget > 0 && needed > budget) {
+    throw Error("over_memory_budget",
+                std::to_string(images.size()) + " image(s) at " + std::to_string(batch.pixels.shape(3)) + "x" +
+                    std::to_string(batch.pixels.shape(2)) + " pixels (" + std::to_string(result.estimate.tokens) +
+                    " tokens) need an estimated " + mebibytes(needed) + ", over the memory budget of " +
+                    mebibytes(budget) + " (--max-memory-mb)");
+  }
+  const std::vector<nn::ModulePath> scored = result.scored ? token_modules(model, plan) : std::vector<nn::ModulePath>{};
+  std::vector<nn::ModulePath> whole;
+  for (const nn::ModulePath& path : plan.capture) {
+    if (std::find(scored.begin(), scored.end(), path) == scored.end()) whole.push_back(path);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  const ImageModelOutput out = naming_the_stage("running the model", [&] {
+    return model.forward(batch, plan.request.layer, whole, scored);
+  });
   result.forward_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   // Each image's crops, fused maps and rollout are its own: the images share the pool.
   result.images.resize(images.size());
-  parallel_for(images.size(), 1, [&](std::size_t begin, std::size_t end) {
-    for (std::size_t b = begin; b < end; ++b) {
-      result.images[b] = image_analysis(model, out, batch, b, images[b], preprocess, plan);
-    }
+  naming_the_stage("computing the attention maps", [&] {
+    parallel_for(images.size(), 1, [&](std::size_t begin, std::size_t end) {
+      for (std::size_t b = begin; b < end; ++b) {
+        result.images[b] = image_analysis(model, out, batch, b, images[b], preprocess, plan);
+      }
+    });
+    return 0;
   });
   return result;
 }

@@ -8,6 +8,7 @@
 #include <xtensor/xmath.hpp>
 #include <xtensor/xview.hpp>
 
+#include "rollout_rows.hpp"
 #include "vitscope/error.hpp"
 
 namespace vitscope::image {
@@ -45,6 +46,23 @@ Tensor3 select(const Tensor4& weights, std::size_t b, const std::vector<std::siz
   return out;
 }
 
+// weights (nh,L,S) restricted to the given query rows and key columns.
+Tensor3 select(const Tensor3& weights, const std::vector<std::size_t>& rows,
+               const std::vector<std::size_t>& cols) {
+  const std::size_t nh = weights.shape(0), L = weights.shape(1), S = weights.shape(2);
+  Tensor3 out = Tensor3::from_shape({nh, rows.size(), cols.size()});
+  float* to = out.data();
+  for (std::size_t k = 0; k < nh; ++k) {
+    const float* head = weights.data() + k * L * S;
+    for (std::size_t row : rows) {
+      if (row >= L) throw Error("bad_attention_input", "no attention row " + std::to_string(row));
+      const float* from = head + row * S;
+      for (std::size_t col : cols) *to++ = from[col];
+    }
+  }
+  return out;
+}
+
 // Indices of `values` in ascending order; ties keep index order, so results never depend on the
 // sort's implementation.
 std::vector<std::size_t> ascending_order(const std::vector<float>& values) {
@@ -72,18 +90,10 @@ std::vector<std::size_t> lowest(const std::vector<float>& values, std::size_t co
 Tensor2 rollout_step(Tensor2 fused, float discard_ratio, bool keep_first) {
   const std::size_t S = fused.shape(0);
   const std::vector<float> entries(fused.begin(), fused.end());
-  const auto discarded = static_cast<std::size_t>(std::floor(entries.size() * discard_ratio));
-  for (std::size_t index : lowest(entries, discarded)) {
+  for (std::size_t index : lowest(entries, discarded_entries(entries.size(), discard_ratio))) {
     if (!(keep_first && index == 0)) fused.data()[index] = 0.0f;
   }
-  for (std::size_t i = 0; i < S; ++i) {
-    double total = 0;
-    for (std::size_t j = 0; j < S; ++j) {
-      fused(i, j) = 0.5f * (fused(i, j) + (i == j ? 1.0f : 0.0f));
-      total += fused(i, j);
-    }
-    for (std::size_t j = 0; j < S; ++j) fused(i, j) = static_cast<float>(fused(i, j) / total);
-  }
+  for (std::size_t i = 0; i < S; ++i) add_identity_and_normalise(&fused(i, 0), i, S);
   return fused;
 }
 
@@ -151,11 +161,51 @@ nn::ModulePath module_path(ModuleKind kind, std::size_t layer) {
 }
 
 std::vector<nn::ModulePath> ImageAttention::encoder_modules() const {
-  std::vector<nn::ModulePath> paths;  // the map's order is the model's: layer by layer
+  std::vector<nn::ModulePath> paths;
   for (const auto& [path, weights] : modules) {
     if (path.stack == nn::Stack::encoder) paths.push_back(path);
   }
+  for (const auto& [path, s] : scored) {
+    if (path.stack == nn::Stack::encoder) paths.push_back(path);
+  }
+  std::sort(paths.begin(), paths.end());  // the model's order: layer by layer
   return paths;
+}
+
+Tensor3 ImageAttention::sequence_rows(const nn::ModulePath& path,
+                                      const std::vector<std::size_t>& rows) const {
+  const auto found = scored.find(path);
+  if (found == scored.end()) {
+    const std::size_t X = num_prefix_tokens;
+    const Tensor3& whole = X > 0 ? with_prefix.at(path) : modules.at(path);
+    return select(whole, rows, all_of(whole.shape(2)));
+  }
+  std::vector<std::size_t> positions;
+  for (std::size_t row : rows) positions.push_back(sequence.at(row));
+  const Tensor3 padded = found->second.scores->weights(found->second.batch_index, positions);
+  return select(padded, all_of(rows.size()), sequence);
+}
+
+Tensor3 ImageAttention::token_rows(const nn::ModulePath& path,
+                                   const std::vector<std::size_t>& tokens) const {
+  const std::size_t X = num_prefix_tokens;
+  if (!scored.count(path)) return select(modules.at(path), tokens, all_of(modules.at(path).shape(2)));
+  std::vector<std::size_t> rows;
+  for (std::size_t t : tokens) rows.push_back(X + t);
+  const Tensor3 with_prefix_cols = sequence_rows(path, rows);
+  if (X == 0) return with_prefix_cols;
+  std::vector<std::size_t> patches(with_prefix_cols.shape(2) - X);
+  std::iota(patches.begin(), patches.end(), X);
+  return select(with_prefix_cols, all_of(rows.size()), patches);
+}
+
+Tensor2 ImageAttention::cls_rows(const nn::ModulePath& path) const {
+  if (!scored.count(path)) return cls_attention(with_prefix.at(path), num_prefix_tokens);
+  const Tensor3 row = sequence_rows(path, {0});
+  const std::size_t nh = row.shape(0), X = num_prefix_tokens, S = row.shape(2) - X;
+  Tensor2 out = Tensor2::from_shape({nh, S});
+  for (std::size_t k = 0; k < nh; ++k) std::copy_n(&row(k, 0, X), S, &out(k, 0));
+  return out;
 }
 
 ImageAttention image_attention(const ImageModelOutput& output, std::size_t b) {
@@ -168,6 +218,9 @@ ImageAttention image_attention(const ImageModelOutput& output, std::size_t b) {
   const std::size_t Q = queries ? output.query_outputs.shape(1) : 0;
   const std::size_t X = output.num_prefix_tokens;
   result.num_prefix_tokens = X;
+  result.sequence = all_of(X);
+  for (std::size_t t : tokens) result.sequence.push_back(X + t);
+  for (const auto& [path, scores] : output.attention_scores) result.scored[path] = {scores, b};
   if (X > 0) {
     // Prefix tokens are rows and columns 0..X-1; the patch grid follows them.
     std::vector<std::size_t> prefixed = all_of(X);
@@ -238,14 +291,25 @@ Tensor2 patch_block(const Tensor2& rollout, std::size_t X) {
 }  // namespace
 
 ImageRollout image_rollout(const ImageAttention& attention, HeadFusion fusion, float discard_ratio,
-                           bool cls_token) {
+                           bool cls_token, const std::vector<std::size_t>& point_tokens) {
   const std::size_t X = attention.num_prefix_tokens;
+  const bool keep_first = cls_token && X > 0;
+  const std::vector<nn::ModulePath> paths = attention.encoder_modules();
+  if (!attention.scored.empty()) {
+    return rollout_rows(attention, paths, fusion, discard_ratio, keep_first, point_tokens);
+  }
   const auto& source = X > 0 ? attention.with_prefix : attention.modules;
   std::vector<Tensor3> layers;
-  for (const nn::ModulePath& path : attention.encoder_modules()) layers.push_back(source.at(path));
-  const Tensor2 rollout = attention_rollout(layers, fusion, discard_ratio, cls_token && X > 0);
-  ImageRollout result{X > 0 ? patch_block(rollout, X) : rollout, {}};
-  if (cls_token && X > 0) {
+  for (const nn::ModulePath& path : paths) layers.push_back(source.at(path));
+  const Tensor2 rollout = attention_rollout(layers, fusion, discard_ratio, keep_first);
+  ImageRollout result;
+  result.patches = X > 0 ? patch_block(rollout, X) : rollout;
+  result.points = Tensor2::from_shape({point_tokens.size(), result.patches.shape(1)});
+  for (std::size_t i = 0; i < point_tokens.size(); ++i) {
+    std::copy_n(&result.patches(point_tokens[i], 0), result.patches.shape(1), &result.points(i, 0));
+  }
+  result.mean = mean_key_map(result.patches, attention.grid);
+  if (keep_first) {
     const Tensor2 cls_row = xt::view(rollout, xt::range(0, 1), xt::range(X, rollout.shape(1)));
     result.cls = key_map(cls_row, 0, attention.grid);
   }

@@ -104,26 +104,33 @@ void require_points(const std::vector<cv::Point2d>& points) {
   if (points.empty()) throw Error("bad_view_input", "this view needs at least one point");
 }
 
+void require_point_rows(const Tensor3& rows, const std::vector<cv::Point2d>& points) {
+  require_points(points);
+  if (rows.shape(1) != points.size()) {
+    throw Error("bad_view_input", "the attention rows do not match the points");
+  }
+}
+
 // For each point a row: the fused map, then each head's, each drawn by `draw`.
 template <class Draw>
-cv::Mat montage(const Tensor3& weights, const std::vector<cv::Point2d>& points, HeadFusion fusion,
+cv::Mat montage(const Tensor3& rows, const std::vector<cv::Point2d>& points, HeadFusion fusion,
                 const AttentionCanvas& canvas, Draw draw) {
   require_canvas(canvas);
-  require_points(points);
-  const Tensor2 fused = fuse_heads(weights, fusion);
-  std::vector<std::vector<cv::Mat>> rows;
-  for (const cv::Point2d& p : points) {
-    const std::size_t token = token_at(p, canvas.image.size(), canvas.layout, canvas.grid);
+  require_point_rows(rows, points);
+  const Tensor2 fused = fuse_heads(rows, fusion);
+  std::vector<std::vector<cv::Mat>> lines;
+  for (std::size_t i = 0; i < points.size(); ++i) {
+    const cv::Point2d& p = points[i];
     std::vector<cv::Mat> tiles = {captioned(
-        draw(key_map(fused, token, canvas.grid), p),
-        point_caption(p) + " " + fused_caption(fusion, weights.shape(0)))};
-    for (std::size_t k = 0; k < weights.shape(0); ++k) {
+        draw(key_map(fused, i, canvas.grid), p),
+        point_caption(p) + " " + fused_caption(fusion, rows.shape(0)))};
+    for (std::size_t k = 0; k < rows.shape(0); ++k) {
       tiles.push_back(
-          captioned(draw(key_map(weights, k, token, canvas.grid), p), "head " + std::to_string(k)));
+          captioned(draw(key_map(rows, k, i, canvas.grid), p), "head " + std::to_string(k)));
     }
-    rows.push_back(std::move(tiles));
+    lines.push_back(std::move(tiles));
   }
-  return rows_of(rows, kGap);
+  return rows_of(lines, kGap);
 }
 
 // The CLS token's maps, (nh,S): the fused one, then each head's, each drawn by `draw`.
@@ -181,46 +188,47 @@ cv::Mat mask_overlay(const std::vector<bool>& mask, const AttentionCanvas& canva
   return tile;
 }
 
-cv::Mat points_view(const Tensor3& weights, const std::vector<cv::Point2d>& points,
+cv::Mat points_view(const Tensor3& rows, const std::vector<cv::Point2d>& points,
                     HeadFusion fusion, const AttentionCanvas& canvas) {
   require_canvas(canvas);
-  require_points(points);
-  const Tensor2 fused = fuse_heads(weights, fusion);
+  require_point_rows(rows, points);
+  const Tensor2 fused = fuse_heads(rows, fusion);
   std::vector<cv::Mat> tiles;
-  for (const cv::Point2d& p : points) {
-    const std::size_t token = token_at(p, canvas.image.size(), canvas.layout, canvas.grid);
-    tiles.push_back(captioned(attention_overlay(key_map(fused, token, canvas.grid), canvas, {p}),
-                              point_caption(p)));
+  for (std::size_t i = 0; i < points.size(); ++i) {
+    tiles.push_back(captioned(attention_overlay(key_map(fused, i, canvas.grid), canvas, {points[i]}),
+                              point_caption(points[i])));
   }
   return wrapped(tiles);
 }
 
-cv::Mat heads_view(const Tensor3& weights, const std::vector<cv::Point2d>& points,
+cv::Mat heads_view(const Tensor3& rows, const std::vector<cv::Point2d>& points,
                    HeadFusion fusion, const AttentionCanvas& canvas) {
-  return montage(weights, points, fusion, canvas, [&](const Tensor2& map, const cv::Point2d& p) {
+  return montage(rows, points, fusion, canvas, [&](const Tensor2& map, const cv::Point2d& p) {
     return attention_overlay(map, canvas, {p});
   });
 }
 
-cv::Mat masks_view(const Tensor3& weights, const std::vector<cv::Point2d>& points,
+cv::Mat masks_view(const Tensor3& rows, const std::vector<cv::Point2d>& points,
                    HeadFusion fusion, float threshold, const AttentionCanvas& canvas) {
-  return montage(weights, points, fusion, canvas, [&](const Tensor2& map, const cv::Point2d& p) {
+  return montage(rows, points, fusion, canvas, [&](const Tensor2& map, const cv::Point2d& p) {
     return mask_overlay(top_mass_mask(values_of(map), threshold), canvas, {p});
   });
 }
 
-cv::Mat rollout_view(const Tensor2& rollout, const std::vector<cv::Point2d>& points,
-                     const AttentionCanvas& canvas, const Tensor2& cls) {
+cv::Mat rollout_view(const ImageRollout& rollout, const std::vector<cv::Point2d>& points,
+                     const AttentionCanvas& canvas) {
   require_canvas(canvas);
-  std::vector<cv::Mat> tiles;
-  if (cls.size() > 0) tiles.push_back(captioned(attention_overlay(cls, canvas), "CLS token"));
-  for (const cv::Point2d& p : points) {
-    const std::size_t token = token_at(p, canvas.image.size(), canvas.layout, canvas.grid);
-    tiles.push_back(captioned(attention_overlay(key_map(rollout, token, canvas.grid), canvas, {p}),
-                              point_caption(p)));
+  if (rollout.points.shape(0) != points.size()) {
+    throw Error("bad_view_input", "the rollout rows do not match the points");
   }
-  tiles.push_back(
-      captioned(attention_overlay(mean_key_map(rollout, canvas.grid), canvas), "all tokens"));
+  std::vector<cv::Mat> tiles;
+  if (rollout.cls.size() > 0) tiles.push_back(captioned(attention_overlay(rollout.cls, canvas), "CLS token"));
+  for (std::size_t i = 0; i < points.size(); ++i) {
+    tiles.push_back(captioned(
+        attention_overlay(key_map(rollout.points, i, canvas.grid), canvas, {points[i]}),
+        point_caption(points[i])));
+  }
+  tiles.push_back(captioned(attention_overlay(rollout.mean, canvas), "all tokens"));
   return wrapped(tiles);
 }
 

@@ -450,12 +450,15 @@ void ImageModel::check_layer(const std::string& layer) const {
 }
 
 ImageModelOutput ImageModel::forward(const ImageBatch& batch, const std::string& layer,
-                                     const std::vector<nn::ModulePath>& attention) const {
+                                     const std::vector<nn::ModulePath>& attention,
+                                     const std::vector<nn::ModulePath>& scored) const {
   check_layer(layer);
   const std::vector<nn::ModulePath> modules = attention_modules();
-  for (const nn::ModulePath& path : attention) {
-    if (std::find(modules.begin(), modules.end(), path) == modules.end()) {
-      throw Error("bad_attention_module", "no attention module '" + path.str() + "' in this model");
+  for (const auto* paths : {&attention, &scored}) {
+    for (const nn::ModulePath& path : *paths) {
+      if (std::find(modules.begin(), modules.end(), path) == modules.end()) {
+        throw Error("bad_attention_module", "no attention module '" + path.str() + "' in this model");
+      }
     }
   }
   const std::size_t B = batch.pixels.shape(0), p = to_size(options.patch_size);
@@ -510,7 +513,7 @@ ImageModelOutput ImageModel::forward(const ImageBatch& batch, const std::string&
   }
   const Tensor3 no_pos;
   const Tensor3& layer_pos = pos_in_attention ? pos_seq : no_pos;
-  nn::AttentionRecorder recorder(attention, layer_path(transformer, layer));
+  nn::AttentionRecorder recorder(attention, layer_path(transformer, layer), scored);
   const Tensor3 memory = transformer.encoder.forward(src, {}, kpm, layer_pos, &recorder);
 
   // 6. Decoder: the tokens themselves or learned queries as its target.
@@ -532,6 +535,7 @@ ImageModelOutput ImageModel::forward(const ImageBatch& batch, const std::string&
                                       &recorder);
   }
   result.attention = recorder.take_weights();
+  result.attention_scores = recorder.take_scores();
 
   // 7. Feature map of the chosen output's patch tokens, prefix outputs, queries.
   const bool queries = options.target == Target::queries && !transformer.encoder_only();

@@ -253,6 +253,7 @@ void attention_simd(const AttentionArgs& a) {
           for (std::size_t j = 0; j < S; ++j) w[j] = row[j] * f;
         }
       }
+      if (a.out == nullptr) continue;
       const float* v = a.v.data + n * a.v.stride_n + h * Dh;
       float* out = a.out + l0 * a.out_stride_i + n * a.out_stride_n + h * Dh;
       avx512::Epilogue values;
@@ -311,7 +312,6 @@ void attention_blas(const AttentionArgs& a) {
       const std::size_t rows = std::min(L, l0 + kQueryBlock) - l0;
       const float* q = a.q.data + l0 * a.q.stride_i + n * a.q.stride_n + h * Dh;
       const float* k = a.k.data + n * a.k.stride_n + h * Dh;
-      const float* v = a.v.data + n * a.v.stride_n + h * Dh;
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows),
                   static_cast<int>(S), static_cast<int>(Dh), a.scale, q,
                   static_cast<int>(a.q.stride_i), k, static_cast<int>(a.k.stride_i), 0.0f, P,
@@ -328,6 +328,8 @@ void attention_blas(const AttentionArgs& a) {
           std::memcpy(a.weights + ((nhx * L) + l0 + r) * S, row, S * sizeof(float));
         }
       }
+      if (a.out == nullptr) continue;
+      const float* v = a.v.data + n * a.v.stride_n + h * Dh;
       float* out = a.out + l0 * a.out_stride_i + n * a.out_stride_n + h * Dh;
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows),
                   static_cast<int>(Dh), static_cast<int>(S), 1.0f, P, static_cast<int>(S), v,
@@ -435,6 +437,7 @@ void attention(const AttentionArgs& args) {
   if (args.batch == 0 || args.heads == 0 || args.L == 0) return;
   if (args.S == 0 || args.head_dim == 0) {
     // No keys (or empty heads): every weight is 0 and every output is 0.
+    if (args.out == nullptr) return;
     for (std::size_t l = 0; l < args.L; ++l) {
       for (std::size_t n = 0; n < args.batch; ++n) {
         std::fill_n(args.out + l * args.out_stride_i + n * args.out_stride_n,

@@ -66,7 +66,7 @@ struct AttentionArgs {
   std::size_t L = 0;         // queries
   std::size_t S = 0;         // keys, extra bias_kv / zero-attention keys included
   SeqView q, k, v;           // (L, N, nh*Dh), (S, N, nh*Dh), (S, N, nh*Dh)
-  float* out = nullptr;      // (L, N, nh*Dh), addressed like q with out_stride_*
+  float* out = nullptr;      // (L, N, nh*Dh), addressed like q with out_stride_*; null: weights only
   std::size_t out_stride_i = 0;
   std::size_t out_stride_n = 0;
   float scale = 1.0f;        // scores = scale * q k^T

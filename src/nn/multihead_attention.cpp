@@ -211,6 +211,17 @@ const float* attend(const Projections& p, const Dims& d, const KeyPaddingMask& k
   return out;
 }
 
+// Rows (len, N, E) of a view -> (N, len, E), batch first, owned.
+Tensor3 batch_first_copy(const kernels::SeqView& v, std::size_t len, std::size_t N, std::size_t E) {
+  Tensor3 out = Tensor3::from_shape({N, len, E});
+  for (std::size_t n = 0; n < N; ++n) {
+    for (std::size_t i = 0; i < len; ++i) {
+      std::copy_n(v.data + i * v.stride_i + n * v.stride_n, E, &out(n, i, 0));
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 MultiheadAttention::MultiheadAttention(const MultiheadAttentionOptions& o)
@@ -246,7 +257,8 @@ MultiheadAttentionOutput MultiheadAttention::forward(const Tensor3& query, const
                                                      const Tensor3& value,
                                                      const KeyPaddingMask& key_padding_mask,
                                                      bool need_weights, const AttnMask& attn_mask,
-                                                     bool average_attn_weights) const {
+                                                     bool average_attn_weights,
+                                                     bool keep_scores) const {
   // Rows stay in the caller's layout (sequence-first or batch_first): the kernels address
   // (position, batch) rows through strides, so nothing is transposed.
   const Dims d = check_shapes(*this, query, key, value, key_padding_mask, attn_mask);
@@ -266,6 +278,11 @@ MultiheadAttentionOutput MultiheadAttention::forward(const Tensor3& query, const
   out_proj.forward_rows(attn, d.L * d.N, result.attn_output.data());
   if (need_weights) {
     result.attn_output_weights = average_attn_weights ? average_heads(weights) : std::move(weights);
+  }
+  if (keep_scores) {
+    result.attn_scores = std::make_shared<const AttentionScores>(
+        batch_first_copy(projected.q, d.L, d.N, d.E), batch_first_copy(projected.k, d.S_ext, d.N, d.E),
+        d.nh, key_padding_mask, attn_mask);
   }
   return result;
 }

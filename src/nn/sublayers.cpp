@@ -9,9 +9,11 @@ Tensor3 attention_block(const MultiheadAttention& attention, const Tensor3& quer
                         const KeyPaddingMask& key_padding_mask, const AttnMask& attn_mask,
                         const LayerRecorder& recorder, AttentionKind kind) {
   const bool record = recorder.wants(kind);
+  const bool score = recorder.wants_scores(kind);
   MultiheadAttentionOutput out =
-      attention.forward(query, key, value, key_padding_mask, record, attn_mask, false);
+      attention.forward(query, key, value, key_padding_mask, record, attn_mask, false, score);
   if (record) recorder.record(kind, std::move(out.attn_output_weights));
+  if (score) recorder.record_scores(kind, std::move(out.attn_scores));
   return std::move(out.attn_output);
 }
 

@@ -51,6 +51,9 @@ struct AnalysisRequest {
   float threshold = 0.6f;       // masks: share of the attention mass the kept tokens hold
   std::size_t top_queries = 6;  // cross view and explorer of a learned-query model
   double score_threshold = 0.7; // a detector's detections: its best real class's probability
+  // Bytes a batch may take (0: no bound). A batch whose whole attention maps would not fit keeps
+  // its token modules as scores (ImageAttention::scored): the same views, no whole maps.
+  std::size_t max_memory_bytes = 0;
 };
 
 // A request checked against a model: the modules each view reads and what the forward captures.
@@ -101,19 +104,38 @@ struct ImageAnalysis {
   std::vector<cv::Point2d> points;       // the plan's points in picture pixels
   std::vector<std::size_t> point_tokens; // the token under each point
   std::vector<RankedQuery> top_queries;  // the plan's top_queries best queries, best first
+  Tensor3 view_rows;             // (nh,P,S_i) the points' rows of the plan's view_module, else empty
   Tensor2 cls_attention;         // (nh,S_i) the CLS row of the plan's cls_module, else empty
   ImageRollout rollout;          // when the plan draws the rollout
   // What the attention views draw on; views drawn one after another share its tile background.
   AttentionCanvas canvas;
 };
 
+// What a batch is estimated to take at its peak: with its token modules' attention captured whole
+// (every (nh,S,S) map, the forward's and each image's crop, and the rollout's products), or as
+// scores. Modules over learned queries are always captured whole: they grow with S, not S*S.
+struct MemoryEstimate {
+  std::size_t whole = 0;   // bytes
+  std::size_t scores = 0;  // bytes
+  std::size_t tokens = 0;  // the batch's sequence length, prefix tokens included
+};
+MemoryEstimate estimate_memory(const ImageModel& model, const ImageBatch& batch, const AnalysisPlan& plan);
+
 struct BatchAnalysis {
   std::vector<ImageAnalysis> images;
   double forward_s = 0;  // the model's forward pass alone
+  MemoryEstimate estimate;
+  bool scored = false;   // the token modules were captured as scores: no whole maps
 };
 
 // images (CV_32FC3 RGB, as load_image gives them) -> one analysis each, in one forward pass.
+// Throws vitscope::Error("over_memory_budget") when even scores would not fit the request's
+// max_memory_bytes, naming the estimate and the budget, and Error("out_of_memory") naming the
+// stage when an allocation fails all the same.
 BatchAnalysis analyse(const ImageModel& model, const std::vector<cv::Mat>& images,
                       const PreprocessOptions& preprocess, const AnalysisPlan& plan);
+
+// "1234 MiB": a byte count as messages give it.
+std::string mebibytes(std::size_t bytes);
 
 }  // namespace vitscope::image

@@ -8,6 +8,7 @@
 #include <array>
 #include <cstddef>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,7 @@
 
 #include "vitscope/image/image_model.hpp"
 #include "vitscope/image/views.hpp"
+#include "vitscope/nn/attention_scores.hpp"
 #include "vitscope/nn/tensor.hpp"
 
 namespace vitscope::image {
@@ -34,6 +36,8 @@ std::string to_string(HeadFusion fusion);
 
 // One image's attention, every module the forward captured, by module: (nh, L_i, S_i) over the
 // patch tokens, with the padding tokens removed from both axes (queries keep all Q rows).
+// Modules captured as scores (ImageModelOutput::attention_scores) are not held whole: token_rows,
+// cls_rows and sequence_rows form the rows asked for, the same numbers either way.
 struct ImageAttention {
   std::array<std::size_t, 2> grid{};  // (h_i, w_i): the image's real token grid
   std::map<nn::ModulePath, Tensor3> modules;
@@ -41,9 +45,24 @@ struct ImageAttention {
   // tokens first, (nh, X+S_i, X+S_i); empty without prefix tokens.
   std::size_t num_prefix_tokens = 0;
   std::map<nn::ModulePath, Tensor3> with_prefix;
+  // Modules captured as scores, with this image's index in their batch.
+  struct Scored {
+    std::shared_ptr<const nn::AttentionScores> scores;
+    std::size_t batch_index = 0;
+  };
+  std::map<nn::ModulePath, Scored> scored;
+  // Where the image's X + S_i real tokens (prefix first) lie in the padded sequence.
+  std::vector<std::size_t> sequence;
 
-  // The encoder self-attention modules captured, in layer order.
+  // The encoder self-attention modules captured, whole or as scores, in layer order.
   std::vector<nn::ModulePath> encoder_modules() const;
+  bool has(const nn::ModulePath& path) const { return modules.count(path) || scored.count(path); }
+  // (nh, R, S_i): the rows of patch tokens `tokens` over the patch tokens.
+  Tensor3 token_rows(const nn::ModulePath& path, const std::vector<std::size_t>& tokens) const;
+  // (nh, S_i): the CLS token's row over the patches (see cls_attention).
+  Tensor2 cls_rows(const nn::ModulePath& path) const;
+  // (nh, R, X+S_i): rows `rows` of the real tokens, prefix first, over the same tokens.
+  Tensor3 sequence_rows(const nn::ModulePath& path, const std::vector<std::size_t>& rows) const;
 };
 
 // Image b's attention from a forward that captured some modules (ImageModel::forward's
@@ -75,13 +94,18 @@ std::size_t token_at(cv::Point2d pixel, cv::Size image, const TokenLayout& layou
                      std::array<std::size_t, 2> grid);
 
 // An image's rollout through its captured encoder layers. With prefix tokens it runs over every
-// token, as vit-explain's does for ViTs, keeping the CLS token's own entry (keep_first).
+// token, as vit-explain's does for ViTs, keeping the CLS token's own entry (keep_first). Layers
+// captured whole are rolled out as attention_rollout does; layers captured as scores never form
+// an (S,S) matrix: the rows drawn are carried back through the layers, last first, each layer
+// formed block by block, with the same discarded entries and the same normalised rows.
 struct ImageRollout {
-  Tensor2 patches;  // (S_i,S_i): the patch tokens' rows over the patches
+  Tensor2 patches;  // (S_i,S_i): the patch tokens' rows over the patches; empty from scores
+  Tensor2 points;   // (P,S_i): the rows of `point_tokens`
+  Tensor2 mean;     // (h_i,w_i): the mean of the patch tokens' rows ("all tokens")
   Tensor2 cls;      // (h_i,w_i): the CLS token's row over the patches; empty without a CLS token
 };
 ImageRollout image_rollout(const ImageAttention& attention, HeadFusion fusion, float discard_ratio,
-                           bool cls_token);
+                           bool cls_token, const std::vector<std::size_t>& point_tokens);
 
 // Row `row` of (L,S) as a (h_i, w_i) map over the key tokens.
 Tensor2 key_map(const Tensor2& weights, std::size_t row, std::array<std::size_t, 2> grid);

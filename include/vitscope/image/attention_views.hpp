@@ -45,24 +45,26 @@ cv::Mat attention_overlay(const Tensor2& map, const AttentionCanvas& canvas,
 cv::Mat mask_overlay(const std::vector<bool>& mask, const AttentionCanvas& canvas,
                      const std::vector<cv::Point2d>& points = {});
 
-// Points: for each point, the fused map of its token's row in `weights` (nh,S,S) of an encoder
-// self-attention module, one tile per point, the point marked.
-cv::Mat points_view(const Tensor3& weights, const std::vector<cv::Point2d>& points,
+// The views of points take `rows` (nh,P,S): row i of each head is the attention of the token under
+// points[i] over the key tokens (ImageAttention::token_rows of the points' tokens).
+
+// Points: for each point, the fused map of its token's row of an encoder self-attention module,
+// one tile per point, the point marked.
+cv::Mat points_view(const Tensor3& rows, const std::vector<cv::Point2d>& points,
                     HeadFusion fusion, const AttentionCanvas& canvas);
 
 // Head montage: one row per point: the fused map, then every head's map of that point's token.
-// `weights` (nh,L,S) with token rows and columns.
-cv::Mat heads_view(const Tensor3& weights, const std::vector<cv::Point2d>& points,
+cv::Mat heads_view(const Tensor3& rows, const std::vector<cv::Point2d>& points,
                    HeadFusion fusion, const AttentionCanvas& canvas);
 
 // DINO-style masks: the head montage with each map reduced to its top `threshold` share of mass.
-cv::Mat masks_view(const Tensor3& weights, const std::vector<cv::Point2d>& points,
+cv::Mat masks_view(const Tensor3& rows, const std::vector<cv::Point2d>& points,
                    HeadFusion fusion, float threshold, const AttentionCanvas& canvas);
 
-// Rollout (S,S) from attention_rollout: the CLS token's row when `cls` (h_i,w_i) is given, one
-// tile per point (its token's row), then the mean of all rows ("all tokens").
-cv::Mat rollout_view(const Tensor2& rollout, const std::vector<cv::Point2d>& points,
-                     const AttentionCanvas& canvas, const Tensor2& cls = {});
+// Rollout from image_rollout: the CLS token's row when it has one, one tile per point (its
+// token's row), then the mean of all rows ("all tokens").
+cv::Mat rollout_view(const ImageRollout& rollout, const std::vector<cv::Point2d>& points,
+                     const AttentionCanvas& canvas);
 
 // DINO's visualize_attention.py: the CLS token's attention over the patches, `cls` (nh,S) from
 // cls_attention: the fused map, then every head's.

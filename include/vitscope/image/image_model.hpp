@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -81,6 +82,8 @@ struct ImageModelOutput {
   // Per captured attention module, per head (B,nh,L,S) over the padded grid: L and S are X + h*w
   // tokens (prefix tokens first), or Q for a query model's decoder queries.
   std::map<nn::ModulePath, Tensor4> attention;
+  // Per module captured as scores instead, what forms any rows of those weights.
+  std::map<nn::ModulePath, std::shared_ptr<const nn::AttentionScores>> attention_scores;
   std::size_t num_prefix_tokens = 0;  // X
 };
 
@@ -95,9 +98,11 @@ class ImageModel {
   // throws vitscope::Error("bad_layer") for a name this model does not have.
   // `attention` lists the attention modules whose per-head weights to capture; the others keep
   // the fast path that never forms them. Throws vitscope::Error("bad_attention_module") for a
-  // module attention_modules() does not list.
+  // module attention_modules() does not list. `scored` lists modules captured as scores
+  // (attention_scores), at a cost linear in the tokens; a module in both is captured both ways.
   ImageModelOutput forward(const ImageBatch& batch, const std::string& layer = "output",
-                           const std::vector<nn::ModulePath>& attention = {}) const;
+                           const std::vector<nn::ModulePath>& attention = {},
+                           const std::vector<nn::ModulePath>& scored = {}) const;
 
   // The names `layer` accepts, in order.
   std::vector<std::string> layer_names() const;

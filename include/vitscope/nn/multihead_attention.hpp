@@ -4,7 +4,9 @@
 // E = embed_dim, nh = num_heads, Dh = E / nh.
 
 #include <cstdint>
+#include <memory>
 
+#include "vitscope/nn/attention_scores.hpp"
 #include "vitscope/nn/linear.hpp"
 #include "vitscope/nn/masks.hpp"
 #include "vitscope/nn/tensor.hpp"
@@ -14,6 +16,7 @@ namespace vitscope::nn {
 struct MultiheadAttentionOutput {
   Tensor3 attn_output;          // (L,N,E), or (N,L,E) when batch_first
   Tensor4 attn_output_weights;  // need_weights: per head (N,nh,L,S), or their mean (N,1,L,S); else empty
+  std::shared_ptr<const AttentionScores> attn_scores;  // keep_scores: forms any of those rows later
 };
 
 // The constructor arguments of torch.nn.MultiheadAttention, under their PyTorch names and defaults.
@@ -35,11 +38,12 @@ class MultiheadAttention {
 
   // query (L,N,E), key (S,N,kdim), value (S,N,vdim); (N,·,·) first when batch_first.
   // key_padding_mask (N,S); attn_mask (1,L,S) or (N*nh,L,S). S in the weights counts the extra
-  // key of add_bias_kv and of add_zero_attn, as PyTorch's does.
+  // key of add_bias_kv and of add_zero_attn, as PyTorch's does. keep_scores (not PyTorch's) keeps
+  // what forms any rows of the per-head weights later, at a cost linear in L and S.
   MultiheadAttentionOutput forward(const Tensor3& query, const Tensor3& key, const Tensor3& value,
                                    const KeyPaddingMask& key_padding_mask = {},
                                    bool need_weights = true, const AttnMask& attn_mask = {},
-                                   bool average_attn_weights = true) const;
+                                   bool average_attn_weights = true, bool keep_scores = false) const;
 
   // Whether q, k and v share one (3E,E) in_proj_weight (kdim == vdim == embed_dim).
   bool qkv_same_embed_dim() const { return kdim == embed_dim && vdim == embed_dim; }

@@ -1,0 +1,175 @@
+#include "rollout_rows.hpp"
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <numeric>
+
+#include "vitscope/error.hpp"
+
+namespace vitscope::image {
+
+namespace {
+
+// The (nh, rows, T) weights of a block of rows, at most this many bytes at once.
+constexpr std::size_t kBlockBytes = std::size_t{32} << 20;
+
+// A float's bits, ordered as the floats are (negatives flipped below the positives): the lowest
+// entries are found by counting these in two 16-bit halves, not by sorting S*S values.
+std::uint32_t order_key(float value) {
+  std::uint32_t bits;
+  std::memcpy(&bits, &value, sizeof bits);
+  return (bits & 0x80000000u) ? ~bits : bits | 0x80000000u;
+}
+
+// One layer's head-fused weights over the image's T real tokens, formed a block of rows at a time.
+class FusedLayer {
+ public:
+  FusedLayer(const ImageAttention& attention, const nn::ModulePath& path, HeadFusion fusion)
+      : attention_(attention), path_(path), fusion_(fusion), T_(attention.sequence.size()) {
+    const std::size_t heads = attention.scored.at(path).scores->heads();
+    block_ = std::max<std::size_t>(1, kBlockBytes / ((heads + 1) * T_ * sizeof(float)));
+  }
+
+  std::size_t size() const { return T_; }
+
+  // f(first_row, fused (rows, T)) for each block, in row order.
+  template <class F>
+  void for_each_block(F f) const {
+    std::vector<std::size_t> rows;
+    for (std::size_t r0 = 0; r0 < T_; r0 += block_) {
+      rows.resize(std::min(T_, r0 + block_) - r0);
+      std::iota(rows.begin(), rows.end(), r0);
+      Tensor2 fused = fuse_heads(attention_.sequence_rows(path_, rows), fusion_);
+      f(r0, fused);
+    }
+  }
+
+ private:
+  const ImageAttention& attention_;
+  nn::ModulePath path_;
+  HeadFusion fusion_;
+  std::size_t T_ = 0, block_ = 1;
+};
+
+// The discarded entries of a layer: every key below `key`, and the first `equal` entries equal
+// to it in row-major order, as attention_rollout's index-ordered ties.
+struct Discard {
+  std::uint32_t key = 0;
+  std::size_t equal = 0;
+  bool any = false;
+};
+
+// The count-th lowest key, by a histogram of the high 16 bits, then of the low 16 within its bucket.
+Discard find_discard(const FusedLayer& layer, std::size_t count) {
+  if (count == 0) return {};
+  constexpr std::size_t kBins = 1 << 16;
+  std::vector<std::size_t> high(kBins, 0), low(kBins, 0);
+  layer.for_each_block([&](std::size_t, const Tensor2& fused) {
+    for (const float v : fused) ++high[order_key(v) >> 16];
+  });
+  std::size_t below = 0, top = 0;
+  while (below + high[top] < count) below += high[top++];
+  layer.for_each_block([&](std::size_t, const Tensor2& fused) {
+    for (const float v : fused) {
+      const std::uint32_t key = order_key(v);
+      if ((key >> 16) == top) ++low[key & 0xFFFFu];
+    }
+  });
+  std::size_t bottom = 0;
+  while (below + low[bottom] < count) below += low[bottom++];
+  return {static_cast<std::uint32_t>(top << 16 | bottom), count - below, true};
+}
+
+// vectors (R,T) -> vectors (R,T) times one rollout step: v A, where A is the layer's fused
+// weights with the discarded entries zeroed and each row through add_identity_and_normalise.
+std::vector<double> times_step(const FusedLayer& layer, Discard discard, bool keep_first,
+                               const std::vector<double>& vectors, std::size_t R) {
+  const std::size_t T = layer.size();
+  std::vector<double> out(R * T, 0.0);
+  layer.for_each_block([&](std::size_t r0, Tensor2& fused) {
+    for (std::size_t r = 0; r < fused.shape(0); ++r) {
+      const std::size_t i = r0 + r;
+      float* row = &fused(r, 0);
+      for (std::size_t j = 0; discard.any && j < T; ++j) {
+        const std::uint32_t key = order_key(row[j]);
+        const bool dropped = key < discard.key || (key == discard.key && discard.equal > 0);
+        if (key == discard.key && dropped) --discard.equal;
+        if (dropped && !(keep_first && i == 0 && j == 0)) row[j] = 0.0f;
+      }
+      add_identity_and_normalise(row, i, T);
+      for (std::size_t v = 0; v < R; ++v) {
+        const double weight = vectors[v * T + i];
+        if (weight == 0.0) continue;
+        double* to = out.data() + v * T;
+        for (std::size_t j = 0; j < T; ++j) to[j] += weight * row[j];
+      }
+    }
+  });
+  return out;
+}
+
+// Columns X.. of vector v, as floats.
+std::vector<float> patch_columns(const std::vector<double>& vectors, std::size_t v, std::size_t T,
+                                 std::size_t X) {
+  std::vector<float> out(T - X);
+  for (std::size_t j = X; j < T; ++j) out[j - X] = static_cast<float>(vectors[v * T + j]);
+  return out;
+}
+
+Tensor2 grid_map(const std::vector<float>& values, std::array<std::size_t, 2> grid) {
+  Tensor2 map = Tensor2::from_shape({grid[0], grid[1]});
+  std::copy(values.begin(), values.end(), map.begin());
+  return map;
+}
+
+}  // namespace
+
+std::size_t discarded_entries(std::size_t entries, float discard_ratio) {
+  return static_cast<std::size_t>(std::floor(entries * discard_ratio));
+}
+
+void add_identity_and_normalise(float* row, std::size_t i, std::size_t S) {
+  double total = 0;
+  for (std::size_t j = 0; j < S; ++j) {
+    row[j] = 0.5f * (row[j] + (i == j ? 1.0f : 0.0f));
+    total += row[j];
+  }
+  for (std::size_t j = 0; j < S; ++j) row[j] = static_cast<float>(row[j] / total);
+}
+
+ImageRollout rollout_rows(const ImageAttention& attention, const std::vector<nn::ModulePath>& layers,
+                          HeadFusion fusion, float discard_ratio, bool keep_first,
+                          const std::vector<std::size_t>& point_tokens) {
+  if (layers.empty()) throw Error("bad_attention_input", "rollout needs at least one layer");
+  if (!(discard_ratio >= 0.0f && discard_ratio < 1.0f)) {
+    throw Error("bad_attention_input", "the discard ratio must be in [0, 1)");
+  }
+  const std::size_t X = attention.num_prefix_tokens, T = attention.sequence.size(), S = T - X;
+  // Row vectors e_t^T of the rollout R = A_n ... A_1, carried back from the last layer: the
+  // points' tokens, the mean of the patch tokens' rows, and the CLS token's.
+  const std::size_t P = point_tokens.size(), R = P + 1 + (keep_first ? 1 : 0);
+  std::vector<double> vectors(R * T, 0.0);
+  for (std::size_t p = 0; p < P; ++p) vectors[p * T + X + point_tokens.at(p)] = 1.0;
+  for (std::size_t t = X; t < T; ++t) vectors[P * T + t] = 1.0 / static_cast<double>(S);
+  if (keep_first) vectors[(P + 1) * T] = 1.0;
+  for (auto layer = layers.rbegin(); layer != layers.rend(); ++layer) {
+    if (!attention.scored.count(*layer)) {
+      throw Error("bad_attention_input", "rollout needs every encoder layer captured the same way");
+    }
+    const FusedLayer fused(attention, *layer, fusion);
+    const Discard discard = find_discard(fused, discarded_entries(T * T, discard_ratio));
+    vectors = times_step(fused, discard, keep_first, vectors, R);
+  }
+  ImageRollout result;
+  result.points = Tensor2::from_shape({P, S});
+  for (std::size_t p = 0; p < P; ++p) {
+    const std::vector<float> row = patch_columns(vectors, p, T, X);
+    std::copy(row.begin(), row.end(), &result.points(p, 0));
+  }
+  result.mean = grid_map(patch_columns(vectors, P, T, X), attention.grid);
+  if (keep_first) result.cls = grid_map(patch_columns(vectors, P + 1, T, X), attention.grid);
+  return result;
+}
+
+}  // namespace vitscope::image
