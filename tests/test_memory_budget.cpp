@@ -201,6 +201,27 @@ TEST_CASE("vitscope run below the whole maps' estimate writes the same pictures"
   CHECK(summary.find("over the memory budget of 1 MiB") != std::string::npos);
 }
 
+TEST_CASE("a batch over the budget is run again image by image", "[memory][cli]") {
+  test::TempDir dir;
+  const std::string images = std::string(VITSCOPE_ASSETS_DIR) + "/images/";
+  fs::create_directories(dir.path() / "in");
+  for (const std::string name : {"shapes_1.png", "shapes_2.png"}) fs::copy(images + name, dir.path() / "in" / name);
+  const ImageModelFile file = shipped_model("demo.safetensors");
+  AnalysisRequest request;
+  request.views = all_attention_views();
+  const AnalysisPlan plan = plan_analysis(file.model, request);
+  const cv::Mat picture = load_image(images + "shapes_1.png");
+  const PreprocessOptions options = file.model.preprocess_options();
+  const std::size_t one = estimate_memory(file.model, preprocess({picture}, options), plan).scores;
+  const std::size_t two = estimate_memory(file.model, preprocess({picture, picture}, options), plan).scores;
+  REQUIRE((two >> 20) > (one >> 20) + 2);
+  const test::Run run = run_cli("run " + quote(dir.file("in")) + " --out " + quote(dir.file("out")) +
+                                " --batch 2 --max-memory-mb " + std::to_string(((one + two) / 2) >> 20));
+  INFO(run.err);
+  CHECK(run.exit_code == 0);
+  CHECK(run.err.find("2 images: 2 ok") != std::string::npos);
+}
+
 TEST_CASE("vitscope run at --size 2048 draws every default view under 2 GB", "[memory][cli]") {
   // Sanitizers' shadow memory says nothing of vitscope's own: there the run is smaller and only
   // its outputs are checked.

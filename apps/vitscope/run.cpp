@@ -263,7 +263,8 @@ std::string rows_only_warning(const Job& job, const image::BatchAnalysis& analys
 }
 
 // Runs the model on loaded images and writes their results; a failure of the batch fails each of
-// its images, a failure to write fails that image only.
+// its images, a failure to write fails that image only. A batch over the memory budget is run
+// again one image at a time, so that only the images that cannot fit alone fail.
 void run_batch(const Job& job, std::vector<Loaded>& loaded, std::vector<Record>& records,
                Timings& timings, Progress& progress) {
   if (interrupted()) {
@@ -277,6 +278,18 @@ void run_batch(const Job& job, std::vector<Loaded>& loaded, std::vector<Record>&
     timings.forward_s += analysis.forward_s;
     if (analysis.scored) progress.warn(rows_only_warning(job, analysis, loaded, records));
     write_batch(job, analysis, loaded, records, timings);
+  } catch (const Error& e) {
+    if (e.code() != "over_memory_budget" || loaded.size() == 1) {
+      for (const Loaded& l : loaded) fail(records[l.record], e.what());
+    } else {
+      for (Loaded& l : loaded) {
+        std::vector<Loaded> alone;
+        alone.push_back(std::move(l));
+        run_batch(job, alone, records, timings, progress);
+      }
+      loaded.clear();
+      return;
+    }
   } catch (const std::exception& e) {  // the model failed on the batch
     for (const Loaded& l : loaded) fail(records[l.record], e.what());
   }

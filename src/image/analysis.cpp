@@ -169,6 +169,7 @@ std::size_t at_once(std::size_t images) {
   return std::min(images, static_cast<std::size_t>(std::max(1, num_threads())));
 }
 
+// f(), with a failed allocation reported as what the run was doing, not as "std::bad_alloc".
 template <class F>
 auto naming_the_stage(const std::string& stage, F f) {
   try {
@@ -290,10 +291,11 @@ MemoryEstimate estimate_memory(const ImageModel& model, const ImageBatch& batch,
   const std::size_t T = model.options.num_prefix_tokens() + (H / p) * (W / p);
   MemoryEstimate e;
   e.tokens = T;
-  // Pixels (loaded, resized, batched, the views' picture), the stem or backbone's first
-  // activations, and the layers' activations: what any run takes.
-  std::size_t base = 4 * N * 3 * H * W * F + N * T * (8 * E + 2 * ff) * F;
-  if (model.options.backbone || !model.options.stem_channels.empty()) base += 3 * N * 16 * H * W * F;
+  // Pixels (resized and batched), the stem or backbone's first activations, and the layers'
+  // activations: what any run takes.
+  std::size_t base = 2 * N * 3 * H * W * F + N * T * (8 * E + 2 * ff) * F;
+  // A stem's or ResNet's first stage: 16 channels at half or 64 at a quarter of the resolution.
+  if (model.options.backbone || !model.options.stem_channels.empty()) base += 3 * N * 4 * H * W * F;
   e.whole = e.scores = base;
   const std::vector<nn::ModulePath> tokens = token_modules(model, plan);
   const std::size_t X = model.options.num_prefix_tokens();
@@ -356,7 +358,6 @@ BatchAnalysis analyse(const ImageModel& model, const std::vector<cv::Mat>& image
         result.images[b] = image_analysis(model, out, batch, b, images[b], preprocess, plan);
       }
     });
-    return 0;
   });
   return result;
 }
