@@ -313,7 +313,7 @@ MemoryEstimate estimate_memory(const ImageModel& model, const ImageBatch& batch,
     // Whole: the fused layer, its entries, their order, the product and its result, per image
     // analysed at once. Scores: a block of rows, and the rows carried back.
     e.whole += at_once(N) * (nh + 6) * T * T * F;
-    e.scores += at_once(N) * std::min(std::size_t{40} << 20, (nh + 2) * T * T * F);
+    e.scores += at_once(N) * std::min(std::size_t{32} << 20, (nh + 2) * T * T * F);
   }
   return e;
 }

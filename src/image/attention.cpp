@@ -182,7 +182,10 @@ Tensor3 ImageAttention::sequence_rows(const nn::ModulePath& path,
   }
   std::vector<std::size_t> positions;
   for (std::size_t row : rows) positions.push_back(sequence.at(row));
-  const Tensor3 padded = found->second.scores->weights(found->second.batch_index, positions);
+  Tensor3 padded = found->second.scores->weights(found->second.batch_index, positions);
+  const bool unpadded = !sequence.empty() && sequence.size() == padded.shape(2) &&
+                        sequence.back() + 1 == sequence.size();
+  if (unpadded) return padded;
   return select(padded, all_of(rows.size()), sequence);
 }
 
@@ -251,15 +254,17 @@ Tensor2 fuse_heads(const Tensor3& weights, HeadFusion fusion) {
   float* out = fused.data();
   const float* head = weights.data();
   std::copy_n(head, L * S, out);
-  for (std::size_t k = 1; k < nh; ++k) {
-    head += L * S;
-    for (std::size_t i = 0; i < L * S; ++i) {
-      switch (fusion) {
-        case HeadFusion::mean: out[i] += head[i]; break;
-        case HeadFusion::max: out[i] = std::max(out[i], head[i]); break;
-        case HeadFusion::min: out[i] = std::min(out[i], head[i]); break;
-      }
+  // One loop per fusion, so that each vectorises.
+  const auto fold = [&](auto combine) {
+    for (std::size_t k = 1; k < nh; ++k) {
+      head += L * S;
+      for (std::size_t i = 0; i < L * S; ++i) out[i] = combine(out[i], head[i]);
     }
+  };
+  switch (fusion) {
+    case HeadFusion::mean: fold([](float a, float b) { return a + b; }); break;
+    case HeadFusion::max: fold([](float a, float b) { return std::max(a, b); }); break;
+    case HeadFusion::min: fold([](float a, float b) { return std::min(a, b); }); break;
   }
   if (fusion == HeadFusion::mean) {
     for (std::size_t i = 0; i < L * S; ++i) out[i] = static_cast<float>(out[i] / static_cast<double>(nh));

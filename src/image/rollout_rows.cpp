@@ -11,8 +11,10 @@ namespace vitscope::image {
 
 namespace {
 
-// The (nh, rows, T) weights of a block of rows, at most this many bytes at once.
-constexpr std::size_t kBlockBytes = std::size_t{32} << 20;
+// The (nh, rows, T) weights of a block of rows and their fused (rows, T), at most this many bytes
+// at once: below glibc's largest mmap threshold (32 MiB), so that blocks reuse the heap's pages
+// rather than fault in fresh ones.
+constexpr std::size_t kBlockBytes = std::size_t{24} << 20;
 
 // A float's bits, ordered as the floats are (negatives flipped below the positives): the lowest
 // entries are found by counting these in two 16-bit halves, not by sorting S*S values.
