@@ -141,6 +141,22 @@ TEST_CASE("a batch over its budget keeps scores and draws what whole maps draw",
   }
 }
 
+TEST_CASE("large whole maps nobody asked for are kept as scores, within any budget", "[memory]") {
+  const ImageModelFile file = shipped_model("demo.safetensors");
+  AnalysisRequest request;
+  request.views = all_attention_views();
+  const AnalysisPlan plan = plan_analysis(file.model, request);
+  PreprocessOptions preprocess = file.model.preprocess_options();
+  preprocess.size = 1024;  // 4,096 tokens: whole maps would be about 3.5 GiB
+  const std::vector<cv::Mat> image = {two_pictures().front()};
+  const MemoryEstimate estimate = estimate_memory(file.model, image::preprocess(image, preprocess), plan);
+  CHECK(estimate.whole > estimate.scores + kSmallWholeMaps);
+  const BatchAnalysis batch = analyse(file.model, image, preprocess, plan);
+  CHECK(batch.scored);
+  CHECK_FALSE(batch.over_budget);
+  CHECK(batch.images.at(0).rollout.points.shape(0) == 4);
+}
+
 TEST_CASE("a batch that does not fit even as scores fails with its estimate and its budget", "[memory]") {
   const ImageModelFile file = shipped_model("demo.safetensors");
   AnalysisRequest request;

@@ -276,7 +276,7 @@ void run_batch(const Job& job, std::vector<Loaded>& loaded, std::vector<Record>&
   try {
     const image::BatchAnalysis analysis = image::analyse(job.model, images, job.preprocess, job.plan);
     timings.forward_s += analysis.forward_s;
-    if (analysis.scored) progress.warn(rows_only_warning(job, analysis, loaded, records));
+    if (analysis.scored && analysis.over_budget) progress.warn(rows_only_warning(job, analysis, loaded, records));
     write_batch(job, analysis, loaded, records, timings);
   } catch (const Error& e) {
     if (e.code() != "over_memory_budget" || loaded.size() == 1) {

@@ -92,6 +92,7 @@ image::AnalysisRequest analysis_request(const std::string& layer, const Attentio
   request.threshold = o.threshold;
   request.top_queries = static_cast<std::size_t>(o.top_queries);
   request.score_threshold = o.score_threshold;
+  request.whole_maps = o.save;  // --save-attention writes them whenever they fit
   request.max_memory_bytes = o.max_memory_mb > 0 ? static_cast<std::size_t>(o.max_memory_mb) << 20
                                                  : default_memory_budget();
   return request;

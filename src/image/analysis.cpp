@@ -330,13 +330,16 @@ BatchAnalysis analyse(const ImageModel& model, const std::vector<cv::Mat>& image
   BatchAnalysis result;
   result.estimate = estimate_memory(model, batch, plan);
   const std::size_t budget = plan.request.max_memory_bytes;
-  result.scored = budget > 0 && result.estimate.whole > budget &&
-                  result.estimate.scores < result.estimate.whole && !token_modules(model, plan).empty();
-  const std::size_t needed = result.scored ? result.estimate.scores : result.estimate.whole;
+  const MemoryEstimate& e = result.estimate;
+  result.over_budget = budget > 0 && e.whole > budget;
+  const bool whole_wanted = plan.request.whole_maps || e.whole <= e.scores + images.size() * kSmallWholeMaps;
+  result.scored = (result.over_budget || !whole_wanted) && e.scores < e.whole &&
+                  !token_modules(model, plan).empty();
+  const std::size_t needed = result.scored ? e.scores : e.whole;
   if (budget > 0 && needed > budget) {
     throw Error("over_memory_budget",
                 std::to_string(images.size()) + " image(s) at " + std::to_string(batch.pixels.shape(3)) + "x" +
-                    std::to_string(batch.pixels.shape(2)) + " pixels (" + std::to_string(result.estimate.tokens) +
+                    std::to_string(batch.pixels.shape(2)) + " pixels (" + std::to_string(e.tokens) +
                     " tokens) need an estimated " + mebibytes(needed) + ", over the memory budget of " +
                     mebibytes(budget) + " (--max-memory-mb)");
   }

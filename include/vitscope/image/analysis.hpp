@@ -51,10 +51,16 @@ struct AnalysisRequest {
   float threshold = 0.6f;       // masks: share of the attention mass the kept tokens hold
   std::size_t top_queries = 6;  // cross view and explorer of a learned-query model
   double score_threshold = 0.7; // a detector's detections: its best real class's probability
-  // Bytes a batch may take (0: no bound). A batch whose whole attention maps would not fit keeps
-  // its token modules as scores (ImageAttention::scored): the same views, no whole maps.
+  // Bytes a batch may take (0: no bound). Whole attention maps are kept when they fit and are
+  // small (kSmallWholeMaps) or asked for (whole_maps); otherwise the token modules are kept as
+  // scores (ImageAttention::scored): the same views, the same rows, no whole maps.
   std::size_t max_memory_bytes = 0;
+  bool whole_maps = false;
 };
+
+// What whole maps may cost beyond scores, per image, unasked: above it they take far longer to
+// roll out too (at 4,096 tokens, ten times the scores' time).
+constexpr std::size_t kSmallWholeMaps = std::size_t{256} << 20;
 
 // A request checked against a model: the modules each view reads and what the forward captures.
 // plan_analysis throws vitscope::Error when the request does not fit the model:
@@ -126,6 +132,7 @@ struct BatchAnalysis {
   double forward_s = 0;  // the model's forward pass alone
   MemoryEstimate estimate;
   bool scored = false;   // the token modules were captured as scores: no whole maps
+  bool over_budget = false;  // whole maps would not fit max_memory_bytes
 };
 
 // images (CV_32FC3 RGB, as load_image gives them) -> one analysis each, in one forward pass.
