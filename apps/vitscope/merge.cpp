@@ -147,13 +147,14 @@ void check_one_run(const std::vector<ShardSummary>& shards) {
   }
 }
 
-// Every shard's images, in a single run's order; an image in two shards, or in a shard it does
-// not belong to, is refused.
-Json merge_images(const std::vector<ShardSummary>& shards) {
+// Every shard's images, in a single run's order, moved out of the shards' summaries (at 10^5
+// images and more the summaries are gigabytes in memory: one copy is all there is room for). An
+// image in two shards, or in a shard it does not belong to, is refused.
+Json merge_images(std::vector<ShardSummary>& shards) {
   std::map<std::string, const ShardSummary*> owner;
-  std::vector<const Json*> images;
-  for (const ShardSummary& s : shards) {
-    for (const Json& image : s.summary.at("images")) {
+  std::vector<Json*> images;
+  for (ShardSummary& s : shards) {
+    for (Json& image : s.summary.at("images")) {
       const std::string input = image.at("input").get<std::string>();
       const auto [it, inserted] = owner.emplace(input, &s);
       if (!inserted) {
@@ -174,7 +175,7 @@ Json merge_images(const std::vector<ShardSummary>& shards) {
     return a->at("input").get_ref<const std::string&>() < b->at("input").get_ref<const std::string&>();
   });
   Json merged = Json::array();
-  for (const Json* image : images) merged.push_back(*image);
+  for (Json* image : images) merged.push_back(std::move(*image));
   return merged;
 }
 
@@ -195,12 +196,14 @@ Json merge_timings(const std::vector<ShardSummary>& shards, std::size_t image_co
 
 void merge(const std::string& dir_name) {
   const fs::path dir = dir_name;
-  const std::vector<ShardSummary> shards = read_shards(dir);
+  std::vector<ShardSummary> shards = read_shards(dir);
   check_one_run(shards);
-  Json summary = shards.front().summary;
+  Json images = merge_images(shards);
+  const Json timings = merge_timings(shards, images.size());
+  Json summary = std::move(shards.front().summary);
   summary.erase("shard");
-  summary["images"] = merge_images(shards);
-  summary["timings"] = merge_timings(shards, summary["images"].size());
+  summary["images"] = std::move(images);
+  summary["timings"] = timings;
   const fs::path summary_path = dir / "summary.json";
   io::write_file_atomically(summary_path.string(), json_text(summary));
   gallery::write_index(dir, summary);
