@@ -2,6 +2,8 @@
 // their paths that adding files does not disturb, and `vitscope merge` joins the shards into the
 // single run's folder or refuses, on one line, shards that are not one run.
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <filesystem>
@@ -96,6 +98,16 @@ std::set<std::string> files_under(const fs::path& folder) {
   return files;
 }
 
+// The inode of an image's features.npy. Every file is written to a temporary name and renamed
+// over its own, so a file written again gets another inode than the one it replaces.
+ino_t features_inode(const fs::path& out, const json& image) {
+  struct stat st {};
+  const fs::path path = out / image.at("outputs").at("features").get<std::string>();
+  INFO(path);
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  return st.st_ino;
+}
+
 // A refused merge: exit 1, one line of error, and no summary.json or gallery written.
 std::string refused_merge(const fs::path& out) {
   const Run r = run_cli("merge " + quote(out.string()));
@@ -170,6 +182,36 @@ TEST_CASE("run --shard: adding or removing files moves only their own results", 
       CHECK(before.at(input) == shard);
     }
   }
+}
+
+TEST_CASE("run --shard: a shard run again redoes only what it had not finished", "[shard]") {
+  TempDir dir;
+  const fs::path photos = dir.path() / "photos";
+  write_images(photos, kFirstImages);
+  const fs::path out = dir.path() / "out";
+  const std::string args = run_shard(photos, out, "1/2");
+  REQUIRE(run_cli(args).exit_code == 0);
+  json first = read_json(out / "summary.shard-1-of-2.json");
+  const json& images = first.at("images");
+  REQUIRE(images.size() >= 2);
+
+  std::map<std::string, ino_t> inodes;
+  for (const json& image : images) inodes[image.at("input")] = features_inode(out, image);
+  // The first image as if the shard had stopped before it.
+  const std::string unfinished = images.at(0).at("input");
+  fs::remove_all(out / unfinished);
+
+  REQUIRE(run_cli(args).exit_code == 0);
+  json again = read_json(out / "summary.shard-1-of-2.json");
+  for (const json& image : again.at("images")) {
+    const std::string input = image.at("input");
+    INFO(input);
+    const ino_t now = features_inode(out, image);  // the unfinished one's is there again
+    if (input != unfinished) CHECK(now == inodes.at(input));
+  }
+  first.erase("timings");
+  again.erase("timings");
+  CHECK(first == again);
 }
 
 TEST_CASE("run --shard: auto reads the Slurm array task or the Indexed Job's index", "[shard]") {
@@ -309,6 +351,22 @@ TEST_CASE("merge: refuses shards that are not one run, on one line", "[merge]") 
     write_images(photos, {"late.png"});
     run("1/2");
     CHECK(contains(refused_merge(out), "were run over different inputs (8 and 9 files)"));
+  }
+  SECTION("an interrupted shard: merged, and named") {
+    run("0/2");
+    run("1/2");
+    // What a shard stopped by SIGTERM writes for the images it did not reach.
+    const fs::path second = out / "summary.shard-1-of-2.json";
+    json summary = read_json(second);
+    summary["images"].back().update(
+        {{"status", "skipped"}, {"error", "interrupted"}, {"outputs", json::object()}});
+    std::ofstream(second) << summary.dump(2);
+    const Run r = run_cli("merge " + quote(out.string()));
+    INFO(r.err);
+    CHECK(r.exit_code == 1);
+    CHECK(contains(r.err, "vitscope: error: interrupted shards did not reach every image "
+                          "(summary.shard-1-of-2.json); rerun them, then merge again\n"));
+    CHECK(fs::exists(out / "summary.json"));  // what there is, to look at meanwhile
   }
   SECTION("no shards at all") {
     fs::create_directories(out);
