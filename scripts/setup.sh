@@ -2,8 +2,9 @@
 # Installs every Debian package vitscope needs to build, run and test; skips what is present.
 # Usage: scripts/setup.sh [--tests] [--tools]
 #   --tests adds what only the test suite uses: chromium (the gallery check), nodejs (the lint of
-#   the gallery's JS, CSS and HTML), xvfb and xdotool (the vitscope-demo check); --tools adds
-#   python3-torch for tools/ and bench/.
+#   the gallery's JS, CSS and HTML), xvfb and xdotool (the vitscope-demo check), Slurm and munge
+#   (the sharded run on a one-node cluster), python3-yaml (the Kubernetes manifest's check);
+#   --tools adds python3-torch for tools/ and bench/.
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config
@@ -12,7 +13,8 @@ packages=(build-essential cmake pkg-config
           clang-14 libclang-rt-14-dev)  # clang and libFuzzer for scripts/fuzz.sh
 for option in "$@"; do
   case "$option" in
-    --tests) packages+=(chromium nodejs xvfb xdotool) ;;
+    --tests) packages+=(chromium nodejs xvfb xdotool slurmctld slurmd slurm-client munge
+                        python3-yaml) ;;
     --tools) packages+=(python3-torch python3-numpy python3-opencv python3-torchvision) ;;
     *) echo "setup.sh: unknown option $option" >&2; exit 2 ;;
   esac

@@ -1,6 +1,8 @@
-// The gallery library on its own: the explorer's map encoding (what gallery.js's decodeMap reads)
-// and the image page's entries (pictures in their places, the Files list in the caller's order).
+// The gallery library on its own: the explorer's map encoding (what gallery.js's decodeMap reads),
+// the image page's entries (pictures in their places, the Files list in the caller's order) and
+// the index's pages.
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -10,6 +12,7 @@
 #include "support.hpp"
 #include "vitscope/gallery/explorer.hpp"
 #include "vitscope/gallery/image_page.hpp"
+#include "vitscope/gallery/index_page.hpp"
 
 namespace {
 
@@ -72,4 +75,44 @@ TEST_CASE("image page: pictures by their place, files in the caller's order", "[
         std::string::npos);
   CHECK(explorer.find("<script id=\"maps\" type=\"application/json\">{\"grid\":[1,2]}</script>") !=
         std::string::npos);
+}
+
+TEST_CASE("index: beyond the page size, pages of that many cards linked in order", "[gallery]") {
+  TempDir dir;
+  nlohmann::ordered_json summary = {{"model", "m.safetensors"}, {"images", nlohmann::json::array()}};
+  for (const char* name : {"a.png", "b.png", "c.png", "d.png", "e.png"}) {
+    summary["images"].push_back({{"input", name}, {"status", "skipped"}, {"error", nullptr},
+                                 {"outputs", nlohmann::json::object()}});
+  }
+  const auto page = [&](const std::string& name) { return read_bytes(dir.file(name)); };
+  const auto has = [](const std::string& text, const std::string& part) {
+    return text.find(part) != std::string::npos;
+  };
+
+  vitscope::gallery::write_index(dir.path(), summary, 2);
+  const std::string first = page("index.html"), second = page("index-2.html"),
+                    last = page("index-3.html");
+  INFO(first << second << last);
+  CHECK(has(first, ">a.png<"));
+  CHECK(has(first, ">b.png<"));
+  CHECK_FALSE(has(first, ">c.png<"));
+  CHECK(has(second, ">c.png<"));
+  CHECK(has(second, ">d.png<"));
+  CHECK(has(last, ">e.png<"));
+  CHECK_FALSE(has(last, ">d.png<"));
+  for (const std::string* text : {&first, &second, &last}) CHECK(has(*text, "5 inputs: 5 skipped"));
+  CHECK(has(first, "page 1 of 3 · <a href=\"index-2.html\">next</a> · "
+                   "<a href=\"index-3.html\">last</a> · the filter searches this page</nav>"));
+  CHECK(has(second, "page 2 of 3 · <a href=\"index.html\">first</a> · <a href=\"index.html\">"
+                    "previous</a> · <a href=\"index-3.html\">next</a> · <a href=\"index-3.html\">"
+                    "last</a>"));
+  CHECK(has(last, "page 3 of 3 · <a href=\"index.html\">first</a> · <a href=\"index-2.html\">"
+                  "previous</a> · the filter"));
+
+  // Written again on one page: no links, and the pages of the longer index are gone.
+  vitscope::gallery::write_index(dir.path(), summary, 5);
+  CHECK_FALSE(has(page("index.html"), "<nav"));
+  CHECK(has(page("index.html"), ">e.png<"));
+  CHECK_FALSE(std::filesystem::exists(dir.file("index-2.html")));
+  CHECK_FALSE(std::filesystem::exists(dir.file("index-3.html")));
 }

@@ -25,5 +25,6 @@ Command add_info_command(CLI::App& app);
 Command add_forward_command(CLI::App& app);
 Command add_bench_command(CLI::App& app);
 Command add_run_command(CLI::App& app);
+Command add_merge_command(CLI::App& app);
 
 }  // namespace vitscope::cli

@@ -40,6 +40,7 @@ int run(int argc, char** argv) {
       vitscope::cli::add_forward_command(app),
       vitscope::cli::add_bench_command(app),
       vitscope::cli::add_run_command(app),
+      vitscope::cli::add_merge_command(app),
   };
   try {
     app.parse(argc, argv);

@@ -22,10 +22,12 @@
 
 #include "commands.hpp"
 #include "interrupt.hpp"
+#include "json_text.hpp"
 #include "opencv_limit.hpp"
 #include "prefetch.hpp"
 #include "progress.hpp"
 #include "run_attention.hpp"
+#include "shard.hpp"
 #include "threads.hpp"
 #include "vitscope/error.hpp"
 #include "vitscope/gallery/index_page.hpp"
@@ -65,6 +67,7 @@ struct RunOptions {
   bool overwrite = false;
   std::int64_t max_pixels = static_cast<std::int64_t>(image::LoadLimits{}.max_pixels);
   std::string view_format = "png";
+  std::string shard;  // --shard's value; empty: the whole run
   AttentionOptions attention;
 };
 
@@ -105,11 +108,6 @@ struct Job {
 
   fs::path folder(const Record& r) const { return out_dir / r.input; }
 };
-
-std::string json_text(const Json& json) {
-  // Replaces bytes that are not UTF-8 (file names may hold any) instead of throwing.
-  return json.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
-}
 
 // An earlier run's results for r, when every file is there and they were made the same way.
 bool reuse_complete(const Job& job, Record& r) {
@@ -411,12 +409,15 @@ void run_images(const RunOptions& o) {
   watch_interrupts();
   use_threads(o.threads);
   const fs::path out_dir = o.out;
-  std::vector<image::InputFile> inputs;
+  const std::optional<Shard> shard =
+      o.shard.empty() ? std::nullopt : std::optional(parse_shard(o.shard, process_environment));
+  std::vector<image::InputFile> all_inputs;
   try {
-    inputs = image::collect_inputs(o.inputs, out_dir);
+    all_inputs = image::collect_inputs(o.inputs, out_dir);
   } catch (const Error& e) {
     throw UsageError(e.what());
   }
+  const std::vector<image::InputFile> inputs = shard ? shard_inputs(all_inputs, *shard) : all_inputs;
 
   const image::ImageModelFile file = image::load_image_model(o.model);
   const image::AnalysisPlan plan = plan_run(file.model, o.layer, o.attention);
@@ -466,9 +467,11 @@ void run_images(const RunOptions& o) {
                         {"images", images}};
   if (resize.contains("max_size")) summary["settings"]["max_size"] = resize.at("max_size");
   if (file.model.options.detector) summary["settings"]["score_threshold"] = o.attention.score_threshold;
-  const fs::path summary_path = out_dir / "summary.json";
+  // A shard writes its own summary and leaves summary.json and the gallery to `vitscope merge`.
+  if (shard) summary["shard"] = shard_record(*shard, all_inputs, settings);
+  const fs::path summary_path = out_dir / (shard ? shard_summary_name(*shard) : "summary.json");
   io::write_file_atomically(summary_path.string(), json_text(summary));
-  gallery::write_index(out_dir, summary);
+  if (!shard) gallery::write_index(out_dir, summary);
 
   if (const int signal = interrupted()) {
     throw Interrupted(signal, "interrupted by " + signal_name(signal) + ": " +
@@ -544,6 +547,13 @@ Command add_run_command(CLI::App& app) {
   command->add_option("--max-pixels", o.max_pixels, "refuse images with more pixels than this")
       ->capture_default_str()
       ->check(CLI::Range(std::int64_t{1}, std::numeric_limits<std::int64_t>::max()));
+  command
+      ->add_option("--shard", o.shard,
+                   "run one shard of the inputs: I/N (0 <= I < N); auto (a Slurm array task's "
+                   "index and count); auto/N (the Slurm array task, or a Kubernetes Indexed Job's "
+                   "JOB_COMPLETION_INDEX, of N shards). Writes OUT/summary.shard-I-of-N.json; "
+                   "`vitscope merge OUT` joins the shards")
+      ->type_name("SPEC");
   add_attention_options(*command, o.attention);
   add_threads_option(*command, o.threads);
   return {command, [options] { run_images(*options); }};
