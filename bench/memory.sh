@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Peak memory and time of one image against --size: `vitscope run IMAGE --size N` with every
-# default view, with whole attention maps where they fit (--max-memory-mb set high, up to MAX_WHOLE
-# pixels), and with no attention at all; peak resident size from /usr/bin/time (GNU time), wall
-# time as the run reports it. One run per cell: at these sizes the differences are tenfold.
+# default view; the same with whole attention maps kept and written (--save-attention, the budget
+# set high; up to MAX_WHOLE pixels); and with no attention at all. Peak resident size from
+# /usr/bin/time (GNU time), wall time as it measures it. One run per cell: at these sizes the
+# differences are tenfold.
 # Usage: bench/memory.sh [VITSCOPE] [IMAGE] [SIZES] [MAX_WHOLE]
 #   (defaults: build/apps/vitscope, assets/images/shapes_1.png, "224 512 1024 2048 4096", 1024)
 set -euo pipefail
@@ -34,7 +35,7 @@ for size in $sizes; do
   tokens=$(((size / 16) * (size / 16)))
   default=$(measure --size "$size")
   whole="not run | "
-  ((size <= max_whole)) && whole=$(measure --size "$size" --max-memory-mb 1000000)
+  ((size <= max_whole)) && whole=$(measure --size "$size" --save-attention --max-memory-mb 1000000)
   none=$(measure --size "$size" --attention-views none --attention-layers none)
   echo "| $size | $tokens | $default | $whole | $none |"
 done
