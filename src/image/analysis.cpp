@@ -307,6 +307,7 @@ MemoryEstimate estimate_memory(const ImageModel& model, const ImageBatch& batch,
       continue;
     }
     e.whole += N * nh * T * T * F * (X > 0 ? 3 : 2);  // the forward's, each image's crop(s)
+    e.whole += at_once(N) * nh * T * T * F / 2;       // a saved map's encoding, per writing thread
     e.scores += N * 2 * T * E * F;                     // q and k
   }
   if (plan.rollout) {
