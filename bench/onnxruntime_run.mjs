@@ -1,7 +1,8 @@
 // Runs one exported .onnx model under ONNX Runtime (onnxruntime-node), checks its output against
 // PyTorch's and times it; bench/compare_onnxruntime.py starts it once per (model, thread count).
 //
-// Usage: node bench/onnxruntime_run.mjs SPEC.json --threads K --repeat R --warmup W [--profile PREFIX]
+// Usage: node bench/onnxruntime_run.mjs SPEC.json --threads K --repeat R --warmup W [--spin 0|1]
+//            [--profile PREFIX]
 // SPEC.json (written by compare_onnxruntime.py):
 //   {"model": "m.onnx", "inputs": [{"name": "src", "file": "src.f32", "dims": [1, 197, 384]}],
 //    "expected": {"file": "out.f32", "dims": [...]}, "tolerance": 1e-4}
@@ -12,14 +13,14 @@ import fs from 'node:fs';
 import ort from 'onnxruntime-node';
 
 function parseArgs(argv) {
-  const args = {threads: 1, repeat: 7, warmup: 2, profile: null, spec: null};
+  const args = {threads: 1, repeat: 7, warmup: 2, spin: 1, profile: null, spec: null};
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     if (!flag.startsWith('--')) { args.spec = flag; continue; }
     const value = argv[++i];
     if (value === undefined) throw new Error(`${flag} needs a value`);
     if (flag === '--profile') args.profile = value;
-    else if (flag in {'--threads': 1, '--repeat': 1, '--warmup': 1}) args[flag.slice(2)] = Number(value);
+    else if (flag in {'--threads': 1, '--repeat': 1, '--warmup': 1, '--spin': 1}) args[flag.slice(2)] = Number(value);
     else throw new Error(`unknown option ${flag}`);
   }
   if (!args.spec) throw new Error('missing SPEC.json');
@@ -43,6 +44,9 @@ const options = {
   // The graph is one chain of layers: no operators to run side by side.
   executionMode: 'sequential',
   interOpNumThreads: 1,
+  // Spinning (ORT's default) keeps idle pool threads busy waiting: fastest on idle cores, in the
+  // way of whatever else runs on shared ones.
+  extra: {session: {intra_op: {allow_spinning: String(args.spin)}}},
 };
 if (args.profile) Object.assign(options, {enableProfiling: true, profileFilePrefix: args.profile});
 
