@@ -125,6 +125,14 @@ def torch_worker(args) -> None:
     print(json.dumps(report))
 
 
+def torch_configs(k: int):
+    """(OpenMP, OpenBLAS) thread counts to try at k threads, the fastest of which is PyTorch's figure.
+
+    PyTorch runs an OpenMP pool and (Debian) OpenBLAS's own threads: at k > 1 try k of both, and k
+    of either with 1 of the other."""
+    return [(k, k)] + ([(k, 1), (1, k)] if k > 1 else [])
+
+
 def run_torch(name: str, state_path: Path, omp_threads: int, blas_threads: int, args):
     env = dict(os.environ, OMP_NUM_THREADS=str(omp_threads),
                OPENBLAS_NUM_THREADS=str(blas_threads), MKL_NUM_THREADS=str(blas_threads))
@@ -240,11 +248,8 @@ def main(argv=None) -> int:
             for k in thread_counts:
                 row = {"model": name, "threads": k}
                 if not args.no_torch:
-                    # PyTorch runs an OpenMP pool and (Debian) OpenBLAS's own threads: at k > 1
-                    # try k of both, and k of either with 1 of the other; keep the fastest.
-                    configs = [(k, k)] + ([(k, 1), (1, k)] if k > 1 else [])
                     t = None
-                    for omp, blas in configs:
+                    for omp, blas in torch_configs(k):
                         trial = run_torch(name, state_path, omp, blas, args)
                         trial["config"] = f"omp {omp}, blas {blas}"
                         if t is None or statistics.median(trial["fast"]) < statistics.median(t["fast"]):
