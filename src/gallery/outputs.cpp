@@ -195,7 +195,10 @@ void add_attention_views(Registry& r, const image::AnalysisPlan& plan) {
          }
          // Token rows of a module captured as scores: formed for the rows shown, numbered anew.
          std::vector<std::size_t> tokens;
-         for (image::CrossRow& row : rows) tokens.push_back(row.row), row.row = tokens.size() - 1;
+         for (image::CrossRow& row : rows) {
+           tokens.push_back(row.row);
+           row.row = tokens.size() - 1;
+         }
          return image::cross_view(a.attention.token_rows(cross_module, tokens), rows, fusion, canvas);
        });
 }
