@@ -252,7 +252,10 @@ TEST_CASE("vitscope run at --size 2048 draws every default view under 2 GB", "[m
                                 std::to_string(size));
   INFO(run.err);
   REQUIRE(run.exit_code == 0);
+#if !defined(__SANITIZE_ADDRESS__)
+  // Whole maps at 2048 (about 61 GiB) are over the default budget of any machine here: the run says so.
   CHECK(run.err.find("attention kept as rows") != std::string::npos);
+#endif
   for (const std::string view : {"points", "heads", "masks", "rollout", "cross"}) {
     CHECK(fs::file_size(dir.path() / "out" / "shapes_1.png" / ("attention_" + view + ".png")) > 0);
   }
