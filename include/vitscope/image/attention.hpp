@@ -56,7 +56,6 @@ struct ImageAttention {
 
   // The encoder self-attention modules captured, whole or as scores, in layer order.
   std::vector<nn::ModulePath> encoder_modules() const;
-  bool has(const nn::ModulePath& path) const { return modules.count(path) || scored.count(path); }
   // (nh, R, S_i): the rows of patch tokens `tokens` over the patch tokens.
   Tensor3 token_rows(const nn::ModulePath& path, const std::vector<std::size_t>& tokens) const;
   // (nh, S_i): the CLS token's row over the patches (see cls_attention).
