@@ -30,30 +30,13 @@ std::vector<std::size_t> all_of(std::size_t n) {
   return index;
 }
 
-// weights(b) (nh,L,S) restricted to the given query rows and key columns.
-Tensor3 select(const Tensor4& weights, std::size_t b, const std::vector<std::size_t>& rows,
-               const std::vector<std::size_t>& cols) {
-  const std::size_t nh = weights.shape(1), L = weights.shape(2), S = weights.shape(3);
+// (nh,L,S) planes starting at `planes`, restricted to the given query rows and key columns.
+Tensor3 select(const float* planes, std::size_t nh, std::size_t L, std::size_t S,
+               const std::vector<std::size_t>& rows, const std::vector<std::size_t>& cols) {
   Tensor3 out = Tensor3::from_shape({nh, rows.size(), cols.size()});
   float* to = out.data();
   for (std::size_t k = 0; k < nh; ++k) {
-    const float* head = weights.data() + (b * nh + k) * L * S;
-    for (std::size_t row : rows) {
-      const float* from = head + row * S;
-      for (std::size_t col : cols) *to++ = from[col];
-    }
-  }
-  return out;
-}
-
-// weights (nh,L,S) restricted to the given query rows and key columns.
-Tensor3 select(const Tensor3& weights, const std::vector<std::size_t>& rows,
-               const std::vector<std::size_t>& cols) {
-  const std::size_t nh = weights.shape(0), L = weights.shape(1), S = weights.shape(2);
-  Tensor3 out = Tensor3::from_shape({nh, rows.size(), cols.size()});
-  float* to = out.data();
-  for (std::size_t k = 0; k < nh; ++k) {
-    const float* head = weights.data() + k * L * S;
+    const float* head = planes + k * L * S;
     for (std::size_t row : rows) {
       if (row >= L) throw Error("bad_attention_input", "no attention row " + std::to_string(row));
       const float* from = head + row * S;
@@ -61,6 +44,18 @@ Tensor3 select(const Tensor3& weights, const std::vector<std::size_t>& rows,
     }
   }
   return out;
+}
+
+// weights(b) of (N,nh,L,S), or weights (nh,L,S), restricted to the given rows and columns.
+Tensor3 select(const Tensor4& weights, std::size_t b, const std::vector<std::size_t>& rows,
+               const std::vector<std::size_t>& cols) {
+  const std::size_t nh = weights.shape(1), L = weights.shape(2), S = weights.shape(3);
+  return select(weights.data() + b * nh * L * S, nh, L, S, rows, cols);
+}
+
+Tensor3 select(const Tensor3& weights, const std::vector<std::size_t>& rows,
+               const std::vector<std::size_t>& cols) {
+  return select(weights.data(), weights.shape(0), weights.shape(1), weights.shape(2), rows, cols);
 }
 
 // Indices of `values` in ascending order; ties keep index order, so results never depend on the
