@@ -154,12 +154,18 @@ std::vector<image::CrossRow> cross_rows(const ImageAnalysis& a) {
 void add_attention_views(Registry& r, const image::AnalysisPlan& plan) {
   const image::HeadFusion fusion = plan.request.fusion;
   const float threshold = plan.request.threshold;
+  // The montages draw on the canvas of smaller tiles.
+  const auto montage = [](AttentionView v) {
+    return v == AttentionView::heads || v == AttentionView::masks || v == AttentionView::cls ||
+           v == AttentionView::cls_masks;
+  };
   const auto view = [&](AttentionView v, std::string title, int picture,
                         std::function<cv::Mat(const ImageAnalysis&, const image::AttentionCanvas&)> draw) {
     if (!plan.draws(v)) return;
     const std::string kind = "attention_" + image::to_string(v);
-    r.add_picture(kind, kind, std::move(title), picture,
-                  [draw](const ImageContext& c) { return draw(c.analysis, c.analysis.canvas); });
+    r.add_picture(kind, kind, std::move(title), picture, [draw, small = montage(v)](const ImageContext& c) {
+      return draw(c.analysis, small ? c.analysis.montage_canvas : c.analysis.canvas);
+    });
   };
   view(AttentionView::points, "Encoder self-attention of the token under each point (heads fused)", 4,
        [=](const ImageAnalysis& a, const image::AttentionCanvas& canvas) {

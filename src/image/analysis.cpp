@@ -137,6 +137,7 @@ ImageAnalysis image_analysis(const ImageModel& model, const ImageModelOutput& ou
 
   a.attention = image_attention(out, b);
   a.canvas = attention_canvas(a.picture, a.layout, a.attention.grid);
+  a.montage_canvas = attention_canvas(a.picture, a.layout, a.attention.grid, kMontageTile);
   a.points = picture_pixels(plan.points, a.picture.size());
   for (const cv::Point2d& p : a.points) {
     a.point_tokens.push_back(token_at(p, a.picture.size(), a.layout, a.grid));

@@ -50,6 +50,14 @@ cv::Mat background(const AttentionCanvas& canvas) {
   return canvas.tile_background.clone();
 }
 
+cv::Mat tinted(const cv::Mat& bgr) { return blend(bgr, cv::Mat(bgr.size(), CV_8UC3, kMaskTint), kOverlayWeight); }
+
+// The background of a mask's inside.
+cv::Mat mask_background(const AttentionCanvas& canvas) {
+  if (canvas.mask_background.size() != tile_size(canvas)) return tinted(background(canvas));
+  return canvas.mask_background;
+}
+
 void mark_points(cv::Mat& tile, const std::vector<cv::Point2d>& points,
                  const AttentionCanvas& canvas) {
   const double scale = tile.cols / static_cast<double>(canvas.image.cols);
@@ -156,6 +164,7 @@ AttentionCanvas attention_canvas(const cv::Mat& image, const TokenLayout& layout
   AttentionCanvas canvas{image, layout, grid, max_tile};
   require_canvas(canvas);
   canvas.tile_background = tile_background(canvas);
+  canvas.mask_background = tinted(canvas.tile_background);
   return canvas;
 }
 
@@ -179,8 +188,7 @@ cv::Mat mask_overlay(const std::vector<bool>& mask, const AttentionCanvas& canva
   for (std::size_t t = 0; t < mask.size(); ++t) tokens.data[t] = mask[t] ? 255 : 0;
   cv::Mat tile = background(canvas);
   const cv::Mat inside = tokens_to_image(tokens, canvas.layout, tile.size());
-  const cv::Mat tint(tile.size(), CV_8UC3, kMaskTint);
-  blend(tile, tint, kOverlayWeight).copyTo(tile, inside);
+  mask_background(canvas).copyTo(tile, inside);
   std::vector<std::vector<cv::Point>> contours;
   cv::findContours(inside, contours, cv::RETR_EXTERNAL, cv::CHAIN_APPROX_SIMPLE);
   cv::drawContours(tile, contours, -1, cv::Scalar(255, 255, 255), 1, cv::LINE_AA);

@@ -115,7 +115,12 @@ struct ImageAnalysis {
   ImageRollout rollout;          // when the plan draws the rollout
   // What the attention views draw on; views drawn one after another share its tile background.
   AttentionCanvas canvas;
+  // The same with tiles of at most kMontageTile pixels, for the montages: they hold (1+nh) tiles
+  // per point, many times what a page shows at its width.
+  AttentionCanvas montage_canvas;
 };
+
+constexpr int kMontageTile = 224;
 
 // What a batch is estimated to take at its peak: with its token modules' attention captured whole
 // (every (nh,S,S) map, the forward's and each image's crop, and the rollout's products), or as

@@ -30,9 +30,11 @@ struct AttentionCanvas {
   // draws up to dozens of tiles, and views are drawn on several threads at once). Without it,
   // each tile makes its own.
   cv::Mat tile_background{};
+  // The same background tinted as a mask's inside, which every mask tile copies from.
+  cv::Mat mask_background{};
 };
 
-// A canvas with its tile background made.
+// A canvas with its tile and mask backgrounds made.
 AttentionCanvas attention_canvas(const cv::Mat& image, const TokenLayout& layout,
                                  const std::array<std::size_t, 2>& grid, int max_tile = 320);
 
