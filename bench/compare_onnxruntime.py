@@ -4,7 +4,7 @@
 Usage (after scripts/setup.sh --tools --bench; python3-torch only imports under /usr/bin/python3):
     /usr/bin/python3 bench/compare_onnxruntime.py [--models detr,vit-b1,vit-b8] [--threads 1,2]
         [--rounds 3] [--repeat 5] [--warmup 2] [--vitscope build/apps/vitscope]
-        [--profile DIR] [--json OUT]
+        [--profile DIR] [--json OUT] [--gemm-peak build-perf/bench/gemm_peak | --peak-gflops G1,G2]
 
 For each model, built (seeded) as compare_pytorch.py builds it, it writes into a temporary
 directory the vitscope model file, the state_dict for PyTorch's workers, an ONNX file
@@ -21,6 +21,14 @@ a change in the shared machine's load hits all of them alike. Each peer's figure
 configuration at K threads or fewer; the ratios are peer ms / vitscope ms (above 1: vitscope is
 faster). With --profile DIR, ONNX Runtime also runs once per model with its profiler at the
 smallest K, and the time of the optimized graph's operators is printed by op type.
+
+A second table gives each figure as achieved GFLOPS: the forward's matrix-product FLOPs
+(compare_pytorch.forward_flops: every Linear and attention's QK^T and weights.V products, 2 per
+multiply-add; elementwise work is printed apart and not counted) over the median time. With
+--gemm-peak PATH it first runs that gemm_peak binary (bench/gemm_peak.cpp) once at each K and takes
+the best GFLOPS over its shapes, vitscope's or the BLAS's, as the machine's fp32 GEMM peak at K
+threads, and gives vitscope's share of it; --peak-gflops gives those peaks instead, one per --threads
+entry in the same order.
 
 Timing never runs under ctest: this is a tool for people, not a test.
 """
@@ -156,6 +164,37 @@ def profile_ort(name: str, files, threads: int, out_dir: Path, args):
     print(f"| all | {total:.1f} | |")
 
 
+def measure_peaks(binary: str, thread_counts, repeat: int = 10):
+    """{k: (GFLOPS, where)}: gemm_peak's best over its shapes and both columns at k threads."""
+    peaks = {}
+    for k in thread_counts:
+        run = subprocess.run([binary, "--threads", str(k), "--repeat", str(repeat)],
+                             capture_output=True, text=True)
+        if run.returncode != 0:
+            sys.exit(f"compare_onnxruntime.py: {binary} --threads {k} failed:\n{run.stderr}")
+        best = None
+        for line in run.stdout.splitlines():
+            fields = line.split()
+            if line.startswith("#") or len(fields) != 5 or not fields[0].isdigit():
+                continue  # the comment and the column names
+            m, n, kk = fields[:3]
+            for column, value in (("vitscope", fields[3]), ("blas", fields[4])):
+                if best is None or float(value) > best[0]:
+                    best = (float(value), f"{column} {m}x{n}x{kk}")
+        if best is None:
+            sys.exit(f"compare_onnxruntime.py: no GFLOPS in {binary}'s output:\n{run.stdout}")
+        peaks[k] = best
+    return peaks
+
+
+def parse_peaks(text: str, threads_given):
+    values = [float(v) for v in text.split(",") if v.strip()]
+    if len(values) != len(threads_given):
+        sys.exit(f"compare_onnxruntime.py: --peak-gflops has {len(values)} values for "
+                 f"{len(threads_given)} thread counts ({','.join(map(str, threads_given))})")
+    return {k: (g, "given") for k, g in zip(threads_given, values)}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=cp.DEFAULT_MODELS,
@@ -170,35 +209,63 @@ def main(argv=None) -> int:
     parser.add_argument("--vitscope", help="the vitscope binary (default: build-perf/ or build/ apps/vitscope)")
     parser.add_argument("--profile", help="also profile ONNX Runtime, traces into this directory")
     parser.add_argument("--json", help="also write every figure to this file")
+    peak = parser.add_mutually_exclusive_group()
+    peak.add_argument("--gemm-peak", metavar="PATH",
+                      help="the gemm_peak binary (build-perf/bench/gemm_peak): run once at each K at "
+                           "the start, its best GFLOPS is the peak vitscope's GFLOPS are set against")
+    peak.add_argument("--peak-gflops", metavar="G1,G2",
+                      help="measured fp32 GEMM peaks in GFLOPS, one per --threads entry, same order")
     args = parser.parse_args(argv)
     args.reference = False  # compare_pytorch's worker: only PyTorch's fast path is timed here
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     unknown = [n for n in names if n not in cp.MODELS]
     if unknown:
         parser.error(f"unknown models {unknown}; known: {list(cp.MODELS)}")
-    thread_counts = sorted(int(t) for t in args.threads.split(","))
+    threads_given = [int(t) for t in args.threads.split(",")]
+    thread_counts = sorted(threads_given)
     args.vitscope = cp.find_vitscope(args.vitscope)
     if not (HERE / "node_modules" / "onnxruntime-node").is_dir():
         sys.exit("compare_onnxruntime.py: bench/node_modules/onnxruntime-node is missing; "
                  "run scripts/setup.sh --bench")
+    peaks = parse_peaks(args.peak_gflops, threads_given) if args.peak_gflops else {}
+    if args.gemm_peak and not os.access(args.gemm_peak, os.X_OK):
+        parser.error(f"--gemm-peak {args.gemm_peak}: no such executable (build it with "
+                     "-DVITSCOPE_BUILD_BENCH=ON, target gemm_peak)")
 
     print(f"# {cp.cpu_model()}, {os.cpu_count()} CPUs; torch {torch.__version__}; "
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}; "
           f"{args.rounds} rounds x (median of {args.repeat} after {args.warmup} warm-up); "
           f"vitscope: {args.vitscope}; load average at start: {os.getloadavg()[0]:.2f}")
+    if args.gemm_peak:
+        peaks = measure_peaks(args.gemm_peak, thread_counts)
+    if peaks:
+        print("# fp32 GEMM peak: " + "; ".join(
+            f"K={k} {g:.1f} GFLOPS ({where})" for k, (g, where) in sorted(peaks.items()))
+            + (" (gemm_peak --repeat 10, best over its shapes)" if args.gemm_peak else ""),
+            flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="vitscope-ort-") as tmp:
         for name in names:
+            flops = cp.forward_flops(name)
+            print(f"# {name}: {flops['matmul'] / 1e9:.2f} GFLOP a forward in matrix products "
+                  f"({flops['linear'] / 1e9:.2f} Linear, {flops['attention'] / 1e9:.2f} attention); "
+                  f"{flops['other'] / 1e9:.3f} elementwise, not counted", flush=True)
             files = prepare(name, Path(tmp))
             medians, parity = time_model(name, files, thread_counts, args)
             print(f"# {name}: ONNX Runtime against PyTorch, worst abs error {parity[0]:.2g} "
                   f"(max |output| {parity[1]:.3g}; tolerance {TOLERANCE:g} relative)", flush=True)
             for k in thread_counts:
-                row = {"model": cp.describe(name), "K": k}
+                row = {"model": cp.describe(name), "K": k, "gflop": flops["matmul"] / 1e9,
+                       "gflop_other": flops["other"] / 1e9}
                 # vitscope at K threads against each peer's best at K or fewer.
                 for peer in ("vitscope", "torch", "ort"):
                     ms, kk, config = figure(medians, peer, k, at_most=peer != "vitscope")
-                    row[peer] = {"ms": ms, "threads": kk, "config": config}
+                    row[peer] = {"ms": ms, "threads": kk, "config": config,
+                                 "gflops": flops["matmul"] / ms / 1e6}
+                if k in peaks:
+                    row["peak_gflops"] = peaks[k][0]
+                    row["peak_source"] = peaks[k][1]
+                    row["vitscope"]["share_of_peak"] = row["vitscope"]["gflops"] / peaks[k][0]
                 row["all"] = {" / ".join(map(str, key)): ms for key, ms in medians.items() if key[1] == k}
                 rows.append(row)
             if args.profile:
@@ -218,6 +285,18 @@ def print_table(rows) -> None:
         v, t, o = r["vitscope"]["ms"], r["torch"], r["ort"]
         print(f"| {r['model']} | {r['K']} | {v:.1f} | {t['ms']:.1f} ({t['config']}) | "
               f"{o['ms']:.1f} ({o['config']}) | {t['ms'] / v:.2f}x | {o['ms'] / v:.2f}x |")
+    with_peak = all("peak_gflops" in r for r in rows)
+    print("\nAchieved GFLOPS (matrix-product FLOPs / median ms; each peer at the setting above)"
+          + (", against the fp32 GEMM peak at K threads" if with_peak else "") + ":\n")
+    print("| model | GFLOP | K | vitscope | PyTorch | ORT |"
+          + (" GEMM peak | vitscope / peak |" if with_peak else ""))
+    print("| --- | --- | --- | --- | --- | --- |" + (" --- | --- |" if with_peak else ""))
+    for r in rows:
+        line = (f"| {r['model']} | {r['gflop']:.2f} | {r['K']} | {r['vitscope']['gflops']:.0f} | "
+                f"{r['torch']['gflops']:.0f} | {r['ort']['gflops']:.0f} |")
+        if with_peak:
+            line += f" {r['peak_gflops']:.0f} | {100 * r['vitscope']['share_of_peak']:.0f}% |"
+        print(line)
 
 
 if __name__ == "__main__":

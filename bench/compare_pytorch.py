@@ -4,6 +4,7 @@
 Usage (Debian's python3-torch only imports from the system interpreter):
     /usr/bin/python3 bench/compare_pytorch.py [--models detr,vit-b1,vit-b8] [--threads 1,2]
         [--repeat 7] [--warmup 2] [--vitscope build/apps/vitscope] [--reference] [--json OUT]
+    /usr/bin/python3 bench/compare_pytorch.py --flops [--models ...]   # FLOPs per forward, no timing
 
 For each model it builds the torch module (seeded), exports it with tools/export_pytorch.py into a
 temporary directory, then at each thread count K:
@@ -83,6 +84,70 @@ def inputs(name: str):
     src = torch.randn(*shape(src_len), generator=gen)
     tgt = torch.randn(*shape(tgt_len), generator=gen) if tgt_len else None
     return src, tgt
+
+
+# ------------------------------------------------------------------------------------------------
+# Floating-point operations of one forward pass, from the model's configuration (MODELS).
+#
+# Matrix products count 2 FLOPs per multiply-add: every Linear (in_proj's q, k and v, out_proj,
+# linear1, linear2) and attention's two products per head, scores = Q K^T and weights . V, each
+# L x S x head_dim multiply-adds (L queries, S keys). Cross-attention projects q (and out_proj)
+# over the T target tokens, k and v over the S memory tokens, in every decoder layer.
+# "other" is the elementwise work, counted at these per-element costs (a transcendental counts
+# as one operation, so it is a lower bound of what a CPU executes): Linear bias 1, residual add 1,
+# LayerNorm 8 (mean 1, variance 3, normalise 2, affine 2), softmax 5 per score (max, subtract,
+# exp, sum, divide) plus 1 per q element for the 1/sqrt(head_dim) scaling, ReLU 1, GELU 8 (erf
+# counted as one). That is 1.2% of the matrix products on the DETR-like model, 0.8% on the ViT-S
+# ones (1.5% at S = 4096): not negligible enough to drop, so it is its own figure, and achieved
+# GFLOPS (compare_onnxruntime.py) are the matrix products' FLOPs over the time.
+# The matrix-product counts equal what torch.profiler(with_flops=True) gives for aten::addmm and
+# aten::bmm on the grad-enabled forward of these models.
+GELU_OPS, LAYERNORM_OPS, SOFTMAX_OPS = 8, 8, 5
+
+
+def forward_flops(name: str):
+    """FLOPs of one forward of the bench model `name`, counted from MODELS (no torch needed).
+
+    Returns {"linear", "attention", "matmul" (= linear + attention), "encoder" (its matmul part),
+    "other" (elementwise, see above)}, all for the whole batch."""
+    args, src_len, tgt_len, batch, encoder_norm = MODELS[name]
+    d, heads, ffn = args["d_model"], args["nhead"], args["dim_feedforward"]
+    act_ops = GELU_OPS if args["activation"] == "gelu" else 1
+    linear = attention = other = 0
+
+    def mha(queries: int, keys: int):
+        # q over the queries, k and v over the keys, out_proj over the queries.
+        nonlocal linear, attention, other
+        linear += 2 * (2 * queries * d * d + 2 * keys * d * d)
+        # heads x (L x S x head_dim) for each of Q K^T and weights . V: 2 x L x S x d in all.
+        attention += 2 * 2 * queries * keys * d
+        other += (2 * queries + 2 * keys) * d            # the four projections' biases
+        other += heads * queries * keys * SOFTMAX_OPS + queries * d  # softmax, q scaling
+        other += queries * d                             # the residual add
+
+    def ffn_block(tokens: int):
+        nonlocal linear, other
+        linear += 2 * 2 * tokens * d * ffn
+        other += tokens * (ffn + d)                      # biases
+        other += tokens * ffn * act_ops + tokens * d     # activation, residual add
+
+    for _ in range(args["num_encoder_layers"]):
+        mha(src_len, src_len)
+        ffn_block(src_len)
+        other += 2 * src_len * d * LAYERNORM_OPS
+    encoder = linear + attention
+    if encoder_norm:
+        other += src_len * d * LAYERNORM_OPS
+    for _ in range(args["num_decoder_layers"]):
+        mha(tgt_len, tgt_len)   # self-attention over the T queries
+        mha(tgt_len, src_len)   # cross-attention: q from T tokens, k and v from the S memory
+        ffn_block(tgt_len)
+        other += 3 * tgt_len * d * LAYERNORM_OPS
+    if args["num_decoder_layers"]:
+        other += tgt_len * d * LAYERNORM_OPS  # nn.Transformer's decoder norm
+    flops = {"linear": linear, "attention": attention, "matmul": linear + attention,
+             "encoder": encoder, "other": other}
+    return {key: batch * value for key, value in flops.items()}
 
 
 def forward(model, src, tgt):
@@ -208,6 +273,8 @@ def main(argv=None) -> int:
                         help="also time PyTorch's reference path (grad enabled)")
     parser.add_argument("--no-torch", action="store_true", help="time vitscope only")
     parser.add_argument("--json", help="also write every figure to this file")
+    parser.add_argument("--flops", action="store_true",
+                        help="print each model's FLOPs per forward (forward_flops) and exit")
     # Internal: the per-thread-count PyTorch worker.
     parser.add_argument("--worker-model", help=argparse.SUPPRESS)
     parser.add_argument("--worker-state", help=argparse.SUPPRESS)
@@ -217,13 +284,17 @@ def main(argv=None) -> int:
         torch_worker(args)
         return 0
 
-    import torch
-    from export_pytorch import export_transformer
-
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     unknown = [n for n in names if n not in MODELS]
     if unknown:
         parser.error(f"unknown models {unknown}; known: {list(MODELS)}")
+    if args.flops:
+        print_flops(names)
+        return 0
+
+    import torch
+    from export_pytorch import export_transformer
+
     thread_counts = [int(t) for t in args.threads.split(",")]
     binary = find_vitscope(args.vitscope)
 
@@ -284,6 +355,17 @@ def main(argv=None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return 0
+
+
+def print_flops(names) -> None:
+    print("| model | GFLOP matrix products | of which Linear | attention (QK^T, weights.V) | "
+          "encoder | other (elementwise) |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name in names:
+        f = forward_flops(name)
+        print(f"| {describe(name)} | {f['matmul'] / 1e9:.2f} | {f['linear'] / 1e9:.2f} | "
+              f"{f['attention'] / 1e9:.2f} | {f['encoder'] / 1e9:.2f} | "
+              f"{f['other'] / 1e9:.3f} ({100 * f['other'] / f['matmul']:.1f}%) |")
 
 
 def fmt(value, spec=".1f"):
