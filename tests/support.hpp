@@ -1,6 +1,7 @@
 #pragma once
 // Shared by the tests: fixture paths and the one way results are compared with PyTorch's.
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -12,6 +13,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include "test_precision.hpp"
 #include "vitscope/error.hpp"
 #include "vitscope/io/npy.hpp"
 
@@ -89,10 +91,20 @@ inline double worst_error(const float* actual, std::size_t actual_size,
   return worst;
 }
 
-// Checks a result against a PyTorch fixture array within tolerance, printing the worst error.
+// The bf16 bound: the worst absolute error within this share of the expected array's largest
+// magnitude (at least 1). Each GEMM operand is rounded to 8 significant bits.
+constexpr double kBf16Relative = 0.05;
+
+// Checks a result against a PyTorch fixture array within tolerance (the bf16 bound in a bf16
+// parity run), printing the worst error.
 template <class Tensor>
 void require_close(const std::string& what, const Tensor& actual, const io::NpyArray& expected,
                    double tolerance) {
+  if (bf16_parity()) {
+    double largest = 1.0;
+    for (float v : expected.data) largest = std::max(largest, double(std::fabs(v)));
+    tolerance = kBf16Relative * largest;
+  }
   const double worst = worst_error(actual.data(), actual.size(), expected.data);
   std::cout << what << ": worst abs error " << worst << " (tolerance " << tolerance << ")\n";
   INFO(what << ": worst abs error " << worst << ", tolerance " << tolerance);

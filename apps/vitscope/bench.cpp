@@ -19,6 +19,7 @@
 
 #include "commands.hpp"
 #include "model_option.hpp"
+#include "precision.hpp"
 #include "threads.hpp"
 #include "vitscope/image/preprocess.hpp"
 #include "vitscope/io/model_file.hpp"
@@ -41,6 +42,7 @@ struct BenchOptions {
   int image_size = 0;  // image model: 0 is the model's image_size
   int batch = 1;
   int threads = 1;
+  std::string precision;
   int repeat = 10;
   int warmup = 1;
 };
@@ -150,6 +152,7 @@ BenchInputs image_inputs(const BenchOptions& o, image::ImageModel& model) {
 
 void run_bench(const BenchOptions& o) {
   use_threads(o.threads);
+  use_precision(o.precision);
   const Clock::time_point load_start = Clock::now();
   ModelFile file = load_model_file(o.model, o.given);
   const double load_ms = ms_since(load_start);
@@ -168,6 +171,7 @@ void run_bench(const BenchOptions& o) {
   report.update(inputs.shape);
   report["peak_rss_mb"] = peak_rss_mb();
   report["kernels"] = kernel_level();
+  report["precision"] = o.precision;
   std::cout << report.dump() << "\n";
 }
 
@@ -201,6 +205,7 @@ Command add_bench_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(0, 100000));
   add_threads_option(*command, o.threads);
+  add_precision_option(*command, o.precision);
   add_transformer_arguments(*command, o.given);
   return {command, [options] { run_bench(*options); }};
 }

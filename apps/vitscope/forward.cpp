@@ -11,6 +11,7 @@
 
 #include "commands.hpp"
 #include "model_option.hpp"
+#include "precision.hpp"
 #include "threads.hpp"
 #include "vitscope/error.hpp"
 #include "vitscope/image/image_model.hpp"
@@ -45,6 +46,7 @@ struct ForwardOptions {
   std::string boxes_out;   // detector, optional
   std::string attn_dir;
   int threads = 1;
+  std::string precision;
 };
 
 // An input file with the option that named it, which is how errors refer to it.
@@ -333,6 +335,7 @@ void run_image_forward(const ForwardOptions& o, image::ImageModel& model) {
 
 void run_forward(const ForwardOptions& o) {
   use_threads(o.threads);
+  use_precision(o.precision);
   ModelFile model_file = load_model_file(o.model, o.given);
   if (model_file.image) return run_image_forward(o, model_file.image->model);
   require_target_for_target_masks(o);
@@ -411,6 +414,7 @@ Command add_forward_command(CLI::App& app) {
                    "DIR/<module path>.npy (DIR is created if missing)")
       ->type_name("DIR");
   add_threads_option(*command, o.threads);
+  add_precision_option(*command, o.precision);
   add_transformer_arguments(*command, o.given);
   return {command, [options] { run_forward(*options); }};
 }

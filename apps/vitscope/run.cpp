@@ -28,6 +28,7 @@
 #include "progress.hpp"
 #include "run_attention.hpp"
 #include "shard.hpp"
+#include "precision.hpp"
 #include "threads.hpp"
 #include "vitscope/error.hpp"
 #include "vitscope/gallery/index_page.hpp"
@@ -58,6 +59,7 @@ struct RunOptions {
   std::string model = VITSCOPE_DEFAULT_MODEL;
   int batch = 1;
   int threads = 1;
+  std::string precision;
   int size = 0;  // 0: the model's image_size
   std::string resize_mode;    // empty: the model's resize_mode
   int resize_size = 0;        // 0: the model's resize_size
@@ -408,6 +410,7 @@ void run_images(const RunOptions& o) {
   restart_with_opencv_limit(static_cast<std::uint64_t>(o.max_pixels));
   watch_interrupts();
   use_threads(o.threads);
+  use_precision(o.precision);
   const fs::path out_dir = o.out;
   const std::optional<Shard> shard =
       o.shard.empty() ? std::nullopt : std::optional(parse_shard(o.shard, process_environment));
@@ -432,6 +435,8 @@ void run_images(const RunOptions& o) {
                    {"view_format", o.view_format},
                    {"attention", attention_settings(plan, o.attention.save)}};
   if (resize.contains("max_size")) settings["max_size"] = resize.at("max_size");
+  // Named only when not the default, so folders written before --precision are still reused.
+  if (o.precision != "fp32") settings["precision"] = o.precision;
   const Job job{o,        file.model, plan, preprocess, out_dir, settings,
                 gallery::image_outputs(file.model, plan, o.attention.save,
                                        image::parse_picture_format(o.view_format))};
@@ -455,6 +460,7 @@ void run_images(const RunOptions& o) {
                           {"view_format", o.view_format},
                           {"batch", o.batch},
                           {"threads", o.threads},
+                          {"precision", o.precision},
                           {"max_pixels", o.max_pixels},
                           {"overwrite", o.overwrite}}},
                         {"timings",
@@ -556,6 +562,7 @@ Command add_run_command(CLI::App& app) {
       ->type_name("SPEC");
   add_attention_options(*command, o.attention);
   add_threads_option(*command, o.threads);
+  add_precision_option(*command, o.precision);
   return {command, [options] { run_images(*options); }};
 }
 

@@ -6,14 +6,17 @@
 #include <cblas.h>  // OpenBLAS's or BLIS's, as CMake's VITSCOPE_BLAS chose
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <memory>
 #include <new>
+#include <string>
 
 #include "blas_threads.hpp"
+#include "vitscope/error.hpp"
 #include "vitscope/nn/kernel_level.hpp"
 #include "vitscope/nn/parallel.hpp"
 
@@ -36,6 +39,9 @@ constexpr std::size_t kKeyChunk = 256;
 constexpr std::size_t kParallelMacs = std::size_t{1} << 18;
 
 std::size_t ceil_div(std::size_t a, std::size_t b) { return (a + b - 1) / b; }
+
+// set_precision's choice, read by every GEMM.
+std::atomic<Precision> gemm_precision{Precision::fp32};
 
 Level detect_level() {
   Level cap = Level::avx512;
@@ -110,13 +116,20 @@ class BlockPrefetcher {
   std::size_t ldb_ = 0, rows_ = 0, kc_ = 0, col_ = 0;
 };
 
+// In bf16, A is first rounded to pairs of bf16 (one 32-bit word per pair) and B is packed in
+// pairs: the same blocking then runs over words, K counted in pairs, k blocks kept even.
 void gemm_nt_simd(std::size_t M, std::size_t N, std::size_t K, const float* A, std::size_t lda,
                   const float* B, std::size_t ldb, const float* bias, float* C, std::size_t ldc,
-                  Act act) {
+                  Act act, bool bf16) {
   using avx512::MR;
   using avx512::NR;
-  const std::size_t k_blocks = ceil_div(K, kKcMax);
-  const std::size_t kc_max = ceil_div(K, k_blocks);
+  std::size_t k_blocks = ceil_div(K, kKcMax);
+  std::size_t kc_max = ceil_div(K, k_blocks);
+  if (bf16) {
+    kc_max = ceil_div(kc_max, 2) * 2;
+    k_blocks = ceil_div(K, kc_max);
+  }
+  const auto words = [bf16](std::size_t k) { return bf16 ? ceil_div(k, 2) : k; };
   const std::size_t threads =
       M * N * K < kParallelMacs ? 1 : static_cast<std::size_t>(std::max(1, num_threads()));
   // Column jobs of whole panels, at least one per thread when there are enough panels; rows
@@ -132,10 +145,22 @@ void gemm_nt_simd(std::size_t M, std::size_t N, std::size_t K, const float* A, s
   const std::size_t rows_per_job = ceil_div(tiles, row_jobs) * MR;
   const std::size_t jobs = col_jobs * ceil_div(M, rows_per_job);
 
+  const float* a = A;
+  std::size_t a_stride = lda;
+  thread_local Scratch a_scratch;
+  if (bf16) {
+    a_stride = words(K);
+    float* pairs = a_scratch.get(M * a_stride);
+    parallel_for(M, std::max<std::size_t>(1, 16384 / a_stride), [&](std::size_t begin, std::size_t end) {
+      avx512::to_bf16_pairs(A + begin * lda, lda, end - begin, K, pairs + begin * a_stride, a_stride);
+    });
+    a = pairs;
+  }
+
   // Each job packs its columns of B whole (K x cols, as k blocks of panels), then walks its rows
   // in blocks of kMc: the rows' slice of C stays in L2 across the k blocks, each k block's
   // panel (kc x 32) in L1. Meanwhile the next job's columns of B stream into L2.
-  const std::size_t job_b_floats = panels_per_job * NR * K;
+  const std::size_t job_b_floats = panels_per_job * NR * words(K);
   parallel_for(jobs, 1, [&](std::size_t begin, std::size_t end) {
     thread_local Scratch b_scratch;
     float* Bp = b_scratch.get(job_b_floats);
@@ -146,8 +171,13 @@ void gemm_nt_simd(std::size_t M, std::size_t N, std::size_t K, const float* A, s
       const std::size_t i_end = std::min(M, i0 + rows_per_job);
       const std::size_t cols_padded = ceil_div(cols, NR) * NR;
       for (std::size_t k0 = 0; k0 < K; k0 += kc_max) {
-        avx512::pack_b_transposed(B + j0 * ldb + k0, ldb, cols, std::min(K, k0 + kc_max) - k0,
-                                  Bp + k0 * cols_padded);
+        const std::size_t kc = std::min(K, k0 + kc_max) - k0;
+        float* panel = Bp + words(k0) * cols_padded;
+        if (bf16) {
+          avx512::pack_b_bf16(B + j0 * ldb + k0, ldb, cols, kc, panel);
+        } else {
+          avx512::pack_b_transposed(B + j0 * ldb + k0, ldb, cols, kc, panel);
+        }
       }
       BlockPrefetcher prefetch;
       if (job + 1 < end && ((job + 1) / col_jobs) * rows_per_job < M) {
@@ -161,8 +191,8 @@ void gemm_nt_simd(std::size_t M, std::size_t N, std::size_t K, const float* A, s
         const std::size_t ic_end = std::min(i_end, ic + kMc);
         for (std::size_t kb = 0; kb < k_blocks; ++kb) {
           const std::size_t k0 = kb * kc_max;
-          const std::size_t kc = std::min(K, k0 + kc_max) - k0;
-          const float* bp = Bp + k0 * cols_padded;
+          const std::size_t steps = words(std::min(K, k0 + kc_max) - k0);
+          const float* bp = Bp + words(k0) * cols_padded;
           avx512::Epilogue e;
           e.accumulate = kb > 0;
           e.act = kb + 1 == k_blocks ? act : Act::none;
@@ -170,9 +200,16 @@ void gemm_nt_simd(std::size_t M, std::size_t N, std::size_t K, const float* A, s
             e.bias = kb == 0 && bias != nullptr ? bias + j0 + j : nullptr;
             for (std::size_t i = ic; i < ic_end; i += MR) {
               prefetch.next(lines_per_call);
-              avx512::micro_tile(std::min(MR, ic_end - i), std::min(NR, cols - j), kc,
-                                 A + i * lda + k0, lda, bp + j * kc, NR, C + i * ldc + j0 + j,
-                                 ldc, e);
+              const std::size_t rows = std::min(MR, ic_end - i);
+              const float* a_tile = a + i * a_stride + words(k0);
+              float* c_tile = C + i * ldc + j0 + j;
+              if (bf16) {
+                avx512::micro_tile_bf16(rows, std::min(NR, cols - j), steps, a_tile, a_stride,
+                                        bp + j * steps, NR, c_tile, ldc, e);
+              } else {
+                avx512::micro_tile(rows, std::min(NR, cols - j), steps, a_tile, a_stride,
+                                   bp + j * steps, NR, c_tile, ldc, e);
+              }
             }
           }
         }
@@ -380,7 +417,7 @@ void gemm_nt(std::size_t M, std::size_t N, std::size_t K, const float* A, std::s
     return;
   }
   if (simd()) {
-    gemm_nt_simd(M, N, K, A, lda, B, ldb, bias, C, ldc, act);
+    gemm_nt_simd(M, N, K, A, lda, B, ldb, bias, C, ldc, act, gemm_precision.load() == Precision::bf16);
   } else {
     gemm_nt_blas(M, N, K, A, lda, B, ldb, bias, C, ldc, act);
   }
@@ -467,5 +504,20 @@ const char* kernel_level() {
       return "portable";
   }
 }
+
+bool bf16_supported() { return nn::kernels::simd() && nn::kernels::avx512::bf16_supported(); }
+
+void set_precision(Precision precision) {
+  if (precision == Precision::bf16 && !bf16_supported()) {
+    throw Error("unsupported_precision",
+                std::string("bf16 needs a CPU with AVX-512 BF16 and the avx512 kernels (this process runs ") +
+                    kernel_level() + (nn::kernels::simd() ? " without AVX-512 BF16)" : ")"));
+  }
+  nn::kernels::gemm_precision.store(precision);
+}
+
+Precision precision() { return nn::kernels::gemm_precision.load(); }
+
+const char* to_string(Precision precision) { return precision == Precision::bf16 ? "bf16" : "fp32"; }
 
 }  // namespace vitscope

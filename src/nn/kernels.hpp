@@ -110,6 +110,21 @@ void micro_tile(std::size_t rows, std::size_t cols, std::size_t K, const float* 
                 std::size_t lda, const float* B, std::size_t ldb, float* C, std::size_t ldc,
                 const Epilogue& epilogue);
 
+// bfloat16 GEMM (AVX-512 BF16): the same panels and tiles as above, with each 32-bit word a pair
+// of bf16 values (element k in the low half, k + 1 in the high half) and K counted in pairs.
+bool bf16_supported();
+// A (rows x K, lda) -> out (rows x ceil(K/2) words, row stride ldo), rounded to nearest even;
+// an odd K's last pair has a zero high half.
+void to_bf16_pairs(const float* A, std::size_t lda, std::size_t rows, std::size_t K, float* out,
+                   std::size_t ldo);
+// pack_b_transposed in pairs: out[p * ceil(kc/2) * NR + q * NR + j] holds B[n0 + p*NR + j][k0 + 2q]
+// and [k0 + 2q + 1].
+void pack_b_bf16(const float* B, std::size_t ldb, std::size_t cols, std::size_t kc, float* out);
+// micro_tile over `pairs` pairs of A's and B's words, products accumulated in fp32; the
+// epilogue's row_scale is not applied.
+void micro_tile_bf16(std::size_t rows, std::size_t cols, std::size_t pairs, const float* A,
+                     std::size_t lda, const float* B, std::size_t ldb, float* C, std::size_t ldc,
+                     const Epilogue& epilogue);
 // Softmax of row[0..n) in place after adding mask_row and padding_row (each null or n_mask
 // long) to its first n_mask entries. Returns the factor that normalises it: with normalize the
 // row is already normalised and 1 is returned; a row with every entry -inf becomes zeros and 0

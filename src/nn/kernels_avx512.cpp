@@ -27,6 +27,8 @@ namespace vitscope::nn::kernels::avx512 {
 #if VITSCOPE_HAVE_AVX512_KERNELS
 
 #define VS_TARGET __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")))
+#define VS_TARGET_BF16 \
+  __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx512bf16,avx2,fma")))
 #define VS_INLINE inline __attribute__((always_inline))
 
 bool supported() {
@@ -35,6 +37,8 @@ bool supported() {
          __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
          __builtin_cpu_supports("fma");
 }
+
+bool bf16_supported() { return supported() && __builtin_cpu_supports("avx512bf16"); }
 
 namespace {
 
@@ -236,6 +240,110 @@ VS_TARGET void micro_tile(std::size_t rows, std::size_t cols, std::size_t K, con
   }
 }
 
+// --- bfloat16 GEMM: the fp32 layout with each 32-bit word a pair of bf16 (k, k+1) ----------------
+
+namespace {
+
+// Up to 32 floats at src -> 16 words: word q holds src[2q] (low half) and src[2q+1], rounded to
+// nearest even; past n, zeros.
+VS_TARGET_BF16 VS_INLINE __m512 bf16_pairs(const float* src, std::size_t n) {
+  const __m512 lo = _mm512_maskz_loadu_ps(first_n(n), src);
+  const __m512 hi = n > 16 ? _mm512_maskz_loadu_ps(first_n(n - 16), src + 16) : _mm512_setzero_ps();
+  return reinterpret_cast<__m512>(_mm512_cvtne2ps_pbh(hi, lo));
+}
+
+template <int R>
+VS_TARGET_BF16 VS_INLINE void tile_bf16(std::size_t pairs, const float* A, std::size_t lda,
+                                        const float* B, std::size_t ldb, float* C, std::size_t ldc,
+                                        std::size_t cols, const Epilogue& e) {
+  const __mmask16 m0 = first_n(cols);
+  const __mmask16 m1 = cols > 16 ? first_n(cols - 16) : static_cast<__mmask16>(0);
+  __m512 c0[R], c1[R];
+#pragma GCC unroll 16
+  for (int i = 0; i < R; ++i) {
+    c0[i] = _mm512_setzero_ps();
+    c1[i] = _mm512_setzero_ps();
+  }
+  const float* a = A;
+  const float* b = B;
+  for (std::size_t p = 0; p < pairs; ++p) {
+    const __m512bh b0 = reinterpret_cast<__m512bh>(_mm512_loadu_ps(b));
+    const __m512bh b1 = reinterpret_cast<__m512bh>(_mm512_loadu_ps(b + 16));
+#pragma GCC unroll 16
+    for (int i = 0; i < R; ++i) {
+      const __m512bh ai = reinterpret_cast<__m512bh>(_mm512_set1_ps(a[i * lda]));
+      c0[i] = _mm512_dpbf16_ps(c0[i], ai, b0);
+      if (m1) c1[i] = _mm512_dpbf16_ps(c1[i], ai, b1);
+    }
+    ++a;
+    b += ldb;
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < R; ++i) {
+    float* c = C + i * ldc;
+    _mm512_mask_storeu_ps(c, m0, finish(c0[i], e.alpha, e.bias, c, m0, e));
+    if (m1) {
+      _mm512_mask_storeu_ps(c + 16, m1,
+                            finish(c1[i], e.alpha, e.bias ? e.bias + 16 : nullptr, c + 16, m1, e));
+    }
+  }
+}
+
+}  // namespace
+
+VS_TARGET_BF16 void to_bf16_pairs(const float* A, std::size_t lda, std::size_t rows, std::size_t K,
+                                  float* out, std::size_t ldo) {
+  for (std::size_t r = 0; r < rows; ++r) {
+    for (std::size_t k = 0; k < K; k += 32) {
+      const std::size_t kn = K - k < 32 ? K - k : 32;
+      _mm512_mask_storeu_ps(out + r * ldo + k / 2, first_n((kn + 1) / 2), bf16_pairs(A + r * lda + k, kn));
+    }
+  }
+}
+
+VS_TARGET_BF16 void pack_b_bf16(const float* B, std::size_t ldb, std::size_t cols, std::size_t kc,
+                                float* out) {
+  const std::size_t pairs = (kc + 1) / 2;
+  for (std::size_t p = 0; p * NR < cols; ++p) {
+    float* panel = out + p * pairs * NR;
+    for (std::size_t half = 0; half < 2; ++half) {
+      const std::size_t j0 = p * NR + half * 16;
+      const std::size_t rows = j0 < cols ? (cols - j0 < 16 ? cols - j0 : 16) : 0;
+      for (std::size_t k0 = 0; k0 < kc; k0 += 32) {
+        const std::size_t kn = kc - k0 < 32 ? kc - k0 : 32;
+        __m512 r[16];
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; ++j) {
+          r[j] = static_cast<std::size_t>(j) < rows ? bf16_pairs(B + (j0 + j) * ldb + k0, kn)
+                                                    : _mm512_setzero_ps();
+        }
+        transpose16(r);
+        const std::size_t qn = (kn + 1) / 2;
+#pragma GCC unroll 16
+        for (int q = 0; q < 16; ++q) {
+          if (static_cast<std::size_t>(q) < qn) _mm512_storeu_ps(panel + (k0 / 2 + q) * NR + half * 16, r[q]);
+        }
+      }
+    }
+  }
+}
+
+VS_TARGET_BF16 void micro_tile_bf16(std::size_t rows, std::size_t cols, std::size_t pairs,
+                                    const float* A, std::size_t lda, const float* B,
+                                    std::size_t ldb, float* C, std::size_t ldc, const Epilogue& e) {
+  switch (rows) {
+#define VS_CASE(R)                                          \
+  case R:                                                   \
+    tile_bf16<R>(pairs, A, lda, B, ldb, C, ldc, cols, e);   \
+    break;
+    VS_CASE(1) VS_CASE(2) VS_CASE(3) VS_CASE(4) VS_CASE(5) VS_CASE(6)
+    VS_CASE(7) VS_CASE(8) VS_CASE(9) VS_CASE(10) VS_CASE(11) VS_CASE(12)
+#undef VS_CASE
+    default:
+      break;
+  }
+}
+
 VS_TARGET float softmax_row(float* row, std::size_t n, const float* mask_row,
                             const float* padding_row, std::size_t n_mask, bool normalize) {
   // 1. Masks (over the first n_mask entries), then the maximum.
@@ -338,6 +446,11 @@ VS_TARGET void layer_norm_rows(const float* x, float* y, std::size_t rows, std::
 #else  // no AVX-512 kernels in this build: the drivers never call the functions below.
 
 bool supported() { return false; }
+bool bf16_supported() { return false; }
+void to_bf16_pairs(const float*, std::size_t, std::size_t, std::size_t, float*, std::size_t) { std::abort(); }
+void pack_b_bf16(const float*, std::size_t, std::size_t, std::size_t, float*) { std::abort(); }
+void micro_tile_bf16(std::size_t, std::size_t, std::size_t, const float*, std::size_t, const float*,
+                     std::size_t, float*, std::size_t, const Epilogue&) { std::abort(); }
 void pack_b_transposed(const float*, std::size_t, std::size_t, std::size_t, float*) { std::abort(); }
 void micro_tile(std::size_t, std::size_t, std::size_t, const float*, std::size_t, const float*,
                 std::size_t, float*, std::size_t, const Epilogue&) { std::abort(); }
