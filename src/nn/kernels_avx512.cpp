@@ -102,6 +102,24 @@ VS_TARGET VS_INLINE __m512 finish(__m512 acc, float scale, const float* bias, co
   return apply_act(e.act, acc);
 }
 
+// A micro-tile's accumulators (R rows of up to 32 columns, the second 16 under m1) through the
+// epilogue into C.
+template <int R>
+VS_TARGET VS_INLINE void store_tile(const __m512 (&c0)[R], const __m512 (&c1)[R], float* C,
+                                    std::size_t ldc, __mmask16 m0, __mmask16 m1,
+                                    const Epilogue& e, const float* bias, const float* row_scale) {
+#pragma GCC unroll 16
+  for (int i = 0; i < R; ++i) {
+    float* c = C + i * ldc;
+    const float scale = e.alpha * (row_scale ? row_scale[i] : 1.0f);
+    _mm512_mask_storeu_ps(c, m0, finish(c0[i], scale, bias, c, m0, e));
+    if (m1) {
+      _mm512_mask_storeu_ps(c + 16, m1,
+                            finish(c1[i], scale, bias ? bias + 16 : nullptr, c + 16, m1, e));
+    }
+  }
+}
+
 // The register-blocked micro-kernel: C (R rows, cols <= 32) from A (element (i, k) at
 // A[i * lda + k]) and B (k-th row of 32 at B + k * ldb): 2R accumulators of 16 floats, each
 // A element broadcast once for two fused multiply-adds.
@@ -111,12 +129,7 @@ VS_TARGET VS_INLINE void tile(std::size_t K, const float* A, std::size_t lda, co
                               const Epilogue& e, const float* bias, const float* row_scale) {
   const __mmask16 m0 = first_n(cols);
   const __mmask16 m1 = cols > 16 ? first_n(cols - 16) : static_cast<__mmask16>(0);
-  __m512 c0[R], c1[R];
-#pragma GCC unroll 16
-  for (int i = 0; i < R; ++i) {
-    c0[i] = _mm512_setzero_ps();
-    c1[i] = _mm512_setzero_ps();
-  }
+  __m512 c0[R] = {}, c1[R] = {};
   const float* a = A;
   const float* b = B;
   if (m1) {
@@ -143,16 +156,7 @@ VS_TARGET VS_INLINE void tile(std::size_t K, const float* A, std::size_t lda, co
       b += ldb;
     }
   }
-#pragma GCC unroll 16
-  for (int i = 0; i < R; ++i) {
-    float* c = C + i * ldc;
-    const float scale = e.alpha * (row_scale ? row_scale[i] : 1.0f);
-    _mm512_mask_storeu_ps(c, m0, finish(c0[i], scale, bias, c, m0, e));
-    if (m1) {
-      _mm512_mask_storeu_ps(c + 16, m1,
-                            finish(c1[i], scale, bias ? bias + 16 : nullptr, c + 16, m1, e));
-    }
-  }
+  store_tile<R>(c0, c1, C, ldc, m0, m1, e, bias, row_scale);
 }
 
 // 16x16 transpose in registers: r[j] (row j) -> r[c] (column c).
@@ -258,12 +262,7 @@ VS_TARGET_BF16 VS_INLINE void tile_bf16(std::size_t pairs, const float* A, std::
                                         std::size_t cols, const Epilogue& e) {
   const __mmask16 m0 = first_n(cols);
   const __mmask16 m1 = cols > 16 ? first_n(cols - 16) : static_cast<__mmask16>(0);
-  __m512 c0[R], c1[R];
-#pragma GCC unroll 16
-  for (int i = 0; i < R; ++i) {
-    c0[i] = _mm512_setzero_ps();
-    c1[i] = _mm512_setzero_ps();
-  }
+  __m512 c0[R] = {}, c1[R] = {};
   const float* a = A;
   const float* b = B;
   for (std::size_t p = 0; p < pairs; ++p) {
@@ -278,15 +277,7 @@ VS_TARGET_BF16 VS_INLINE void tile_bf16(std::size_t pairs, const float* A, std::
     ++a;
     b += ldb;
   }
-#pragma GCC unroll 16
-  for (int i = 0; i < R; ++i) {
-    float* c = C + i * ldc;
-    _mm512_mask_storeu_ps(c, m0, finish(c0[i], e.alpha, e.bias, c, m0, e));
-    if (m1) {
-      _mm512_mask_storeu_ps(c + 16, m1,
-                            finish(c1[i], e.alpha, e.bias ? e.bias + 16 : nullptr, c + 16, m1, e));
-    }
-  }
+  store_tile<R>(c0, c1, C, ldc, m0, m1, e, e.bias, nullptr);
 }
 
 }  // namespace
