@@ -5,6 +5,7 @@ Usage (after scripts/setup.sh --tools --bench; python3-torch only imports under 
     /usr/bin/python3 bench/compare_onnxruntime.py [--models detr,vit-b1,vit-b8] [--threads 1,2]
         [--rounds 3] [--repeat 5] [--warmup 2] [--vitscope build/apps/vitscope]
         [--profile DIR] [--json OUT] [--gemm-peak build-perf/bench/gemm_peak | --peak-gflops G1,G2]
+        [--bf16]
 
 For each model, built (seeded) as compare_pytorch.py builds it, it writes into a temporary
 directory the vitscope model file, the state_dict for PyTorch's workers, an ONNX file
@@ -28,7 +29,8 @@ multiply-add; elementwise work is printed apart and not counted) over the median
 --gemm-peak PATH it first runs that gemm_peak binary (bench/gemm_peak.cpp) once at each K and takes
 the best GFLOPS over its shapes, vitscope's or the BLAS's, as the machine's fp32 GEMM peak at K
 threads, and gives vitscope's share of it; --peak-gflops gives those peaks instead, one per --threads
-entry in the same order.
+entry in the same order. With --bf16, vitscope also runs with --precision bf16 in each round, and
+a third table sets it against vitscope at fp32 and against the peers (which stay fp32).
 
 Timing never runs under ctest: this is a tool for people, not a test.
 """
@@ -124,6 +126,9 @@ def time_model(name: str, files, thread_counts, args):
         for k in thread_counts:
             v = cp.run_vitscope(args.vitscope, files["vitscope"], name, k, args)
             medians[("vitscope", k, f"threads {k}")].append(v["forward_ms"])
+            if args.bf16:
+                v = cp.run_vitscope(args.vitscope, files["vitscope"], name, k, args, precision="bf16")
+                medians[("vitscope_bf16", k, f"threads {k}")].append(v["forward_ms"])
             for omp, blas in cp.torch_configs(k):
                 t = cp.run_torch(name, files["state"], omp, blas, args)
                 medians[("torch", k, f"omp {omp}, blas {blas}")].append(statistics.median(t["fast"]))
@@ -209,6 +214,8 @@ def main(argv=None) -> int:
     parser.add_argument("--vitscope", help="the vitscope binary (default: build-perf/ or build/ apps/vitscope)")
     parser.add_argument("--profile", help="also profile ONNX Runtime, traces into this directory")
     parser.add_argument("--json", help="also write every figure to this file")
+    parser.add_argument("--bf16", action="store_true",
+                        help="also time vitscope with --precision bf16 (CPUs with AVX-512 BF16)")
     peak = parser.add_mutually_exclusive_group()
     peak.add_argument("--gemm-peak", metavar="PATH",
                       help="the gemm_peak binary (build-perf/bench/gemm_peak): run once at each K at "
@@ -258,8 +265,8 @@ def main(argv=None) -> int:
                 row = {"model": cp.describe(name), "K": k, "gflop": flops["matmul"] / 1e9,
                        "gflop_other": flops["other"] / 1e9}
                 # vitscope at K threads against each peer's best at K or fewer.
-                for peer in ("vitscope", "torch", "ort"):
-                    ms, kk, config = figure(medians, peer, k, at_most=peer != "vitscope")
+                for peer in ("vitscope", "torch", "ort") + (("vitscope_bf16",) if args.bf16 else ()):
+                    ms, kk, config = figure(medians, peer, k, at_most=not peer.startswith("vitscope"))
                     row[peer] = {"ms": ms, "threads": kk, "config": config,
                                  "gflops": flops["matmul"] / ms / 1e6}
                 if k in peaks:
@@ -297,6 +304,16 @@ def print_table(rows) -> None:
         if with_peak:
             line += f" {r['peak_gflops']:.0f} | {100 * r['vitscope']['share_of_peak']:.0f}% |"
         print(line)
+    if all("vitscope_bf16" in r for r in rows):
+        print("\nvitscope with --precision bf16 (GEMM operands in bfloat16, fp32 accumulation; its "
+              "errors are the ctest *_parity_bf16 entries'), against the same peers at fp32:\n")
+        print("| model | K | vitscope bf16 ms | GFLOPS | vitscope fp32 / bf16 | PyTorch / bf16 | ORT / bf16 |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for r in rows:
+            b = r["vitscope_bf16"]
+            print(f"| {r['model']} | {r['K']} | {b['ms']:.1f} | {b['gflops']:.0f} | "
+                  f"{r['vitscope']['ms'] / b['ms']:.2f}x | {r['torch']['ms'] / b['ms']:.2f}x | "
+                  f"{r['ort']['ms'] / b['ms']:.2f}x |")
 
 
 if __name__ == "__main__":

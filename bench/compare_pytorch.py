@@ -210,11 +210,14 @@ def run_torch(name: str, state_path: Path, omp_threads: int, blas_threads: int, 
     return json.loads(out.strip().splitlines()[-1])
 
 
-def run_vitscope(binary: str, model_path: Path, name: str, threads: int, args):
+def run_vitscope(binary: str, model_path: Path, name: str, threads: int, args,
+                 precision: str = "fp32"):
     _, src_len, tgt_len, batch, _ = MODELS[name]
     command = [binary, "bench", "--model", str(model_path), "--src-len", str(src_len),
                "--batch", str(batch), "--threads", str(threads), "--repeat", str(args.repeat),
                "--warmup", str(args.warmup)]
+    if precision != "fp32":
+        command += ["--precision", precision]
     if tgt_len:
         command += ["--tgt-len", str(tgt_len)]
     # /usr/bin/time -v measures the whole process's peak resident set, weights included.

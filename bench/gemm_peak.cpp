@@ -5,7 +5,8 @@
 //
 //   gemm_peak [--threads K] [--repeat R] [M,N,K ...]
 //
-// Prints one line per shape: M N K, then GFLOPS (best of R runs) of vitscope and of the BLAS.
+// Prints one line per shape: M N K, then GFLOPS (best of R runs) of vitscope and of the BLAS (and of
+// vitscope in bf16, where the CPU has AVX-512 BF16).
 // C (M x N) = A (M x K) * W^T, W (N x K), plus a bias, as torch.nn.Linear computes.
 
 #include <algorithm>
@@ -18,6 +19,7 @@
 
 #include <cblas.h>  // OpenBLAS's or BLIS's, as CMake's VITSCOPE_BLAS chose
 
+#include "vitscope/nn/kernel_level.hpp"
 #include "vitscope/nn/linear.hpp"
 #include "vitscope/nn/parallel.hpp"
 
@@ -73,8 +75,10 @@ int main(int argc, char** argv) {
   vitscope::set_num_threads(threads);
   std::mt19937 rng(0);
   std::normal_distribution<float> normal;
-  std::printf("# threads %d, best of %d; GFLOPS\n%6s %6s %6s %10s %10s\n", threads, repeat, "M", "N",
-              "K", "vitscope", "blas");
+  // Where the CPU has AVX-512 BF16, a last column: vitscope's GEMM with --precision bf16.
+  const bool bf16 = vitscope::bf16_supported();
+  std::printf("# threads %d, best of %d; GFLOPS\n%6s %6s %6s %10s %10s%s\n", threads, repeat, "M", "N",
+              "K", "vitscope", "blas", bf16 ? "  vitscope_bf16" : "");
   for (const Shape& s : shapes) {
     const std::size_t m = s.m, n = s.n, k = s.k;
     std::vector<float> a(m * k), w(n * k), bias(n), c(m * n);
@@ -92,8 +96,16 @@ int main(int argc, char** argv) {
                       w.data(), s.k, 1.0f, c.data(), s.n);
         },
         repeat);
-    std::printf("%6d %6d %6d %10.1f %10.1f\n", s.m, s.n, s.k, flops / ours * 1e-9,
-                flops / blas * 1e-9);
+    std::printf("%6d %6d %6d %10.1f %10.1f", s.m, s.n, s.k, flops / ours * 1e-9, flops / blas * 1e-9);
+    if (bf16) {
+      vitscope::set_precision(vitscope::Precision::bf16);
+      const double ours_bf16 = best_seconds(
+          [&] { vitscope::nn::linear_rows(a.data(), m, k, w.data(), n, bias.data(), c.data()); },
+          repeat);
+      vitscope::set_precision(vitscope::Precision::fp32);
+      std::printf(" %14.1f", flops / ours_bf16 * 1e-9);
+    }
+    std::printf("\n");
   }
   return 0;
 }
