@@ -170,25 +170,28 @@ def profile_ort(name: str, files, threads: int, out_dir: Path, args):
 
 
 def measure_peaks(binary: str, thread_counts, repeat: int = 10):
-    """{k: (GFLOPS, where)}: gemm_peak's best over its shapes and both columns at k threads."""
+    """{k: (GFLOPS, where, bf16 GFLOPS or None)}: gemm_peak's best over its shapes and its fp32
+    columns at k threads, and over its bf16 column where the CPU has one."""
     peaks = {}
     for k in thread_counts:
         run = subprocess.run([binary, "--threads", str(k), "--repeat", str(repeat)],
                              capture_output=True, text=True)
         if run.returncode != 0:
             sys.exit(f"compare_onnxruntime.py: {binary} --threads {k} failed:\n{run.stderr}")
-        best = None
+        best, best_bf16 = None, None
         for line in run.stdout.splitlines():
             fields = line.split()
-            if line.startswith("#") or len(fields) != 5 or not fields[0].isdigit():
+            if line.startswith("#") or len(fields) not in (5, 6) or not fields[0].isdigit():
                 continue  # the comment and the column names
             m, n, kk = fields[:3]
             for column, value in (("vitscope", fields[3]), ("blas", fields[4])):
                 if best is None or float(value) > best[0]:
                     best = (float(value), f"{column} {m}x{n}x{kk}")
+            if len(fields) == 6:
+                best_bf16 = max(best_bf16 or 0.0, float(fields[5]))
         if best is None:
             sys.exit(f"compare_onnxruntime.py: no GFLOPS in {binary}'s output:\n{run.stdout}")
-        peaks[k] = best
+        peaks[k] = best + (best_bf16,)
     return peaks
 
 
@@ -247,7 +250,8 @@ def main(argv=None) -> int:
         peaks = measure_peaks(args.gemm_peak, thread_counts)
     if peaks:
         print("# fp32 GEMM peak: " + "; ".join(
-            f"K={k} {g:.1f} GFLOPS ({where})" for k, (g, where) in sorted(peaks.items()))
+            f"K={k} {peak[0]:.1f} GFLOPS ({peak[1]})" + (f", bf16 {peak[2]:.1f}" if len(peak) > 2 and peak[2] else "")
+            for k, peak in sorted(peaks.items()))
             + (" (gemm_peak --repeat 10, best over its shapes)" if args.gemm_peak else ""),
             flush=True)
     rows = []
@@ -272,6 +276,8 @@ def main(argv=None) -> int:
                 if k in peaks:
                     row["peak_gflops"] = peaks[k][0]
                     row["peak_source"] = peaks[k][1]
+                    if len(peaks[k]) > 2:
+                        row["bf16_peak_gflops"] = peaks[k][2]
                     row["vitscope"]["share_of_peak"] = row["vitscope"]["gflops"] / peaks[k][0]
                 row["all"] = {" / ".join(map(str, key)): ms for key, ms in medians.items() if key[1] == k}
                 rows.append(row)
@@ -307,13 +313,18 @@ def print_table(rows) -> None:
     if all("vitscope_bf16" in r for r in rows):
         print("\nvitscope with --precision bf16 (GEMM operands in bfloat16, fp32 accumulation; its "
               "errors are the ctest *_parity_bf16 entries'), against the same peers at fp32:\n")
-        print("| model | K | vitscope bf16 ms | GFLOPS | vitscope fp32 / bf16 | PyTorch / bf16 | ORT / bf16 |")
-        print("| --- | --- | --- | --- | --- | --- | --- |")
+        with_bf16_peak = all(r.get("bf16_peak_gflops") for r in rows)
+        print("| model | K | vitscope bf16 ms | GFLOPS | vitscope fp32 / bf16 | PyTorch / bf16 | ORT / bf16 |"
+              + (" bf16 GEMM peak | bf16 / its peak |" if with_bf16_peak else ""))
+        print("| --- | --- | --- | --- | --- | --- | --- |" + (" --- | --- |" if with_bf16_peak else ""))
         for r in rows:
             b = r["vitscope_bf16"]
-            print(f"| {r['model']} | {r['K']} | {b['ms']:.1f} | {b['gflops']:.0f} | "
-                  f"{r['vitscope']['ms'] / b['ms']:.2f}x | {r['torch']['ms'] / b['ms']:.2f}x | "
-                  f"{r['ort']['ms'] / b['ms']:.2f}x |")
+            line = (f"| {r['model']} | {r['K']} | {b['ms']:.1f} | {b['gflops']:.0f} | "
+                    f"{r['vitscope']['ms'] / b['ms']:.2f}x | {r['torch']['ms'] / b['ms']:.2f}x | "
+                    f"{r['ort']['ms'] / b['ms']:.2f}x |")
+            if with_bf16_peak:
+                line += f" {r['bf16_peak_gflops']:.0f} | {100 * b['gflops'] / r['bf16_peak_gflops']:.0f}% |"
+            print(line)
 
 
 if __name__ == "__main__":

@@ -597,7 +597,8 @@ TEST_CASE("demo with a detector: boxes on the image, a click on one shows its qu
   };
   REQUIRE(click(s, frame_pixel(10, 10), image));
   CHECK(!s.detection);
-  CHECK(view_tiles(image, s, shape).size() == std::min(file.model.options.num_queries, int64_t{12}));
+  CHECK(static_cast<int64_t>(view_tiles(image, s, shape).size()) ==
+        std::min(file.model.options.num_queries, int64_t{12}));
   REQUIRE(click(s, frame_pixel(160, 100), image));
   CHECK(s.detection == std::optional<std::size_t>(0));
   CHECK(cv::norm(compose_frame(image, s, shape, {}), with_box, cv::NORM_INF) > 0);  // the token moved

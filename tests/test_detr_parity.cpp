@@ -24,7 +24,8 @@ fs::path fixtures_dir() {
   return other && *other ? fs::path(other) : fs::path(VITSCOPE_DETR_FIXTURES_DIR);
 }
 
-void check(const std::string& what, const fs::path& file, const auto& actual, double tolerance) {
+template <class Tensor>
+void check(const std::string& what, const fs::path& file, const Tensor& actual, double tolerance) {
   const io::NpyArray reference = io::read_npy(file.string());
   REQUIRE(Shape(actual.shape().begin(), actual.shape().end()) == reference.shape);
   test::require_close(what, actual, reference, tolerance);
@@ -40,7 +41,7 @@ void run_case(const fs::path& folder) {
   const ImageModelFile file = load_image_model((folder / "model.safetensors").string());
   REQUIRE(file.model.options.detector);
   std::vector<cv::Mat> images;
-  for (const std::string& image : spec.at("images")) {
+  for (const std::string image : spec.at("images")) {
     images.push_back(load_image(std::string(VITSCOPE_ASSETS_DIR) + "/images/" + image));
   }
   const ImageBatch batch = preprocess(images, file.model.preprocess_options());
