@@ -16,6 +16,7 @@
 #include "vitscope/io/npy.hpp"
 #include "vitscope/io/npy_tensors.hpp"
 #include "vitscope/io/safetensors.hpp"
+#include "vitscope/nn/kernel_level.hpp"
 
 namespace {
 
@@ -250,6 +251,53 @@ TEST_CASE("forward runs an image model on preprocessed pixels, as PyTorch does",
     require_one_line_error(pixels, 2);
     CHECK(pixels.err.find("--src") != std::string::npos);
   }
+}
+
+TEST_CASE("--precision bf16 runs where the CPU has AVX-512 BF16 and is refused elsewhere",
+          "[cli][model_commands]") {
+  const std::string model_args = "--model " + quote(kDemoModel) + " --image-size 40";
+  CHECK(bench_json(model_args).at("precision") == "fp32");
+  const Run unknown = run_cli("bench " + model_args + " --precision fp16");
+  CHECK(unknown.exit_code == 2);
+  CHECK(unknown.err.find("--precision: fp16 not in {fp32,bf16}") != std::string::npos);
+  // At the avx2 level no CPU runs the bf16 GEMM.
+  const Run refused = run_cli("bench " + model_args + " --precision bf16", "VITSCOPE_SIMD=avx2 ");
+  require_one_line_error(refused, 1);
+  CHECK(refused.err.find("bf16 needs a CPU with AVX-512 BF16") != std::string::npos);
+  if (!vitscope::bf16_supported()) {
+    std::cout << "bf16 not supported on this CPU: only the refusal was checked\n";
+    return;
+  }
+  CHECK(bench_json(model_args + " --precision bf16").at("precision") == "bf16");
+
+  // forward on a fixture's pixels: PyTorch's features within the bf16 bound, and not the fp32
+  // path's numbers.
+  const std::string case_name = "a_sine_input_tokens_postnorm";
+  const std::string dir_name = std::string(VITSCOPE_IMAGE_FIXTURES_DIR) + "/" + case_name;
+  const std::string model = dir_name + "/model.safetensors";
+  vitscope::image::ImageModelFile file = vitscope::image::load_image_model(model);
+  vitscope::image::PreprocessOptions options = file.model.preprocess_options();
+  options.size = json::parse(vitscope::test::read_bytes(dir_name + "/case.json")).at("size");
+  const vitscope::image::ImageBatch batch =
+      vitscope::image::preprocess({vitscope::image::load_image(dir_name + "/a.png")}, options);
+  TempDir dir;
+  vitscope::io::write_npy(dir.file("pixels.npy"), batch.pixels);
+  const std::string forward =
+      "forward --model " + quote(model) + " --pixels " + quote(dir.file("pixels.npy")) + " --out ";
+  REQUIRE(run_cli(forward + quote(dir.file("fp32.npy"))).exit_code == 0);
+  REQUIRE(run_cli(forward + quote(dir.file("bf16.npy")) + " --precision bf16").exit_code == 0);
+  const vitscope::io::NpyArray fp32 = vitscope::io::read_npy(dir.file("fp32.npy"));
+  const vitscope::io::NpyArray bf16 = vitscope::io::read_npy(dir.file("bf16.npy"));
+  REQUIRE(bf16.shape == fp32.shape);
+  double largest = 1.0, worst = 0.0;
+  for (std::size_t i = 0; i < fp32.data.size(); ++i) {
+    largest = std::max(largest, double(std::fabs(fp32.data[i])));
+    worst = std::max(worst, double(std::fabs(bf16.data[i] - fp32.data[i])));
+  }
+  std::cout << case_name << " forward --precision bf16 against fp32: worst abs error " << worst
+            << " (bound " << vitscope::test::kBf16Relative * largest << ")\n";
+  CHECK(worst > 0.0);
+  CHECK(worst <= vitscope::test::kBf16Relative * largest);
 }
 
 TEST_CASE("a Transformer file without its architecture key loads from its metadata",
