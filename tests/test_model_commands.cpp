@@ -253,7 +253,7 @@ TEST_CASE("forward runs an image model on preprocessed pixels, as PyTorch does",
   }
 }
 
-TEST_CASE("--precision bf16 runs where the CPU has AVX-512 BF16 and is refused elsewhere",
+TEST_CASE("the CLI runs bf16 where the CPU has AVX-512 BF16 and refuses it elsewhere",
           "[cli][model_commands]") {
   const std::string model_args = "--model " + quote(kDemoModel) + " --image-size 40";
   CHECK(bench_json(model_args).at("precision") == "fp32");
