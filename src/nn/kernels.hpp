@@ -11,6 +11,8 @@
 //  * portable: cblas_sgemm, scalar loops with std::exp / std::erf.
 // The environment variable VITSCOPE_SIMD caps the level: 0 (portable), avx2, avx512.
 // All give PyTorch's results within float rounding (well inside the 1e-4 parity bound).
+// At the avx512 level, on CPUs with AVX-512 BF16, set_precision(Precision::bf16)
+// (vitscope/nn/kernel_level.hpp) runs gemm_nt on bf16-rounded operands instead.
 
 #include <cstddef>
 #include <memory>
