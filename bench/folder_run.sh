@@ -38,7 +38,7 @@ for r in $(seq 1 "$repeat"); do
                  --model "$model" --batch 8 --threads "$threads" --view-format "$format" \
                  "${views[@]}" 2>/dev/null; } 2>&1 )
         echo "$cpu" | awk '{print $1 + $2}' > "$out/cpu_s"
-        rm -rf "$out/img"  # keep the summaries only
+        rm -rf "$out/images"  # keep the summaries only
       done
     done
   done
