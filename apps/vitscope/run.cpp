@@ -207,7 +207,7 @@ struct Timings {
 };
 
 // Writes the batch's files: every output of every image is one task on the pool, so the two big
-// montages of one image do not leave a thread idle. After a signal no task is started; an image
+// montages of one image do not leave a thread idle; they are flushed to disk together. After a signal no task is started; an image
 // with a task left undone is left as not reached.
 void write_batch(const Job& job, const image::BatchAnalysis& analysis, const std::vector<Loaded>& loaded,
                  std::vector<Record>& records, Timings& timings) {
@@ -216,14 +216,23 @@ void write_batch(const Job& job, const image::BatchAnalysis& analysis, const std
     for (std::size_t i = 0; i < job.outputs.size(); ++i) tasks.push_back({b, i, {}, {}});
   }
   std::vector<char> done(tasks.size(), 0);
-  parallel_for(tasks.size(), 1, [&](std::size_t begin, std::size_t end) {
-    for (std::size_t t = begin; t < end && !interrupted(); ++t) {
-      OutputTask& task = tasks[t];
-      run_output_task(job, analysis.images[task.image], records[loaded[task.image].record], task);
-      done[t] = 1;
-    }
-  });
   std::vector<std::string> errors(loaded.size());
+  {
+    // The batch's files reach the disk together, before the records that mark their images done.
+    io::BatchFlush batch_files(job.out_dir.string());
+    parallel_for(tasks.size(), 1, [&](std::size_t begin, std::size_t end) {
+      for (std::size_t t = begin; t < end && !interrupted(); ++t) {
+        OutputTask& task = tasks[t];
+        run_output_task(job, analysis.images[task.image], records[loaded[task.image].record], task);
+        done[t] = 1;
+      }
+    });
+    try {
+      batch_files.flush();
+    } catch (const std::exception& e) {
+      std::fill(errors.begin(), errors.end(), e.what());
+    }
+  }
   std::vector<char> complete(loaded.size(), 1);
   for (std::size_t t = 0; t < tasks.size(); ++t) {
     const OutputTask& task = tasks[t];
@@ -232,6 +241,8 @@ void write_batch(const Job& job, const image::BatchAnalysis& analysis, const std
     if (!done[t]) complete[task.image] = 0;
     if (errors[task.image].empty()) errors[task.image] = task.error;
   }
+  // And the records together, before the summary counts them.
+  io::BatchFlush batch_records(job.out_dir.string());
   for (std::size_t b = 0; b < loaded.size(); ++b) {
     Record& r = records[loaded[b].record];
     if (!errors[b].empty()) {
@@ -242,6 +253,13 @@ void write_batch(const Job& job, const image::BatchAnalysis& analysis, const std
       } catch (const std::exception& e) {
         fail(r, e.what());
       }
+    }
+  }
+  try {
+    batch_records.flush();
+  } catch (const std::exception& e) {
+    for (const Loaded& l : loaded) {
+      if (records[l.record].status == "ok") fail(records[l.record], e.what());
     }
   }
 }

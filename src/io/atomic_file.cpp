@@ -8,11 +8,16 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <string>
+#include <utility>
 
 #include "vitscope/error.hpp"
 
 namespace vitscope::io {
 namespace {
+
+// Set while a BatchFlush defers the files' flushes.
+std::atomic<bool> flush_deferred{false};
 
 [[noreturn]] void fail(const std::string& path, const std::string& what, int err) {
   throw Error("write_failed", path + ": " + what + ": " + std::strerror(err));
@@ -46,8 +51,9 @@ void write_all(int fd, const std::string& bytes, const std::string& path) {
     p += n;
     left -= static_cast<std::size_t>(n);
   }
-  // fsync before rename: otherwise a crash can leave the new name pointing at empty data.
-  if (::fsync(fd) != 0) fail(path, "cannot flush to disk", errno);
+  // fsync before rename: otherwise a crash can leave the new name pointing at empty data. Under a
+  // BatchFlush the caller flushes before it records the file as written.
+  if (!flush_deferred.load() && ::fsync(fd) != 0) fail(path, "cannot flush to disk", errno);
 }
 
 }  // namespace
@@ -72,6 +78,20 @@ void write_file_atomically(const std::string& path, const std::string& bytes) {
     ::unlink(temp_path.c_str());
     fail(path, "cannot rename temporary file " + temp_path + " over it", err);
   }
+}
+
+BatchFlush::BatchFlush(std::string folder) : folder_(std::move(folder)) { flush_deferred.store(true); }
+
+BatchFlush::~BatchFlush() { flush_deferred.store(false); }
+
+void BatchFlush::flush() {
+  flush_deferred.store(false);
+  const int fd = ::open(folder_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) fail(folder_, "cannot open the folder to flush its files to disk", errno);
+  const int result = ::syncfs(fd);
+  const int err = errno;
+  ::close(fd);
+  if (result != 0) fail(folder_, "cannot flush its files to disk", err);
 }
 
 }  // namespace vitscope::io
