@@ -3,11 +3,13 @@
 
 #include <set>
 
+#include <opencv2/imgcodecs.hpp>
 #include <xtensor/xview.hpp>
 
 #include "support.hpp"
 #include "vitscope/gallery/outputs.hpp"
 #include "vitscope/image/analysis.hpp"
+#include "vitscope/image/attention_views.hpp"
 #include "vitscope/image/image_model.hpp"
 
 using namespace vitscope;
@@ -94,6 +96,38 @@ TEST_CASE("analyse gives each image the model's own outputs, cropped to its toke
     CHECK(a.points.size() == 4);  // the default points
     CHECK(a.rollout.patches.shape(0) == h * w);
   }
+}
+
+TEST_CASE("the montages are drawn on tiles of at most kMontageTile pixels, the other views on 320",
+          "[analysis]") {
+  const ImageModelFile file = demo_model();
+  const std::vector<cv::Mat> images = {cv::Mat(360, 480, CV_32FC3, cv::Scalar(10, 200, 90))};
+  PreprocessOptions preprocess = file.model.preprocess_options();
+  preprocess.size = 96;
+  const AnalysisPlan plan = plan_analysis(file.model, every_view());
+  const BatchAnalysis analysed = analyse(file.model, images, preprocess, plan);
+  const ImageAnalysis& a = analysed.images.at(0);
+  CHECK(a.canvas.tile_background.size() == cv::Size(320, 240));
+  CHECK(a.montage_canvas.tile_background.size() == cv::Size(kMontageTile, 168));
+
+  // The registry's heads picture is the montage drawn on the montage canvas, its points picture
+  // the points view on the full canvas.
+  test::TempDir dir;
+  const auto picture = [&](const std::string& kind) {
+    for (const gallery::ImageOutput& o : gallery::image_outputs(file.model, plan, false, PictureFormat::png)) {
+      if (o.kind != kind) continue;
+      o.prepare({a, "x.png", "model"})(dir.file(o.file));
+      return cv::imread(dir.file(o.file));
+    }
+    FAIL("no " << kind);
+    return cv::Mat();
+  };
+  const cv::Mat heads = heads_view(a.view_rows, a.points, plan.request.fusion, a.montage_canvas);
+  const cv::Mat drawn_heads = picture("attention_heads");
+  REQUIRE(drawn_heads.size() == heads.size());
+  CHECK(cv::norm(drawn_heads, heads, cv::NORM_INF) == 0);
+  const cv::Mat points = points_view(a.view_rows, a.points, plan.request.fusion, a.canvas);
+  CHECK(picture("attention_points").size() == points.size());
 }
 
 TEST_CASE("the registry lists each file once, the page last, and every drawn view", "[analysis]") {

@@ -129,6 +129,20 @@ TEST_CASE("a DINO mask tints exactly its tokens' pixels", "[attention]") {
   CHECK(view.at<cv::Vec3b>(30, 40) == cv::Vec3b(0, 0, 0));
 }
 
+TEST_CASE("a mask drawn from the canvas's tinted background is the one drawn without it",
+          "[attention]") {
+  cv::Mat image(45, 70, CV_32FC3);
+  cv::randu(image, 0, 255);
+  const TokenLayout layout{cv::Size(70, 45), 16};
+  std::vector<bool> mask(15, false);
+  mask[0] = mask[7] = mask[8] = true;
+  const AttentionCanvas bare{image, layout, {3, 5}};
+  const AttentionCanvas made = attention_canvas(image, layout, {3, 5});
+  REQUIRE_FALSE(made.mask_background.empty());
+  CHECK(cv::norm(mask_overlay(mask, bare, {{30, 20}}), mask_overlay(mask, made, {{30, 20}}),
+                 cv::NORM_INF) == 0);
+}
+
 TEST_CASE("captured attention is per head, cropped to real tokens, and changes nothing",
           "[attention]") {
   ImageModelFile file = load_image_model(std::string(VITSCOPE_ASSETS_DIR) + "/models/random.safetensors");
