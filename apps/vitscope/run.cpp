@@ -24,11 +24,11 @@
 #include "interrupt.hpp"
 #include "json_text.hpp"
 #include "opencv_limit.hpp"
+#include "precision.hpp"
 #include "prefetch.hpp"
 #include "progress.hpp"
 #include "run_attention.hpp"
 #include "shard.hpp"
-#include "precision.hpp"
 #include "threads.hpp"
 #include "vitscope/error.hpp"
 #include "vitscope/gallery/index_page.hpp"
@@ -207,8 +207,8 @@ struct Timings {
 };
 
 // Writes the batch's files: every output of every image is one task on the pool, so the two big
-// montages of one image do not leave a thread idle; they are flushed to disk together. After a signal no task is started; an image
-// with a task left undone is left as not reached.
+// montages of one image do not leave a thread idle; they are flushed to disk together. After a
+// signal no task is started; an image with a task left undone is left as not reached.
 void write_batch(const Job& job, const image::BatchAnalysis& analysis, const std::vector<Loaded>& loaded,
                  std::vector<Record>& records, Timings& timings) {
   std::vector<OutputTask> tasks;

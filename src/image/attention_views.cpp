@@ -50,7 +50,9 @@ cv::Mat background(const AttentionCanvas& canvas) {
   return canvas.tile_background.clone();
 }
 
-cv::Mat tinted(const cv::Mat& bgr) { return blend(bgr, cv::Mat(bgr.size(), CV_8UC3, kMaskTint), kOverlayWeight); }
+cv::Mat tinted(const cv::Mat& bgr) {
+  return blend(bgr, cv::Mat(bgr.size(), CV_8UC3, kMaskTint), kOverlayWeight);
+}
 
 // The background of a mask's inside.
 cv::Mat mask_background(const AttentionCanvas& canvas) {
