@@ -7,6 +7,7 @@
 
 #include "vitscope/error.hpp"
 #include "vitscope/io/atomic_file.hpp"
+#include "vitscope/io/png.hpp"
 
 namespace vitscope::image {
 
@@ -26,7 +27,11 @@ void write_encoded(const std::filesystem::path& path, const cv::Mat& bgr, const 
 }  // namespace
 
 void write_png(const std::filesystem::path& path, const cv::Mat& bgr) {
-  write_encoded(path, bgr, ".png", {});
+  if (bgr.type() != CV_8UC3 || bgr.empty()) {
+    throw Error("write_failed", "cannot encode " + path.string() + ": a PNG view needs 8-bit BGR pixels");
+  }
+  io::write_file_atomically(path.string(), io::encode_png_bgr(bgr.data, static_cast<std::size_t>(bgr.cols),
+                                                               static_cast<std::size_t>(bgr.rows), bgr.step));
 }
 
 void write_jpeg(const std::filesystem::path& path, const cv::Mat& bgr, int quality) {
