@@ -205,12 +205,16 @@ std::uint64_t repeats_next(const unsigned char* data) {
   return mask;
 }
 
-// Literal counts kept in four tables, a byte's table chosen by its position, so that the many
+// Literal counts kept in eight tables, a byte's table chosen by its position, so that the many
 // equal residuals of a view do not wait on each other's increments of one counter.
 class LiteralCounts {
  public:
   void add(const unsigned char* data, std::size_t from, std::size_t to) {
-    for (std::size_t i = from; i < to; ++i) ++counts_[i & 3][data[i]];
+    std::size_t i = from;
+    for (; i + kTables <= to; i += kTables) {
+      for (std::size_t k = 0; k < kTables; ++k) ++counts_[k][data[i + k]];
+    }
+    for (; i < to; ++i) ++counts_[0][data[i]];
   }
   void add_to(std::vector<std::uint32_t>& freq) const {
     for (const auto& table : counts_) {
@@ -219,7 +223,8 @@ class LiteralCounts {
   }
 
  private:
-  std::array<std::array<std::uint32_t, 256>, 4> counts_{};
+  static constexpr std::size_t kTables = 8;
+  std::array<std::array<std::uint32_t, 256>, kTables> counts_{};
 };
 
 // Where the next run starts at or after i (a byte followed by kMinMatch copies of itself or more),
