@@ -242,6 +242,22 @@ std::size_t next_run_head(const unsigned char* data, std::size_t i, std::size_t 
   return size;
 }
 
+// The first byte after head that differs from data[head], or size. 16 bytes at a time: the flat
+// parts of a view are runs thousands of bytes long.
+std::size_t run_end(const unsigned char* data, std::size_t head, std::size_t size) {
+  std::size_t end = head + 1;
+#if defined(__SSE2__)
+  const __m128i byte = _mm_set1_epi8(static_cast<char>(data[head]));
+  for (; end + 16 <= size; end += 16) {
+    const __m128i here = _mm_loadu_si128(reinterpret_cast<const __m128i*>(data + end));
+    const auto same = static_cast<std::uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(here, byte)));
+    if (same != 0xFFFF) return end + static_cast<std::size_t>(__builtin_ctz(~same));
+  }
+#endif
+  while (end < size && data[end] == data[head]) ++end;
+  return end;
+}
+
 Runs find_runs(const unsigned char* data, std::size_t size) {
   const auto& lengths = length_codes();
   Runs r;
@@ -250,8 +266,7 @@ Runs find_runs(const unsigned char* data, std::size_t size) {
     const std::size_t head = next_run_head(data, i, size);
     literals.add(data, i, std::min(head + 1, size));
     if (head == size) break;
-    std::size_t end = head + 1;
-    while (end < size && data[end] == data[head]) ++end;
+    const std::size_t end = run_end(data, head, size);
     const std::size_t copies = end - head - 1;
     r.runs.push_back({head + 1, copies});
     std::size_t left = copies;
