@@ -10,12 +10,12 @@
 namespace vitscope::image {
 
 // bgr: CV_8UC3. Throws vitscope::Error("write_failed") when it cannot be encoded or written.
-// PNGs are encoded by io::encode_png_bgr, about twice as fast as OpenCV's writer.
+// PNGs are encoded by io::encode_png_bgr, 3.6-6.3 times as fast as OpenCV's writer on the views.
 void write_png(const std::filesystem::path& path, const cv::Mat& bgr);
 void write_jpeg(const std::filesystem::path& path, const cv::Mat& bgr, int quality);
 
-// How a run encodes its pictures. PNG is lossless and the default; JPEG encodes a view about four
-// times faster than PNG (most of a run with every view is PNG encoding); WebP makes the smallest
+// How a run encodes its pictures. PNG is lossless and the default; JPEG encodes an attention view
+// 1.6-2.8 times faster than PNG and makes files a quarter of the size; WebP makes the smallest
 // files and is the slowest of the three.
 enum class PictureFormat { png, jpg, webp };
 
