@@ -15,7 +15,7 @@ void write_png(const std::filesystem::path& path, const cv::Mat& bgr);
 void write_jpeg(const std::filesystem::path& path, const cv::Mat& bgr, int quality);
 
 // How a run encodes its pictures. PNG is lossless and the default; JPEG encodes an attention view
-// 1.6-2.8 times faster than PNG and makes files a quarter of the size; WebP makes the smallest
+// 1.6-2.8 times faster than PNG, in a sixth to a quarter of the bytes; WebP makes the smallest
 // files and is the slowest of the three.
 enum class PictureFormat { png, jpg, webp };
 
