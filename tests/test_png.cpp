@@ -142,6 +142,11 @@ TEST_CASE("encode_png_bgr writes PNGs that libpng decodes to the same pixels", "
       CHECK(cv::norm(decoded, image, cv::NORM_INF) == 0);
     }
   }
+  // Larger than the rows a thread keeps between pictures, then small again.
+  for (const int side : {2100, 16}) {
+    const cv::Mat view = view_like(side, side);
+    CHECK(cv::norm(decode(encode(view)), view, cv::NORM_INF) == 0);
+  }
   // A view cut out of a larger picture: rows further apart than its width.
   const cv::Mat large = view_like(300, 200);
   const cv::Mat part = large(cv::Rect(17, 11, 101, 77));

@@ -4,7 +4,6 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
-#include <memory>
 #include <vector>
 
 #if defined(__SSE2__)
@@ -33,11 +32,13 @@ struct LengthCode {
   std::uint16_t extra_value = 0;
 };
 
+constexpr std::array<int, 29> kLengthExtraBits = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2,
+                                                   2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0};
+
 std::array<LengthCode, kMaxMatch + 1> make_length_codes() {
   constexpr std::array<int, 29> base = {3,  4,  5,  6,  7,  8,  9,  10, 11,  13,  15,  17,  19,  23, 27,
                                         31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258};
-  constexpr std::array<int, 29> extra = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2,
-                                         2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0};
+  const auto& extra = kLengthExtraBits;
   std::array<LengthCode, kMaxMatch + 1> codes{};
   for (int code = 0; code < 29; ++code) {
     const int last = code + 1 < 29 ? base[code + 1] - 1 : kMaxMatch;
@@ -372,6 +373,18 @@ void write_data(BitWriter& bits, const Runs& r, const HuffmanCode& literal_lengt
   bits.write(literal_length.codes[kEndOfBlock], literal_length.lengths[kEndOfBlock]);
 }
 
+// The bytes of the block's symbols: each symbol's count times its code's length, the lengths'
+// extra bits, and a distance code for each match.
+std::size_t data_bytes(const Runs& r, const HuffmanCode& literal_length, const HuffmanCode& distance) {
+  std::uint64_t bits = 0;
+  for (int symbol = 0; symbol < kLiteralLengthSymbols; ++symbol) {
+    const int extra = symbol > kEndOfBlock ? kLengthExtraBits[symbol - kEndOfBlock - 1] : 0;
+    bits += std::uint64_t(r.literal_length_freq[symbol]) * (literal_length.lengths[symbol] + extra);
+  }
+  bits += std::uint64_t(r.distance_freq[0]) * distance.lengths[0];
+  return static_cast<std::size_t>((bits + 7) / 8);
+}
+
 }  // namespace
 
 std::string zlib_compress(const unsigned char* data, std::size_t size) {
@@ -379,11 +392,11 @@ std::string zlib_compress(const unsigned char* data, std::size_t size) {
   const HuffmanCode literal_length = make_code(runs.literal_length_freq, kMaxCodeBits);
   const HuffmanCode distance = make_code(runs.distance_freq, kMaxCodeBits);
 
-  // No byte takes 16 bits or more, the header is under 1 KB, and the bit writer stores 8 bytes
-  // at a time. Left uninitialised: most of it is never touched.
-  const std::size_t bound = 2 + 2 * size + 1024 + 4 + 8;
-  std::unique_ptr<unsigned char[]> buffer(new unsigned char[bound]);
-  unsigned char* begin = buffer.get();
+  // The block's exact size from the counts, plus the header (under 300 bytes: 19 code-length
+  // lengths of 3 bits and 316 lengths of at most 7), the checksum, and the 8 bytes the bit writer
+  // may store past its last byte.
+  std::string out(2 + data_bytes(runs, literal_length, distance) + 300 + 4 + 8, '\0');
+  auto* begin = reinterpret_cast<unsigned char*>(out.data());
   // CMF 0x78: deflate with a 32 KB window; FLG 0x01 makes CMF·256 + FLG a multiple of 31.
   begin[0] = 0x78;
   begin[1] = 0x01;
@@ -395,7 +408,7 @@ std::string zlib_compress(const unsigned char* data, std::size_t size) {
   unsigned char* end = bits.finish();
   const std::uint32_t adler = adler32(data, size);
   for (int shift = 24; shift >= 0; shift -= 8) *end++ = static_cast<unsigned char>(adler >> shift);
-  std::string out(reinterpret_cast<const char*>(begin), static_cast<std::size_t>(end - begin));
+  out.resize(static_cast<std::size_t>(end - begin));
   return out;
 }
 

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
-#include <memory>
 #include <vector>
 
 #if defined(__SSE2__)
@@ -22,6 +21,8 @@ constexpr std::size_t kChannels = 3;
 constexpr unsigned char kPaethFilter = 4;
 // The image data goes in IDAT chunks of at most this many bytes, as libpng writes them.
 constexpr std::size_t kMaxIdatBytes = std::size_t(1) << 20;
+// The most filtered-row bytes a thread keeps between pictures (a view of about 2000x2000).
+constexpr std::size_t kKeptRowBytes = std::size_t(12) << 20;
 // PNG's limit on width and height (2^31 - 1).
 constexpr std::size_t kMaxSide = 0x7FFFFFFF;
 
@@ -116,15 +117,14 @@ void bgr_to_rgb(const unsigned char* bgr, unsigned char* rgb, std::size_t width)
 
 // Each row as its filter-type byte and the Paeth residuals of its RGB bytes (PNG 9.2: the byte
 // to the left, above and above-left, 0 outside the image).
-std::unique_ptr<unsigned char[]> filtered_rows(const unsigned char* pixels, std::size_t width,
-                                               std::size_t height, std::size_t row_step) {
+void filter_rows(const unsigned char* pixels, std::size_t width, std::size_t height, std::size_t row_step,
+                 unsigned char* out) {
   const std::size_t row_bytes = width * kChannels;
-  std::unique_ptr<unsigned char[]> out(new unsigned char[(row_bytes + 1) * height]);
   std::vector<unsigned char> above(row_bytes, 0);
   std::vector<unsigned char> row(row_bytes);
   for (std::size_t y = 0; y < height; ++y) {
     bgr_to_rgb(pixels + y * row_step, row.data(), width);
-    unsigned char* dst = out.get() + y * (row_bytes + 1);
+    unsigned char* dst = out + y * (row_bytes + 1);
     *dst++ = kPaethFilter;
     for (std::size_t i = 0; i < kChannels; ++i) dst[i] = static_cast<unsigned char>(row[i] - above[i]);
     std::size_t i = kChannels;
@@ -136,7 +136,6 @@ std::unique_ptr<unsigned char[]> filtered_rows(const unsigned char* pixels, std:
     }
     std::swap(above, row);
   }
-  return out;
 }
 
 }  // namespace
@@ -147,10 +146,20 @@ std::string encode_png_bgr(const unsigned char* pixels, std::size_t width, std::
     throw Error("write_failed", "a PNG needs 1 to 2^31-1 pixels a side, not " + std::to_string(width) +
                                     "x" + std::to_string(height));
   }
-  const auto rows = filtered_rows(pixels, width, height, row_step);
-  const std::string compressed = zlib_compress(rows.get(), (width * kChannels + 1) * height);
+  // The rows go to a buffer each thread keeps, up to kKeptRowBytes: a fresh buffer the size of a
+  // view is over malloc's mmap threshold, so it would be mapped and faulted in anew every time.
+  const std::size_t rows_bytes = (width * kChannels + 1) * height;
+  thread_local std::vector<unsigned char> kept_rows;
+  std::vector<unsigned char> large_rows;
+  std::vector<unsigned char>& rows = rows_bytes <= kKeptRowBytes ? kept_rows : large_rows;
+  if (rows.size() < rows_bytes) rows.resize(rows_bytes);
+  filter_rows(pixels, width, height, row_step, rows.data());
+  const std::string compressed = zlib_compress(rows.data(), rows_bytes);
 
+  constexpr std::size_t kChunkFraming = 12;  // length, type and CRC
+  const std::size_t idat_chunks = (compressed.size() + kMaxIdatBytes - 1) / kMaxIdatBytes;
   std::string out("\x89PNG\r\n\x1a\n", 8);
+  out.reserve(8 + (kChunkFraming + 13) + idat_chunks * kChunkFraming + compressed.size() + kChunkFraming);
   std::string header;
   append_be32(header, static_cast<std::uint32_t>(width));
   append_be32(header, static_cast<std::uint32_t>(height));
