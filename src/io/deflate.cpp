@@ -259,6 +259,16 @@ std::size_t run_end(const unsigned char* data, std::size_t head, std::size_t siz
   return end;
 }
 
+// Calls match(length) for the matches a run of `copies` copies goes out as (258 at most each);
+// returns how many copies are left over, fewer than kMinMatch, to go as literals.
+template <class Match>
+std::size_t split_run(std::size_t copies, Match&& match) {
+  for (; copies >= kMinMatch; copies -= std::min<std::size_t>(copies, kMaxMatch)) {
+    match(std::min<std::size_t>(copies, kMaxMatch));
+  }
+  return copies;
+}
+
 Runs find_runs(const unsigned char* data, std::size_t size) {
   const auto& lengths = length_codes();
   Runs r;
@@ -270,11 +280,10 @@ Runs find_runs(const unsigned char* data, std::size_t size) {
     const std::size_t end = run_end(data, head, size);
     const std::size_t copies = end - head - 1;
     r.runs.push_back({head + 1, copies});
-    std::size_t left = copies;
-    for (; left >= kMinMatch; left -= std::min<std::size_t>(left, kMaxMatch)) {
-      ++r.literal_length_freq[lengths[std::min<std::size_t>(left, kMaxMatch)].symbol];
+    const std::size_t left = split_run(copies, [&](std::size_t length) {
+      ++r.literal_length_freq[lengths[length].symbol];
       ++r.distance_freq[0];
-    }
+    });
     literals.add(data, end - left, end);  // the last one or two copies, too few for a match
     i = end;
   }
@@ -362,11 +371,9 @@ void write_data(BitWriter& bits, const Runs& r, const HuffmanCode& literal_lengt
   std::size_t i = 0;
   for (const Runs::Run& run : r.runs) {
     write_literals(bits, table, data, i, run.first_copy);
-    std::size_t left = run.copies;
-    for (; left >= kMinMatch; left -= std::min<std::size_t>(left, kMaxMatch)) {
-      const auto& match = table.match[std::min<std::size_t>(left, kMaxMatch)];
-      bits.write(match.first, match.second);
-    }
+    const std::size_t left = split_run(run.copies, [&](std::size_t length) {
+      bits.write(table.match[length].first, table.match[length].second);
+    });
     i = run.first_copy + run.copies - left;
   }
   write_literals(bits, table, data, i, size);
