@@ -1,5 +1,5 @@
 // Drivers of vitscope's kernels (see kernels.hpp): blocking, threading and scratch buffers around
-// the AVX-512 leaves, and the cblas paths with AVX2 or scalar element-wise work.
+// the AVX-512 or AVX2 leaves, and the portable cblas paths with scalar element-wise work.
 
 #include "kernels.hpp"
 
@@ -25,14 +25,14 @@ namespace vitscope::nn::kernels {
 namespace {
 
 // GEMM blocking: jobs of up to kNcMax columns of C; k blocks of up to kKcMax so a micro-kernel's
-// panel of packed B (kc x 32) stays in L1; kMc rows at a time; A is read in place.
+// panel of packed B (kc x NR) stays in L1; kMc rows at a time; A is read in place.
 constexpr std::size_t kKcMax = 384;
 constexpr std::size_t kNcMax = 256;
-constexpr std::size_t kMc = 8 * avx512::MR;
+constexpr std::size_t kMc = 96;  // 8 tiles of 12 rows, 16 of 6
 // Attention: at most kQueryBlock queries per work item, fewer for long sequences so the
 // item's (queries x S) scores stay within about kScoresBytes (L2); the products with the values
 // run over kKeyChunk keys at a time, so a chunk of values and of scores stays in L1.
-constexpr std::size_t kQueryBlock = 4 * avx512::MR;
+constexpr std::size_t kQueryBlock = 48;  // a multiple of both levels' MR
 constexpr std::size_t kScoresBytes = 256 * 1024;
 constexpr std::size_t kKeyChunk = 256;
 // Below this many multiply-adds a GEMM runs on the calling thread alone.
@@ -116,13 +116,32 @@ class BlockPrefetcher {
   std::size_t ldb_ = 0, rows_ = 0, kc_ = 0, col_ = 0;
 };
 
-// In bf16, A is first rounded to pairs of bf16 (one 32-bit word per pair) and B is packed in
-// pairs: the same blocking then runs over words, K counted in pairs, k blocks kept even.
+// A level's leaves, for the drivers below to be written once.
+struct Avx512 {
+  static constexpr std::size_t MR = avx512::MR, NR = avx512::NR;
+  static constexpr auto pack_b_transposed = avx512::pack_b_transposed;
+  static constexpr auto micro_tile = avx512::micro_tile;
+  static constexpr auto softmax_row = avx512::softmax_row;
+};
+struct Avx2 {
+  static constexpr std::size_t MR = avx2::MR, NR = avx2::NR;
+  static constexpr auto pack_b_transposed = avx2::pack_b_transposed;
+  static constexpr auto micro_tile = avx2::micro_tile;
+  static constexpr auto softmax_row = avx2::softmax_row;
+};
+static_assert(kMc % Avx512::MR == 0 && kMc % Avx2::MR == 0, "row blocks of whole tiles");
+static_assert(kQueryBlock % Avx512::MR == 0 && kQueryBlock % Avx2::MR == 0,
+              "query blocks of whole tiles");
+
+// In bf16 (with the Avx512 leaves only: their pairs fill 32-column panels), A is first rounded
+// to pairs of bf16 (one 32-bit word per pair) and B is packed in pairs: the same blocking then
+// runs over words, K counted in pairs, k blocks kept even.
+template <class Leaves>
 void gemm_nt_simd(std::size_t M, std::size_t N, std::size_t K, const float* A, std::size_t lda,
                   const float* B, std::size_t ldb, const float* bias, float* C, std::size_t ldc,
                   Act act, bool bf16) {
-  using avx512::MR;
-  using avx512::NR;
+  constexpr std::size_t MR = Leaves::MR;
+  constexpr std::size_t NR = Leaves::NR;
   std::size_t k_blocks = ceil_div(K, kKcMax);
   std::size_t kc_max = ceil_div(K, k_blocks);
   if (bf16) {
@@ -159,7 +178,7 @@ void gemm_nt_simd(std::size_t M, std::size_t N, std::size_t K, const float* A, s
 
   // Each job packs its columns of B whole (K x cols, as k blocks of panels), then walks its rows
   // in blocks of kMc: the rows' slice of C stays in L2 across the k blocks, each k block's
-  // panel (kc x 32) in L1. Meanwhile the next job's columns of B stream into L2.
+  // panel (kc x NR) in L1. Meanwhile the next job's columns of B stream into L2.
   const std::size_t job_b_floats = panels_per_job * NR * words(K);
   parallel_for(jobs, 1, [&](std::size_t begin, std::size_t end) {
     thread_local Scratch b_scratch;
@@ -176,7 +195,7 @@ void gemm_nt_simd(std::size_t M, std::size_t N, std::size_t K, const float* A, s
         if (bf16) {
           avx512::pack_b_bf16(B + j0 * ldb + k0, ldb, cols, kc, panel);
         } else {
-          avx512::pack_b_transposed(B + j0 * ldb + k0, ldb, cols, kc, panel);
+          Leaves::pack_b_transposed(B + j0 * ldb + k0, ldb, cols, kc, panel);
         }
       }
       BlockPrefetcher prefetch;
@@ -193,7 +212,7 @@ void gemm_nt_simd(std::size_t M, std::size_t N, std::size_t K, const float* A, s
           const std::size_t k0 = kb * kc_max;
           const std::size_t steps = words(std::min(K, k0 + kc_max) - k0);
           const float* bp = Bp + words(k0) * cols_padded;
-          avx512::Epilogue e;
+          Epilogue e;
           e.accumulate = kb > 0;
           e.act = kb + 1 == k_blocks ? act : Act::none;
           for (std::size_t j = 0; j < cols; j += NR) {
@@ -207,7 +226,7 @@ void gemm_nt_simd(std::size_t M, std::size_t N, std::size_t K, const float* A, s
                 avx512::micro_tile_bf16(rows, std::min(NR, cols - j), steps, a_tile, a_stride,
                                         bp + j * steps, NR, c_tile, ldc, e);
               } else {
-                avx512::micro_tile(rows, std::min(NR, cols - j), steps, a_tile, a_stride,
+                Leaves::micro_tile(rows, std::min(NR, cols - j), steps, a_tile, a_stride,
                                    bp + j * steps, NR, c_tile, ldc, e);
               }
             }
@@ -230,26 +249,27 @@ const float* padding_row(const AttentionArgs& a, std::size_t n) {
   return a.key_padding == nullptr ? nullptr : a.key_padding + n * a.S_mask;
 }
 
-// Scores scratch row stride: whole 32-key panels, and not a multiple of 4 KiB (rows that alias
-// in the cache would evict each other).
+// Scores scratch row stride: whole 32-key panels (so whole panels of either level), and not a
+// multiple of 4 KiB (rows that alias in the cache would evict each other).
 std::size_t scores_stride(std::size_t S) {
-  std::size_t ld = ceil_div(S, avx512::NR) * avx512::NR;
+  std::size_t ld = ceil_div(S, 32) * 32;
   if (ld % 1024 == 0) ld += 16;
   return ld;
 }
 
+template <class Leaves>
 void attention_simd(const AttentionArgs& a) {
-  using avx512::MR;
-  using avx512::NR;
+  constexpr std::size_t MR = Leaves::MR;
+  constexpr std::size_t NR = Leaves::NR;
   const std::size_t N = a.batch, nh = a.heads, Dh = a.head_dim, L = a.L, S = a.S;
   const std::size_t panels = ceil_div(S, NR);
-  // 1. Keys packed per batch and head as 32-key panels (Dh x 32): the B side of q k^T.
+  // 1. Keys packed per batch and head as panels of NR keys (Dh x NR): the B side of q k^T.
   thread_local Scratch k_scratch;
   float* Kp = k_scratch.get(N * nh * panels * NR * Dh);
   parallel_for(N * nh, 1, [&](std::size_t begin, std::size_t end) {
     for (std::size_t nhx = begin; nhx < end; ++nhx) {
       const std::size_t n = nhx / nh, h = nhx % nh;
-      avx512::pack_b_transposed(a.k.data + n * a.k.stride_n + h * Dh, a.k.stride_i, S, Dh,
+      Leaves::pack_b_transposed(a.k.data + n * a.k.stride_n + h * Dh, a.k.stride_i, S, Dh,
                                 Kp + nhx * panels * NR * Dh);
     }
   });
@@ -269,12 +289,12 @@ void attention_simd(const AttentionArgs& a) {
       const std::size_t rows = std::min(L, l0 + block) - l0;
       const float* q = a.q.data + l0 * a.q.stride_i + n * a.q.stride_n + h * Dh;
       const float* kp = Kp + nhx * panels * NR * Dh;
-      avx512::Epilogue scores;
+      Epilogue scores;
       scores.alpha = a.scale;
       for (std::size_t p = 0; p < panels; ++p) {
         const std::size_t cols = std::min(NR, S - p * NR);
         for (std::size_t t = 0; t < rows; t += MR) {
-          avx512::micro_tile(std::min(MR, rows - t), cols, Dh, q + t * a.q.stride_i, a.q.stride_i,
+          Leaves::micro_tile(std::min(MR, rows - t), cols, Dh, q + t * a.q.stride_i, a.q.stride_i,
                              kp + p * NR * Dh, NR, P + t * ldp + p * NR, ldp, scores);
         }
       }
@@ -282,7 +302,7 @@ void attention_simd(const AttentionArgs& a) {
         float* row = P + r * ldp;
         // The row stays unnormalised and the factor scales the output rows, whether or not
         // the weights are wanted, so asking for them never changes the output.
-        row_scale[r] = avx512::softmax_row(row, S, mask_row(a, n, h, l0 + r), padding_row(a, n),
+        row_scale[r] = Leaves::softmax_row(row, S, mask_row(a, n, h, l0 + r), padding_row(a, n),
                                            a.S_mask, false);
         if (want_weights) {
           float* w = a.weights + ((nhx * L) + l0 + r) * S;
@@ -293,14 +313,14 @@ void attention_simd(const AttentionArgs& a) {
       if (a.out == nullptr) continue;
       const float* v = a.v.data + n * a.v.stride_n + h * Dh;
       float* out = a.out + l0 * a.out_stride_i + n * a.out_stride_n + h * Dh;
-      avx512::Epilogue values;
+      Epilogue values;
       for (std::size_t s0 = 0; s0 < S; s0 += kKeyChunk) {
         const std::size_t chunk = std::min(S, s0 + kKeyChunk) - s0;
         values.accumulate = s0 > 0;  // row_scale * (a + b) as row_scale * a + row_scale * b
         for (std::size_t d = 0; d < Dh; d += NR) {
           for (std::size_t t = 0; t < rows; t += MR) {
             values.row_scale = row_scale + t;
-            avx512::micro_tile(std::min(MR, rows - t), std::min(NR, Dh - d), chunk,
+            Leaves::micro_tile(std::min(MR, rows - t), std::min(NR, Dh - d), chunk,
                                P + t * ldp + s0, ldp, v + s0 * a.v.stride_i + d, a.v.stride_i,
                                out + t * a.out_stride_i + d, a.out_stride_i, values);
           }
@@ -333,13 +353,12 @@ float softmax_row_scalar(float* row, std::size_t n, const float* mask, const flo
   return 1.0f;
 }
 
-// The cblas path: the same blocking over (batch, head, query block), each work item's two
+// The portable path: the same blocking over (batch, head, query block), each work item's two
 // products by cblas_sgemm. Items run on vitscope's pool with the BLAS library held to one
 // thread meanwhile, so the two levels never oversubscribe the cores.
 void attention_blas(const AttentionArgs& a) {
   const std::size_t N = a.batch, nh = a.heads, Dh = a.head_dim, L = a.L, S = a.S;
   const std::size_t blocks = ceil_div(L, kQueryBlock);
-  const bool vector = level() == Level::avx2;
   const auto items = [&](std::size_t begin, std::size_t end) {
     thread_local Scratch p_scratch;
     float* P = p_scratch.get(kQueryBlock * S);
@@ -356,11 +375,7 @@ void attention_blas(const AttentionArgs& a) {
       for (std::size_t r = 0; r < rows; ++r) {
         float* row = P + r * S;
         const float* mask = mask_row(a, n, h, l0 + r);
-        if (vector) {
-          avx2::softmax_row(row, S, mask, padding_row(a, n), a.S_mask, true);
-        } else {
-          softmax_row_scalar(row, S, mask, padding_row(a, n), a.S_mask);
-        }
+        softmax_row_scalar(row, S, mask, padding_row(a, n), a.S_mask);
         if (a.weights) {
           std::memcpy(a.weights + ((nhx * L) + l0 + r) * S, row, S * sizeof(float));
         }
@@ -416,10 +431,16 @@ void gemm_nt(std::size_t M, std::size_t N, std::size_t K, const float* A, std::s
     }
     return;
   }
-  if (simd()) {
-    gemm_nt_simd(M, N, K, A, lda, B, ldb, bias, C, ldc, act, gemm_precision.load() == Precision::bf16);
-  } else {
-    gemm_nt_blas(M, N, K, A, lda, B, ldb, bias, C, ldc, act);
+  switch (level()) {
+    case Level::avx512:
+      gemm_nt_simd<Avx512>(M, N, K, A, lda, B, ldb, bias, C, ldc, act,
+                           gemm_precision.load() == Precision::bf16);
+      break;
+    case Level::avx2:
+      gemm_nt_simd<Avx2>(M, N, K, A, lda, B, ldb, bias, C, ldc, act, false);
+      break;
+    default:
+      gemm_nt_blas(M, N, K, A, lda, B, ldb, bias, C, ldc, act);
   }
 }
 
@@ -483,10 +504,15 @@ void attention(const AttentionArgs& args) {
     }
     return;
   }
-  if (simd()) {
-    attention_simd(args);
-  } else {
-    attention_blas(args);
+  switch (level()) {
+    case Level::avx512:
+      attention_simd<Avx512>(args);
+      break;
+    case Level::avx2:
+      attention_simd<Avx2>(args);
+      break;
+    default:
+      attention_blas(args);
   }
 }
 
@@ -505,13 +531,16 @@ const char* kernel_level() {
   }
 }
 
-bool bf16_supported() { return nn::kernels::simd() && nn::kernels::avx512::bf16_supported(); }
+bool bf16_supported() {
+  return nn::kernels::level() == nn::kernels::Level::avx512 && nn::kernels::avx512::bf16_supported();
+}
 
 void set_precision(Precision precision) {
   if (precision == Precision::bf16 && !bf16_supported()) {
     throw Error("unsupported_precision",
                 std::string("bf16 needs a CPU with AVX-512 BF16 and the avx512 kernels (this process runs ") +
-                    kernel_level() + (nn::kernels::simd() ? " without AVX-512 BF16)" : ")"));
+                    kernel_level() +
+                    (nn::kernels::level() == nn::kernels::Level::avx512 ? " without AVX-512 BF16)" : ")"));
   }
   nn::kernels::gemm_precision.store(precision);
 }

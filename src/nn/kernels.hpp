@@ -3,12 +3,13 @@
 // attention core, and the element-wise work (activations, LayerNorm).
 //
 // Three levels sit behind one interface, the best the CPU has chosen once per process:
-//  * avx512 (x86-64 CPUs with AVX-512F/BW/DQ/VL): register-blocked GEMM micro-kernels with fused
-//    epilogues (bias, scale, activation), vectorised exp / erf, all threaded over vitscope's
-//    pool (include/vitscope/nn/parallel.hpp), whatever kernels the BLAS library would pick;
-//  * avx2 (x86-64 CPUs with AVX2 and FMA): GEMMs through cblas_sgemm (OpenBLAS or BLIS),
-//    softmax, GELU and LayerNorm vectorised 8 wide;
-//  * portable: cblas_sgemm, scalar loops with std::exp / std::erf.
+//  * avx512 (x86-64 CPUs with AVX-512F/BW/DQ/VL): register-blocked GEMM micro-kernels (12 x 32)
+//    with fused epilogues (bias, scale, activation), vectorised exp / erf, all threaded over
+//    vitscope's pool (include/vitscope/nn/parallel.hpp), whatever kernels the BLAS library
+//    would pick;
+//  * avx2 (x86-64 CPUs with AVX2 and FMA): the same drivers on 6 x 16 micro-kernels, softmax,
+//    GELU and LayerNorm vectorised 8 wide;
+//  * portable: cblas_sgemm (OpenBLAS or BLIS), scalar loops with std::exp / std::erf.
 // The environment variable VITSCOPE_SIMD caps the level: 0 (portable), avx2, avx512.
 // All give PyTorch's results within float rounding (well inside the 1e-4 parity bound).
 // At the avx512 level, on CPUs with AVX-512 BF16, set_precision(Precision::bf16)
@@ -35,8 +36,6 @@ class Scratch {
 
 enum class Level { portable, avx2, avx512 };
 Level level();
-// Whether the AVX-512 kernels run.
-inline bool simd() { return level() == Level::avx512; }
 
 enum class Act { none, relu, gelu };
 
@@ -85,14 +84,6 @@ struct AttentionArgs {
 // A query whose keys are all masked gets zero weights and a zero output.
 void attention(const AttentionArgs& args);
 
-// The AVX-512 leaves (kernels_avx512.cpp): raw pointers only, called by the drivers above.
-namespace avx512 {
-
-constexpr std::size_t MR = 12;  // rows of a micro-tile
-constexpr std::size_t NR = 32;  // columns of a micro-tile (two 16-float vectors)
-
-bool supported();
-
 // Epilogue of a micro-tile: acc * alpha * row_scale[i] (+ bias[j]) (+ C) -> act -> C.
 struct Epilogue {
   float alpha = 1.0f;
@@ -101,6 +92,14 @@ struct Epilogue {
   bool accumulate = false;
   Act act = Act::none;
 };
+
+// The AVX-512 leaves (kernels_avx512.cpp): raw pointers only, called by the drivers above.
+namespace avx512 {
+
+constexpr std::size_t MR = 12;  // rows of a micro-tile
+constexpr std::size_t NR = 32;  // columns of a micro-tile (two 16-float vectors)
+
+bool supported();
 
 // B (N x K, ldb) rows [n0, n0+cols) and columns [k0, k0+kc) -> panels of NR columns:
 // out[p * kc * NR + k * NR + j] = B[n0 + p*NR + j][k0 + k], zeros past `cols`.
@@ -140,10 +139,20 @@ void layer_norm_rows(const float* x, float* y, std::size_t rows, std::size_t wid
 
 }  // namespace avx512
 
-// The AVX2 leaves (kernels_avx2.cpp), same contracts as their avx512 namesakes.
+// The AVX2 leaves (kernels_avx2.cpp), same contracts as their avx512 namesakes, on tiles of
+// 6 x 16: 12 accumulators of 8 floats, two vectors of B and a broadcast A fill 15 of the 16
+// registers.
 namespace avx2 {
 
+constexpr std::size_t MR = 6;
+constexpr std::size_t NR = 16;
+
 bool supported();
+void pack_b_transposed(const float* B, std::size_t ldb, std::size_t cols, std::size_t kc,
+                       float* out);
+void micro_tile(std::size_t rows, std::size_t cols, std::size_t K, const float* A,
+                std::size_t lda, const float* B, std::size_t ldb, float* C, std::size_t ldc,
+                const Epilogue& epilogue);
 float softmax_row(float* row, std::size_t n, const float* mask_row, const float* padding_row,
                   std::size_t n_mask, bool normalize);
 void activation(Act act, float* x, std::size_t n);

@@ -1,7 +1,7 @@
-// AVX2 + FMA element-wise leaves of vitscope's kernels (see kernels.hpp), for x86-64 CPUs without
-// AVX-512: their GEMMs go through the BLAS library, but the softmax, the exact GELU and LayerNorm
-// run here, 8 floats at a time, with the same formulas as the AVX-512 leaves. As there, only the
-// functions carry the target attribute, and nothing here instantiates a standard template.
+// AVX2 + FMA leaves of vitscope's kernels (see kernels.hpp), for x86-64 CPUs without AVX-512: the
+// GEMM micro-tile (6 x 16) and its packing, the softmax, the exact GELU and LayerNorm, 8 floats at
+// a time, with the same formulas as the AVX-512 leaves. As there, only the functions carry the
+// target attribute, and nothing here instantiates a standard template.
 
 #include "kernels.hpp"
 
@@ -91,7 +91,147 @@ VS_TARGET VS_INLINE float hmax(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
+// Lanes [0, n) of 8 set, for the masked loads and stores of a partial 8-float vector.
+VS_TARGET VS_INLINE __m256i first_n(std::size_t n) {
+  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n > 8 ? 8 : n)), lanes);
+}
+
+VS_TARGET VS_INLINE __m256 apply_act(Act act, __m256 v) {
+  if (act == Act::relu) return _mm256_max_ps(v, _mm256_setzero_ps());
+  if (act == Act::gelu) return gelu_ps(v);
+  return v;
+}
+
+// One 8-column vector of a tile row through the epilogue: columns under `mask`, or all 8 when
+// `full`.
+VS_TARGET VS_INLINE void finish(__m256 acc, float scale, const float* bias, float* c, bool full,
+                                __m256i mask, const Epilogue& e) {
+  if (scale != 1.0f) acc = _mm256_mul_ps(acc, _mm256_set1_ps(scale));
+  if (full) {
+    if (bias) acc = _mm256_add_ps(acc, _mm256_loadu_ps(bias));
+    if (e.accumulate) acc = _mm256_add_ps(acc, _mm256_loadu_ps(c));
+    _mm256_storeu_ps(c, apply_act(e.act, acc));
+  } else {
+    if (bias) acc = _mm256_add_ps(acc, _mm256_maskload_ps(bias, mask));
+    if (e.accumulate) acc = _mm256_add_ps(acc, _mm256_maskload_ps(c, mask));
+    _mm256_maskstore_ps(c, mask, apply_act(e.act, acc));
+  }
+}
+
+// The register-blocked micro-kernel: C (R rows, cols <= 16) from A (element (i, k) at
+// A[i * lda + k]) and B (k-th row of 16 at B + k * ldb): 2R accumulators of 8 floats, each A
+// element broadcast once for two fused multiply-adds. With `Full`, all 16 columns, unmasked.
+template <int R, bool Full>
+VS_TARGET VS_INLINE void tile(std::size_t K, const float* A, std::size_t lda, const float* B,
+                              std::size_t ldb, float* C, std::size_t ldc, std::size_t cols,
+                              const Epilogue& e) {
+  const __m256i m0 = first_n(cols);
+  const __m256i m1 = first_n(cols > 8 ? cols - 8 : 0);
+  const bool two = Full || cols > 8;
+  __m256 c0[R], c1[R];
+#pragma GCC unroll 6
+  for (int i = 0; i < R; ++i) c0[i] = c1[i] = _mm256_setzero_ps();
+  const float* a = A;
+  const float* b = B;
+  for (std::size_t k = 0; k < K; ++k) {
+    const __m256 b0 = Full ? _mm256_loadu_ps(b) : _mm256_maskload_ps(b, m0);
+    const __m256 b1 = Full ? _mm256_loadu_ps(b + 8) : _mm256_maskload_ps(b + 8, m1);
+#pragma GCC unroll 6
+    for (int i = 0; i < R; ++i) {
+      const __m256 ai = _mm256_broadcast_ss(a + i * lda);
+      c0[i] = _mm256_fmadd_ps(ai, b0, c0[i]);
+      if (two) c1[i] = _mm256_fmadd_ps(ai, b1, c1[i]);
+    }
+    ++a;
+    b += ldb;
+  }
+#pragma GCC unroll 6
+  for (int i = 0; i < R; ++i) {
+    float* c = C + i * ldc;
+    const float scale = e.alpha * (e.row_scale ? e.row_scale[i] : 1.0f);
+    finish(c0[i], scale, e.bias, c, Full || cols >= 8, m0, e);
+    if (two) finish(c1[i], scale, e.bias ? e.bias + 8 : nullptr, c + 8, Full, m1, e);
+  }
+}
+
+template <int R>
+VS_TARGET VS_INLINE void tile_rows(std::size_t cols, std::size_t K, const float* A,
+                                   std::size_t lda, const float* B, std::size_t ldb, float* C,
+                                   std::size_t ldc, const Epilogue& e) {
+  if (cols == NR) {
+    tile<R, true>(K, A, lda, B, ldb, C, ldc, cols, e);
+  } else {
+    tile<R, false>(K, A, lda, B, ldb, C, ldc, cols, e);
+  }
+}
+
+// 8x8 transpose in registers: r[j] (row j) -> r[c] (column c).
+VS_TARGET VS_INLINE void transpose8(__m256 r[8]) {
+  __m256 t[8];
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+#pragma GCC unroll 2
+  for (int g = 0; g < 2; ++g) {
+    r[4 * g] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+    r[4 * g + 1] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+    r[4 * g + 2] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+    r[4 * g + 3] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+  }
+#pragma GCC unroll 4
+  for (int c = 0; c < 4; ++c) {
+    t[c] = _mm256_permute2f128_ps(r[c], r[4 + c], 0x20);
+    t[4 + c] = _mm256_permute2f128_ps(r[c], r[4 + c], 0x31);
+  }
+#pragma GCC unroll 8
+  for (int c = 0; c < 8; ++c) r[c] = t[c];
+}
+
 }  // namespace
+
+VS_TARGET void pack_b_transposed(const float* B, std::size_t ldb, std::size_t cols,
+                                 std::size_t kc, float* out) {
+  for (std::size_t p = 0; p * NR < cols; ++p) {
+    float* panel = out + p * kc * NR;
+    for (std::size_t half = 0; half < 2; ++half) {
+      const std::size_t j0 = p * NR + half * 8;
+      const std::size_t rows = j0 < cols ? (cols - j0 < 8 ? cols - j0 : 8) : 0;
+      for (std::size_t k0 = 0; k0 < kc; k0 += 8) {
+        const std::size_t kn = kc - k0 < 8 ? kc - k0 : 8;
+        const __m256i km = first_n(kn);
+        __m256 r[8];
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; ++j) {
+          r[j] = static_cast<std::size_t>(j) < rows ? _mm256_maskload_ps(B + (j0 + j) * ldb + k0, km)
+                                                    : _mm256_setzero_ps();
+        }
+        transpose8(r);
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; ++c) {
+          if (static_cast<std::size_t>(c) < kn) _mm256_storeu_ps(panel + (k0 + c) * NR + half * 8, r[c]);
+        }
+      }
+    }
+  }
+}
+
+VS_TARGET void micro_tile(std::size_t rows, std::size_t cols, std::size_t K, const float* A,
+                          std::size_t lda, const float* B, std::size_t ldb, float* C,
+                          std::size_t ldc, const Epilogue& e) {
+  switch (rows) {
+#define VS_CASE(R)                                           \
+  case R:                                                    \
+    tile_rows<R>(cols, K, A, lda, B, ldb, C, ldc, e);        \
+    break;
+    VS_CASE(1) VS_CASE(2) VS_CASE(3) VS_CASE(4) VS_CASE(5) VS_CASE(6)
+#undef VS_CASE
+    default:
+      break;
+  }
+}
 
 VS_TARGET float softmax_row(float* row, std::size_t n, const float* mask_row,
                             const float* padding_row, std::size_t n_mask, bool normalize) {
@@ -189,6 +329,9 @@ VS_TARGET void layer_norm_rows(const float* x, float* y, std::size_t rows, std::
 #else  // no AVX2 kernels in this build: the drivers never call the functions below.
 
 bool supported() { return false; }
+void pack_b_transposed(const float*, std::size_t, std::size_t, std::size_t, float*) { std::abort(); }
+void micro_tile(std::size_t, std::size_t, std::size_t, const float*, std::size_t, const float*,
+                std::size_t, float*, std::size_t, const Epilogue&) { std::abort(); }
 float softmax_row(float*, std::size_t, const float*, const float*, std::size_t, bool) { std::abort(); }
 void activation(Act, float*, std::size_t) { std::abort(); }
 void layer_norm_rows(const float*, float*, std::size_t, std::size_t, const float*, const float*,
