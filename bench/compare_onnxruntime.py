@@ -119,13 +119,15 @@ def run_ort(spec: Path, threads: int, args, spin: int = 1, profile: str = None):
 
 
 def time_model(name: str, files, thread_counts, args):
-    """Interleaved rounds; returns {(peer, k, config): [per-process medians]} and ORT's parity."""
+    """Interleaved rounds; returns {(peer, k, config): [per-process medians]}, ORT's parity and
+    the kernel level vitscope ran."""
     medians = defaultdict(list)
     parity = None
     for _ in range(args.rounds):
         for k in thread_counts:
             v = cp.run_vitscope(args.vitscope, files["vitscope"], name, k, args)
             medians[("vitscope", k, f"threads {k}")].append(v["forward_ms"])
+            kernels = v["kernels"]
             if args.bf16:
                 v = cp.run_vitscope(args.vitscope, files["vitscope"], name, k, args, precision="bf16")
                 medians[("vitscope_bf16", k, f"threads {k}")].append(v["forward_ms"])
@@ -138,7 +140,20 @@ def time_model(name: str, files, thread_counts, args):
                 medians[("ort", k, f"{k}, spin {spin}")].append(statistics.median(o["forward_ms"]))
                 if parity is None or o["worst_abs_err"] > parity[0]:
                     parity = (o["worst_abs_err"], o["max_abs_ref"])
-    return medians, parity
+    return medians, parity, kernels
+
+
+def torch_capability() -> str:
+    """ATen's vectorised kernel level, as torch.__config__.show() reports it."""
+    for line in torch.__config__.show().splitlines():
+        if "CPU capability usage:" in line:
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def ort_version() -> str:
+    package = HERE / "node_modules" / "onnxruntime-node" / "package.json"
+    return json.loads(package.read_text()).get("version", "unknown")
 
 
 def figure(medians, peer: str, k: int, at_most: bool):
@@ -262,9 +277,12 @@ def main(argv=None) -> int:
                   f"({flops['linear'] / 1e9:.2f} Linear, {flops['attention'] / 1e9:.2f} attention); "
                   f"{flops['other'] / 1e9:.3f} elementwise, not counted", flush=True)
             files = prepare(name, Path(tmp))
-            medians, parity = time_model(name, files, thread_counts, args)
+            medians, parity, kernels = time_model(name, files, thread_counts, args)
             print(f"# {name}: ONNX Runtime against PyTorch, worst abs error {parity[0]:.2g} "
                   f"(max |output| {parity[1]:.3g}; tolerance {TOLERANCE:g} relative)", flush=True)
+            print(f"# {name}: kernels: vitscope {kernels}; PyTorch ATen {torch_capability()}, "
+                  f"GEMMs in OpenBLAS; ONNX Runtime {ort_version()}, its own MLAS kernels for "
+                  f"this CPU", flush=True)
             for k in thread_counts:
                 row = {"model": cp.describe(name), "K": k, "gflop": flops["matmul"] / 1e9,
                        "gflop_other": flops["other"] / 1e9}

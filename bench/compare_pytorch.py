@@ -249,13 +249,20 @@ def find_vitscope(given):
 
 
 def cpu_model() -> str:
+    """lscpu's model name, family and model, and the vector extensions the kernels care about:
+    names like "AMD EPYC" say little, the family and flags say which machine it was."""
+    fields = {}
     try:
         for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            fields[key.strip()] = value.strip()
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    name = fields.get("Model name") or platform.processor() or "unknown"
+    flags = set(fields.get("Flags", "").split())
+    vector = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
+    return (f"{name} (family {fields.get('CPU family', '?')} model {fields.get('Model', '?')}; "
+            f"{' '.join(vector) or 'no AVX2'})")
 
 
 def describe(name: str) -> str:
