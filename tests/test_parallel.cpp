@@ -58,3 +58,17 @@ TEST_CASE("a parallel_for inside another runs inline", "[parallel]") {
   CHECK(nested_inline == 4);
   CHECK_FALSE(vitscope::in_parallel_region());
 }
+
+TEST_CASE("a parallel_for of one chunk leaves the pool to the parallel_fors inside it", "[parallel]") {
+  ThreadsGuard guard;
+  vitscope::set_num_threads(2);
+  std::atomic<int> nested_chunks{0};
+  vitscope::parallel_for(1, 1, [&](std::size_t, std::size_t) {
+    CHECK_FALSE(vitscope::in_parallel_region());
+    vitscope::parallel_for(8, 1, [&](std::size_t begin, std::size_t end) {
+      CHECK(vitscope::in_parallel_region());
+      nested_chunks += static_cast<int>(end - begin == 1);
+    });
+  });
+  CHECK(nested_chunks == 8);  // chunks of one, on the pool, not the whole range inline
+}

@@ -10,10 +10,14 @@
 
 #include "rollout_rows.hpp"
 #include "vitscope/error.hpp"
+#include "vitscope/nn/parallel.hpp"
 
 namespace vitscope::image {
 
 namespace {
+
+// Fused entries per parallel chunk: a whole map at the models' own sizes stays on one thread.
+constexpr std::size_t kFuseGrain = std::size_t{1} << 18;
 
 // Positions in the padded (h,w) token grid of the real tokens of a (h_i,w_i) grid, row by row.
 std::vector<std::size_t> real_tokens(std::array<std::size_t, 2> grid, std::size_t padded_w) {
@@ -246,24 +250,29 @@ Tensor2 fuse_heads(const Tensor3& weights, HeadFusion fusion) {
   // Head by head over whole (L,S) planes, in head order: the mean sums in float and divides in
   // double, as xt::mean does, so the maps match those drawn before, bit for bit.
   Tensor2 fused = Tensor2::from_shape({L, S});
-  float* out = fused.data();
-  const float* head = weights.data();
-  std::copy_n(head, L * S, out);
-  // One loop per fusion, so that each vectorises.
-  const auto fold = [&](auto combine) {
-    for (std::size_t k = 1; k < nh; ++k) {
-      head += L * S;
-      for (std::size_t i = 0; i < L * S; ++i) out[i] = combine(out[i], head[i]);
+  const std::size_t plane = L * S;
+  // In parallel over ranges of entries: each entry still folds the heads in head order.
+  parallel_for(plane, kFuseGrain, [&](std::size_t begin, std::size_t end) {
+    float* out = fused.data() + begin;
+    const std::size_t n = end - begin;
+    const float* head = weights.data() + begin;
+    std::copy_n(head, n, out);
+    // One loop per fusion, so that each vectorises.
+    const auto fold = [&](auto combine) {
+      for (std::size_t k = 1; k < nh; ++k) {
+        head += plane;
+        for (std::size_t i = 0; i < n; ++i) out[i] = combine(out[i], head[i]);
+      }
+    };
+    switch (fusion) {
+      case HeadFusion::mean: fold([](float a, float b) { return a + b; }); break;
+      case HeadFusion::max: fold([](float a, float b) { return std::max(a, b); }); break;
+      case HeadFusion::min: fold([](float a, float b) { return std::min(a, b); }); break;
     }
-  };
-  switch (fusion) {
-    case HeadFusion::mean: fold([](float a, float b) { return a + b; }); break;
-    case HeadFusion::max: fold([](float a, float b) { return std::max(a, b); }); break;
-    case HeadFusion::min: fold([](float a, float b) { return std::min(a, b); }); break;
-  }
-  if (fusion == HeadFusion::mean) {
-    for (std::size_t i = 0; i < L * S; ++i) out[i] = static_cast<float>(out[i] / static_cast<double>(nh));
-  }
+    if (fusion == HeadFusion::mean) {
+      for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<float>(out[i] / static_cast<double>(nh));
+    }
+  });
   return fused;
 }
 

@@ -1,11 +1,13 @@
 #include "rollout_rows.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <numeric>
 
 #include "vitscope/error.hpp"
+#include "vitscope/nn/parallel.hpp"
 
 namespace vitscope::image {
 
@@ -62,51 +64,116 @@ struct Discard {
   bool any = false;
 };
 
+// A histogram of 16-bit bins over a layer's blocks, one per thread and summed at the end: counts
+// add up the same in any order, so the result does not depend on the threads.
+class Histogram {
+ public:
+  static constexpr std::size_t kBins = std::size_t{1} << 16;
+
+  // bin(key) for every entry of every block whose bin(key) is not kSkip.
+  template <class Bin>
+  std::vector<std::size_t> count(const FusedLayer& layer, Bin bin) {
+    const std::size_t parts = static_cast<std::size_t>(std::max(1, num_threads()));
+    std::vector<std::vector<std::size_t>> counts(parts, std::vector<std::size_t>(kBins, 0));
+    layer.for_each_block([&](std::size_t, const Tensor2& fused) {
+      const std::size_t n = fused.size(), step = (n + parts - 1) / parts;
+      parallel_for(parts, 1, [&](std::size_t begin, std::size_t end) {
+        for (std::size_t part = begin; part < end; ++part) {
+          std::vector<std::size_t>& c = counts[part];
+          const float* v = fused.data();
+          for (std::size_t e = part * step; e < std::min(n, (part + 1) * step); ++e) {
+            const std::size_t b = bin(order_key(v[e]));
+            if (b != kSkip) ++c[b];
+          }
+        }
+      });
+    });
+    for (std::size_t part = 1; part < parts; ++part) {
+      for (std::size_t b = 0; b < kBins; ++b) counts[0][b] += counts[part][b];
+    }
+    return std::move(counts[0]);
+  }
+
+  static constexpr std::size_t kSkip = kBins;
+};
+
 // The count-th lowest key, by a histogram of the high 16 bits, then of the low 16 within its bucket.
 Discard find_discard(const FusedLayer& layer, std::size_t count) {
   if (count == 0) return {};
-  constexpr std::size_t kBins = 1 << 16;
-  std::vector<std::size_t> high(kBins, 0), low(kBins, 0);
-  layer.for_each_block([&](std::size_t, const Tensor2& fused) {
-    for (const float v : fused) ++high[order_key(v) >> 16];
-  });
+  Histogram histogram;
+  const std::vector<std::size_t> high = histogram.count(layer, [](std::uint32_t key) { return key >> 16; });
   std::size_t below = 0, top = 0;
   while (below + high[top] < count) below += high[top++];
-  layer.for_each_block([&](std::size_t, const Tensor2& fused) {
-    for (const float v : fused) {
-      const std::uint32_t key = order_key(v);
-      if ((key >> 16) == top) ++low[key & 0xFFFFu];
-    }
+  const std::vector<std::size_t> low = histogram.count(layer, [top](std::uint32_t key) {
+    return (key >> 16) == top ? key & 0xFFFFu : Histogram::kSkip;
   });
   std::size_t bottom = 0;
   while (below + low[bottom] < count) below += low[bottom++];
   return {static_cast<std::uint32_t>(top << 16 | bottom), count - below, true};
 }
 
+// Zeroes the discarded entries of row i (of T), `equal` of the ties at the discard key among them
+// (the first ones, left to right).
+void drop_entries(float* row, std::size_t T, std::size_t i, Discard discard, std::size_t equal,
+                  bool keep_first) {
+  for (std::size_t j = 0; j < T; ++j) {
+    const std::uint32_t key = order_key(row[j]);
+    const bool dropped = key < discard.key || (key == discard.key && equal > 0);
+    if (key == discard.key && dropped) --equal;
+    if (dropped && !(keep_first && i == 0 && j == 0)) row[j] = 0.0f;
+  }
+}
+
 // vectors (R,T) -> vectors (R,T) times one rollout step: v A, where A is the layer's fused
 // weights with the discarded entries zeroed and each row through add_identity_and_normalise.
+// Rows are dropped and normalised in parallel; the products in parallel over columns, each
+// column summed over the rows in order, so the sums do not depend on the threads.
 std::vector<double> times_step(const FusedLayer& layer, Discard discard, bool keep_first,
                                const std::vector<double>& vectors, std::size_t R) {
   const std::size_t T = layer.size();
+  constexpr std::size_t kColumns = 1024;  // a column chunk of R output vectors stays in L1/L2
   std::vector<double> out(R * T, 0.0);
+  std::vector<std::size_t> equal;  // per row of a block: the ties at the discard key it drops
   layer.for_each_block([&](std::size_t r0, Tensor2& fused) {
-    for (std::size_t r = 0; r < fused.shape(0); ++r) {
-      const std::size_t i = r0 + r;
-      float* row = &fused(r, 0);
-      for (std::size_t j = 0; discard.any && j < T; ++j) {
-        const std::uint32_t key = order_key(row[j]);
-        const bool dropped = key < discard.key || (key == discard.key && discard.equal > 0);
-        if (key == discard.key && dropped) --discard.equal;
-        if (dropped && !(keep_first && i == 0 && j == 0)) row[j] = 0.0f;
-      }
-      add_identity_and_normalise(row, i, T);
-      for (std::size_t v = 0; v < R; ++v) {
-        const double weight = vectors[v * T + i];
-        if (weight == 0.0) continue;
-        double* to = out.data() + v * T;
-        for (std::size_t j = 0; j < T; ++j) to[j] += weight * row[j];
+    const std::size_t rows = fused.shape(0);
+    // 1. Ties are dropped in row-major order: each row's share of the ties left.
+    equal.assign(rows, 0);
+    if (discard.any && discard.equal > 0) {
+      parallel_for(rows, 1, [&](std::size_t begin, std::size_t end) {
+        for (std::size_t r = begin; r < end; ++r) {
+          const float* row = &fused(r, 0);
+          equal[r] = static_cast<std::size_t>(std::count_if(row, row + T, [&](float v) {
+            return order_key(v) == discard.key;
+          }));
+        }
+      });
+      for (std::size_t r = 0; r < rows; ++r) {
+        const std::size_t drop = std::min(equal[r], discard.equal);
+        equal[r] = drop;
+        discard.equal -= drop;
       }
     }
+    // 2. Each row dropped and normalised.
+    parallel_for(rows, 1, [&](std::size_t begin, std::size_t end) {
+      for (std::size_t r = begin; r < end; ++r) {
+        float* row = &fused(r, 0);
+        if (discard.any) drop_entries(row, T, r0 + r, discard, equal[r], keep_first);
+        add_identity_and_normalise(row, r0 + r, T);
+      }
+    });
+    // 3. out += vectors[:, rows] · block.
+    parallel_for((T + kColumns - 1) / kColumns, 1, [&](std::size_t begin, std::size_t end) {
+      const std::size_t j0 = begin * kColumns, j1 = std::min(T, end * kColumns);
+      for (std::size_t r = 0; r < rows; ++r) {
+        const float* row = &fused(r, 0);
+        for (std::size_t v = 0; v < R; ++v) {
+          const double weight = vectors[v * T + r0 + r];
+          if (weight == 0.0) continue;
+          double* to = out.data() + v * T;
+          for (std::size_t j = j0; j < j1; ++j) to[j] += weight * row[j];
+        }
+      }
+    });
   });
   return out;
 }

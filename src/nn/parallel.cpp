@@ -198,8 +198,13 @@ void parallel_for(std::size_t count, std::size_t grain,
                   const std::function<void(std::size_t, std::size_t)>& body) {
   if (count == 0) return;
   grain = std::max<std::size_t>(grain, 1);
-  if (count <= grain || t_in_region) {
+  if (t_in_region) {
     run_inline(count, body);
+    return;
+  }
+  if (count <= grain) {
+    // One chunk: nothing runs beside it, so the parallel_fors inside it may still use the pool.
+    body(0, count);
     return;
   }
   pool().run(count, grain, body);

@@ -18,7 +18,8 @@ int num_threads();
 // Calls body(begin, end) over disjoint chunks covering [0, count), each at least `grain` long
 // (but the last), on up to num_threads() threads, and returns when all are done. Runs inline on
 // the calling thread when count is small, when called from inside another parallel_for (one
-// level only), or when another thread is using the pool. Exceptions thrown by body are rethrown
+// level only), or when another thread is using the pool. A parallel_for of a single chunk is not
+// a level: the parallel_fors inside it still use the pool. Exceptions thrown by body are rethrown
 // (the first one) after every chunk has finished.
 void parallel_for(std::size_t count, std::size_t grain,
                   const std::function<void(std::size_t begin, std::size_t end)>& body);
