@@ -69,7 +69,7 @@ std::size_t children_peak_rss() {
 
 }  // namespace
 
-TEST_CASE("rows formed from a module's scores are the rows of its whole weights", "[memory]") {
+TEST_CASE("rows formed from a module's scores are the rows of its whole weights", "[memory][kernels]") {
   std::mt19937 rng(7);
   nn::MultiheadAttentionOptions options;
   options.embed_dim = 24;

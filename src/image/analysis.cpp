@@ -309,7 +309,7 @@ MemoryEstimate estimate_memory(const ImageModel& model, const ImageBatch& batch,
     }
     e.whole += N * nh * T * T * F * (X > 0 ? 3 : 2);  // the forward's, each image's crop(s)
     e.whole += at_once(N) * nh * T * T * F / 2;       // a saved map's encoding, per writing thread
-    e.scores += N * 2 * T * E * F;                     // q and k
+    e.scores += N * 3 * T * E * F;                     // q, k and k packed for the kernel
   }
   if (plan.rollout) {
     // Whole: the fused layer, its entries, their order, the product and its result, per image

@@ -9,13 +9,38 @@
 
 namespace vitscope::nn {
 
+namespace {
+
+// Batch item n's queries and keys as one attention call sees them: a batch of one.
+kernels::AttentionArgs item_args(const Tensor3& k, std::size_t n, std::size_t heads) {
+  const std::size_t E = k.shape(2);
+  kernels::AttentionArgs args;
+  args.batch = 1;
+  args.heads = heads;
+  args.head_dim = E / heads;
+  args.S = k.shape(1);
+  args.k = {&k(n, 0, 0), E, 0};
+  return args;
+}
+
+}  // namespace
+
 AttentionScores::AttentionScores(Tensor3 q, Tensor3 k, std::size_t heads,
                                  KeyPaddingMask key_padding_mask, AttnMask attn_mask)
     : q_(std::move(q)),
       k_(std::move(k)),
       heads_(heads),
       key_padding_mask_(std::move(key_padding_mask)),
-      attn_mask_(std::move(attn_mask)) {}
+      attn_mask_(std::move(attn_mask)) {
+  // Rows are formed a block at a time, each block over every key: the keys are packed once here
+  // rather than on every call.
+  if (batch() == 0 || keys() == 0 || heads_ == 0) return;
+  packed_item_floats_ = kernels::packed_keys_floats(item_args(k_, 0, heads_));
+  k_packed_.resize(batch() * packed_item_floats_);
+  for (std::size_t n = 0; packed_item_floats_ > 0 && n < batch(); ++n) {
+    kernels::pack_keys(item_args(k_, n, heads_), k_packed_.data() + n * packed_item_floats_);
+  }
+}
 
 Tensor3 AttentionScores::weights(std::size_t n, const std::vector<std::size_t>& rows) const {
   const std::size_t L = queries(), S_ext = keys(), E = q_.shape(2), nh = heads_, R = rows.size();
@@ -42,14 +67,10 @@ Tensor3 AttentionScores::weights(std::size_t n, const std::vector<std::size_t>& 
       }
     }
   }
-  kernels::AttentionArgs args;
-  args.batch = 1;
-  args.heads = nh;
-  args.head_dim = E / nh;
+  kernels::AttentionArgs args = item_args(k_, n, nh);
   args.L = R;
-  args.S = S_ext;
   args.q = {q.data(), E, 0};
-  args.k = {&k_(n, 0, 0), E, 0};
+  if (packed_item_floats_ > 0) args.k_packed = k_packed_.data() + n * packed_item_floats_;
   args.scale = 1.0f / std::sqrt(static_cast<float>(args.head_dim));
   args.attn_mask = mask.empty() ? nullptr : mask.data();
   args.attn_mask_planes = planes;

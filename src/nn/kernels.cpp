@@ -258,28 +258,46 @@ std::size_t scores_stride(std::size_t S) {
 }
 
 template <class Leaves>
-void attention_simd(const AttentionArgs& a) {
-  constexpr std::size_t MR = Leaves::MR;
+std::size_t packed_keys_floats_simd(const AttentionArgs& a) {
+  return a.batch * a.heads * ceil_div(a.S, Leaves::NR) * Leaves::NR * a.head_dim;
+}
+
+// Keys packed per batch and head as panels of NR keys (Dh x NR): the B side of q k^T.
+template <class Leaves>
+void pack_keys_simd(const AttentionArgs& a, float* out) {
   constexpr std::size_t NR = Leaves::NR;
-  const std::size_t N = a.batch, nh = a.heads, Dh = a.head_dim, L = a.L, S = a.S;
+  const std::size_t nh = a.heads, Dh = a.head_dim, S = a.S;
   const std::size_t panels = ceil_div(S, NR);
-  // 1. Keys packed per batch and head as panels of NR keys (Dh x NR): the B side of q k^T.
-  thread_local Scratch k_scratch;
-  float* Kp = k_scratch.get(N * nh * panels * NR * Dh);
-  parallel_for(N * nh, 1, [&](std::size_t begin, std::size_t end) {
+  parallel_for(a.batch * nh, 1, [&](std::size_t begin, std::size_t end) {
     for (std::size_t nhx = begin; nhx < end; ++nhx) {
       const std::size_t n = nhx / nh, h = nhx % nh;
       Leaves::pack_b_transposed(a.k.data + n * a.k.stride_n + h * Dh, a.k.stride_i, S, Dh,
-                                Kp + nhx * panels * NR * Dh);
+                                out + nhx * panels * NR * Dh);
     }
   });
+}
+
+template <class Leaves>
+void attention_simd(const AttentionArgs& a) {
+  constexpr std::size_t MR = Leaves::MR;
+  constexpr std::size_t NR = Leaves::NR;
+  const std::size_t nh = a.heads, Dh = a.head_dim, L = a.L, S = a.S;
+  const std::size_t panels = ceil_div(S, NR);
+  // 1. The keys packed, unless the caller packed them once for many calls.
+  const float* Kp = a.k_packed;
+  if (Kp == nullptr) {
+    thread_local Scratch k_scratch;
+    float* packed = k_scratch.get(packed_keys_floats_simd<Leaves>(a));
+    pack_keys_simd<Leaves>(a, packed);
+    Kp = packed;
+  }
   // 2. Per (batch, head, block of queries): scores, softmax, weights times values.
   const std::size_t ldp = scores_stride(S);
   const std::size_t block =
       std::clamp(kScoresBytes / (ldp * sizeof(float)) / MR * MR, MR, kQueryBlock);
   const std::size_t blocks = ceil_div(L, block);
   const bool want_weights = a.weights != nullptr;
-  parallel_for(N * nh * blocks, 1, [&](std::size_t begin, std::size_t end) {
+  parallel_for(a.batch * nh * blocks, 1, [&](std::size_t begin, std::size_t end) {
     thread_local Scratch p_scratch;
     float* P = p_scratch.get(kQueryBlock * ldp);
     float row_scale[kQueryBlock];
@@ -513,6 +531,30 @@ void attention(const AttentionArgs& args) {
       break;
     default:
       attention_blas(args);
+  }
+}
+
+std::size_t packed_keys_floats(const AttentionArgs& args) {
+  switch (level()) {
+    case Level::avx512:
+      return packed_keys_floats_simd<Avx512>(args);
+    case Level::avx2:
+      return packed_keys_floats_simd<Avx2>(args);
+    default:
+      return 0;
+  }
+}
+
+void pack_keys(const AttentionArgs& args, float* out) {
+  switch (level()) {
+    case Level::avx512:
+      pack_keys_simd<Avx512>(args, out);
+      break;
+    case Level::avx2:
+      pack_keys_simd<Avx2>(args, out);
+      break;
+    default:
+      break;
   }
 }
 

@@ -67,6 +67,7 @@ struct AttentionArgs {
   std::size_t L = 0;         // queries
   std::size_t S = 0;         // keys, extra bias_kv / zero-attention keys included
   SeqView q, k, v;           // (L, N, nh*Dh), (S, N, nh*Dh), (S, N, nh*Dh)
+  const float* k_packed = nullptr;  // k as pack_keys packs it, or null: packed on each call
   float* out = nullptr;      // (L, N, nh*Dh), addressed like q with out_stride_*; null: weights only
   std::size_t out_stride_i = 0;
   std::size_t out_stride_n = 0;
@@ -83,6 +84,13 @@ struct AttentionArgs {
 // live in per-thread (block x S) scratch, never as (nh x L x S) unless weights are asked for.
 // A query whose keys are all masked gets zero weights and a zero output.
 void attention(const AttentionArgs& args);
+
+// For many attention calls over the same keys (AttentionScores forms rows of weights block by
+// block): the keys packed once, as attention() would pack them on each call. The floats
+// pack_keys writes for args' batch, heads, head_dim, S and k; 0 on the portable level, which
+// reads keys in place and ignores k_packed.
+std::size_t packed_keys_floats(const AttentionArgs& args);
+void pack_keys(const AttentionArgs& args, float* out);
 
 // Epilogue of a micro-tile: acc * alpha * row_scale[i] (+ bias[j]) (+ C) -> act -> C.
 struct Epilogue {

@@ -32,6 +32,10 @@ class AttentionScores {
  private:
   Tensor3 q_;  // (N,L,E)
   Tensor3 k_;  // (N,S_ext,E)
+  // k_ packed per batch item as the attention kernel reads it (N * packed_item_floats_), or
+  // empty on the portable kernel level, which reads k_ in place.
+  std::vector<float> k_packed_;
+  std::size_t packed_item_floats_ = 0;
   std::size_t heads_ = 0;
   KeyPaddingMask key_padding_mask_;  // (N,S) or empty
   AttnMask attn_mask_;               // (1 or N*nh,L,S) or empty
