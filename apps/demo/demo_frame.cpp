@@ -381,7 +381,9 @@ DemoImage analyse_image(const image::ImageModel& model, const cv::Mat& rgb, cons
   // The same pipeline as vitscope run, every module captured (kept_layers: all).
   image::AnalysisRequest request;
   request.score_threshold = kScoreThreshold;
-  request.whole_maps = true;  // a click may pick any token's row
+  // A click may pick any token's row: whole maps when they fit, else the same rows from scores.
+  request.whole_maps = true;
+  request.max_memory_bytes = image::default_memory_budget();
   const image::AnalysisPlan plan = image::plan_analysis(model, request);
   const auto start = std::chrono::steady_clock::now();
   image::BatchAnalysis batch = image::analyse(model, {rgb}, model.preprocess_options(), plan);

@@ -1,7 +1,5 @@
 #include "run_attention.hpp"
 
-#include <unistd.h>
-
 #include <cmath>
 #include <sstream>
 
@@ -94,7 +92,7 @@ image::AnalysisRequest analysis_request(const std::string& layer, const Attentio
   request.score_threshold = o.score_threshold;
   request.whole_maps = o.save;  // --save-attention writes them whenever they fit
   request.max_memory_bytes = o.max_memory_mb > 0 ? static_cast<std::size_t>(o.max_memory_mb) << 20
-                                                 : default_memory_budget();
+                                                 : image::default_memory_budget();
   return request;
 }
 
@@ -157,12 +155,6 @@ void add_attention_options(CLI::App& command, AttentionOptions& o) {
                      "attention is kept as rows (no whole maps), and a batch that still does not "
                      "fit fails with its estimate")
       ->check(CLI::Range(1, 1 << 30));
-}
-
-std::size_t default_memory_budget() {
-  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
-  if (pages <= 0 || page <= 0) return std::size_t{4} << 30;  // unknown: what a small machine has
-  return static_cast<std::size_t>(pages) * static_cast<std::size_t>(page) / 4;
 }
 
 image::AnalysisPlan plan_run(const image::ImageModel& model, const std::string& layer,

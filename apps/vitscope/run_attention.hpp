@@ -26,12 +26,8 @@ struct AttentionOptions {
   int top_queries = 6;
   double score_threshold = 0.7;  // a detector's detections (DETR's notebook value)
   bool save = false;
-  int max_memory_mb = 0;  // 0: default_memory_budget()
+  int max_memory_mb = 0;  // 0: image::default_memory_budget()
 };
-
-// A quarter of the machine's physical memory, read when called: what a batch may take unless
-// --max-memory-mb says otherwise.
-std::size_t default_memory_budget();
 
 void add_attention_options(CLI::App& command, AttentionOptions& options);
 

@@ -1,5 +1,7 @@
 #include "vitscope/image/analysis.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -318,6 +320,12 @@ MemoryEstimate estimate_memory(const ImageModel& model, const ImageBatch& batch,
     e.scores += at_once(N) * std::min(std::size_t{32} << 20, (nh + 2) * T * T * F);
   }
   return e;
+}
+
+std::size_t default_memory_budget() {
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  if (pages <= 0 || page <= 0) return std::size_t{4} << 30;  // unknown: what a small machine has
+  return static_cast<std::size_t>(pages) * static_cast<std::size_t>(page) / 4;
 }
 
 std::string mebibytes(std::size_t bytes) {

@@ -150,4 +150,8 @@ BatchAnalysis analyse(const ImageModel& model, const std::vector<cv::Mat>& image
 // "1234 MiB": a byte count as messages give it.
 std::string mebibytes(std::size_t bytes);
 
+// The memory budget a program takes when its user names none: a quarter of the machine's
+// physical memory (4 GiB when the system does not say).
+std::size_t default_memory_budget();
+
 }  // namespace vitscope::image
