@@ -307,22 +307,27 @@ void attention_simd(const AttentionArgs& a) {
       const std::size_t rows = std::min(L, l0 + block) - l0;
       const float* q = a.q.data + l0 * a.q.stride_i + n * a.q.stride_n + h * Dh;
       const float* kp = Kp + nhx * panels * NR * Dh;
+      // Weights alone (rows formed from scores): the scores go straight into the weights and
+      // are normalised there, the same products as row * row_scale below.
+      const bool weights_only = want_weights && a.out == nullptr;
+      float* scores_at = weights_only ? a.weights + (nhx * L + l0) * S : P;
+      const std::size_t ld = weights_only ? S : ldp;
       Epilogue scores;
       scores.alpha = a.scale;
       for (std::size_t p = 0; p < panels; ++p) {
         const std::size_t cols = std::min(NR, S - p * NR);
         for (std::size_t t = 0; t < rows; t += MR) {
           Leaves::micro_tile(std::min(MR, rows - t), cols, Dh, q + t * a.q.stride_i, a.q.stride_i,
-                             kp + p * NR * Dh, NR, P + t * ldp + p * NR, ldp, scores);
+                             kp + p * NR * Dh, NR, scores_at + t * ld + p * NR, ld, scores);
         }
       }
       for (std::size_t r = 0; r < rows; ++r) {
-        float* row = P + r * ldp;
-        // The row stays unnormalised and the factor scales the output rows, whether or not
-        // the weights are wanted, so asking for them never changes the output.
+        float* row = scores_at + r * ld;
+        // With an output the row stays unnormalised and the factor scales the output rows,
+        // whether or not the weights are wanted, so asking for them never changes the output.
         row_scale[r] = Leaves::softmax_row(row, S, mask_row(a, n, h, l0 + r), padding_row(a, n),
-                                           a.S_mask, false);
-        if (want_weights) {
+                                           a.S_mask, weights_only);
+        if (want_weights && !weights_only) {
           float* w = a.weights + ((nhx * L) + l0 + r) * S;
           const float f = row_scale[r];
           for (std::size_t j = 0; j < S; ++j) w[j] = row[j] * f;
