@@ -64,48 +64,43 @@ struct Discard {
   bool any = false;
 };
 
-// A histogram of 16-bit bins over a layer's blocks, one per thread and summed at the end: counts
-// add up the same in any order, so the result does not depend on the threads.
-class Histogram {
- public:
-  static constexpr std::size_t kBins = std::size_t{1} << 16;
+constexpr std::size_t kBins = std::size_t{1} << 16;
+constexpr std::size_t kSkip = kBins;  // a bin that is not counted
 
-  // bin(key) for every entry of every block whose bin(key) is not kSkip.
-  template <class Bin>
-  std::vector<std::size_t> count(const FusedLayer& layer, Bin bin) {
-    const std::size_t parts = static_cast<std::size_t>(std::max(1, num_threads()));
-    std::vector<std::vector<std::size_t>> counts(parts, std::vector<std::size_t>(kBins, 0));
-    layer.for_each_block([&](std::size_t, const Tensor2& fused) {
-      const std::size_t n = fused.size(), step = (n + parts - 1) / parts;
-      parallel_for(parts, 1, [&](std::size_t begin, std::size_t end) {
-        for (std::size_t part = begin; part < end; ++part) {
-          std::vector<std::size_t>& c = counts[part];
-          const float* v = fused.data();
-          for (std::size_t e = part * step; e < std::min(n, (part + 1) * step); ++e) {
-            const std::size_t b = bin(order_key(v[e]));
-            if (b != kSkip) ++c[b];
-          }
+// A histogram of bin(key) over every entry of every block of a layer, but kSkip: one per thread,
+// summed at the end. Counts add up the same in any order, so the result does not depend on the
+// threads.
+template <class Bin>
+std::vector<std::size_t> count_bins(const FusedLayer& layer, Bin bin) {
+  const std::size_t parts = static_cast<std::size_t>(std::max(1, num_threads()));
+  std::vector<std::vector<std::size_t>> counts(parts, std::vector<std::size_t>(kBins, 0));
+  layer.for_each_block([&](std::size_t, const Tensor2& fused) {
+    const std::size_t n = fused.size(), step = (n + parts - 1) / parts;
+    parallel_for(parts, 1, [&](std::size_t begin, std::size_t end) {
+      for (std::size_t part = begin; part < end; ++part) {
+        std::vector<std::size_t>& c = counts[part];
+        const float* v = fused.data();
+        for (std::size_t e = part * step; e < std::min(n, (part + 1) * step); ++e) {
+          const std::size_t b = bin(order_key(v[e]));
+          if (b != kSkip) ++c[b];
         }
-      });
+      }
     });
-    for (std::size_t part = 1; part < parts; ++part) {
-      for (std::size_t b = 0; b < kBins; ++b) counts[0][b] += counts[part][b];
-    }
-    return std::move(counts[0]);
+  });
+  for (std::size_t part = 1; part < parts; ++part) {
+    for (std::size_t b = 0; b < kBins; ++b) counts[0][b] += counts[part][b];
   }
-
-  static constexpr std::size_t kSkip = kBins;
-};
+  return std::move(counts[0]);
+}
 
 // The count-th lowest key, by a histogram of the high 16 bits, then of the low 16 within its bucket.
 Discard find_discard(const FusedLayer& layer, std::size_t count) {
   if (count == 0) return {};
-  Histogram histogram;
-  const std::vector<std::size_t> high = histogram.count(layer, [](std::uint32_t key) { return key >> 16; });
+  const std::vector<std::size_t> high = count_bins(layer, [](std::uint32_t key) { return key >> 16; });
   std::size_t below = 0, top = 0;
   while (below + high[top] < count) below += high[top++];
-  const std::vector<std::size_t> low = histogram.count(layer, [top](std::uint32_t key) {
-    return (key >> 16) == top ? key & 0xFFFFu : Histogram::kSkip;
+  const std::vector<std::size_t> low = count_bins(layer, [top](std::uint32_t key) {
+    return (key >> 16) == top ? key & 0xFFFFu : kSkip;
   });
   std::size_t bottom = 0;
   while (below + low[bottom] < count) below += low[bottom++];
