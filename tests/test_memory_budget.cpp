@@ -141,6 +141,30 @@ TEST_CASE("a batch over its budget keeps scores and draws what whole maps draw",
   }
 }
 
+TEST_CASE("a rollout from scores over several blocks of rows is the whole maps' rollout", "[memory]") {
+  // At 544 pixels (1,156 tokens) a layer's fused weights take two blocks of rows, and the first
+  // pass counts a window of buckets around the first block's guess: the path of large images.
+  const ImageModelFile file = shipped_model("demo.safetensors");
+  AnalysisRequest request;
+  request.views = all_attention_views();
+  AnalysisPlan plan = plan_analysis(file.model, request);
+  PreprocessOptions preprocess = file.model.preprocess_options();
+  preprocess.size = 544;
+  const std::vector<cv::Mat> image = {two_pictures().front()};
+  const MemoryEstimate estimate = estimate_memory(file.model, image::preprocess(image, preprocess), plan);
+  plan.request.whole_maps = true;
+  const BatchAnalysis whole = analyse(file.model, image, preprocess, plan);
+  plan.request.max_memory_bytes = (estimate.whole + estimate.scores) / 2;
+  const BatchAnalysis scored = analyse(file.model, image, preprocess, plan);
+  REQUIRE_FALSE(whole.scored);
+  REQUIRE(scored.scored);
+  const ImageRollout& w = whole.images.at(0).rollout;
+  const ImageRollout& s = scored.images.at(0).rollout;
+  REQUIRE(w.mean.size() > 1100);
+  require_close("rollout of the points, 1,156 tokens", s.points, w.points, 1e-5);
+  require_close("rollout of all tokens, 1,156 tokens", s.mean, w.mean, 1e-5);
+}
+
 TEST_CASE("large whole maps nobody asked for are kept as scores, within any budget", "[memory]") {
   const ImageModelFile file = shipped_model("demo.safetensors");
   AnalysisRequest request;

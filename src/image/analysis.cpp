@@ -9,6 +9,7 @@
 
 #include <xtensor/xview.hpp>
 
+#include "rollout_rows.hpp"
 #include "vitscope/error.hpp"
 #include "vitscope/image/attention_views.hpp"
 #include "vitscope/nn/parallel.hpp"
@@ -315,9 +316,10 @@ MemoryEstimate estimate_memory(const ImageModel& model, const ImageBatch& batch,
   }
   if (plan.rollout) {
     // Whole: the fused layer, its entries, their order, the product and its result, per image
-    // analysed at once. Scores: a block of rows, and the rows carried back.
+    // analysed at once. Scores: a block of rows, the counts of its weights, and the rows carried
+    // back.
     e.whole += at_once(N) * (nh + 6) * T * T * F;
-    e.scores += at_once(N) * std::min(std::size_t{32} << 20, (nh + 2) * T * T * F);
+    e.scores += at_once(N) * (std::min(std::size_t{32} << 20, (nh + 2) * T * T * F) + rollout_counts_bytes(T));
   }
   return e;
 }

@@ -64,44 +64,99 @@ struct Discard {
   bool any = false;
 };
 
-constexpr std::size_t kBins = std::size_t{1} << 16;
-constexpr std::size_t kSkip = kBins;  // a bin that is not counted
+constexpr std::size_t kBins = std::size_t{1} << 16;  // one per value of 16 bits of a key
 
-// A histogram of bin(key) over every entry of every block of a layer, but kSkip: one per thread,
-// summed at the end. Counts add up the same in any order, so the result does not depend on the
-// threads.
-template <class Bin>
-std::vector<std::size_t> count_bins(const FusedLayer& layer, Bin bin) {
-  const std::size_t parts = static_cast<std::size_t>(std::max(1, num_threads()));
-  std::vector<std::vector<std::size_t>> counts(parts, std::vector<std::size_t>(kBins, 0));
+// What a pass of find_discard counts: the high 16 bits of every entry, the low 16 bits of the
+// entries in a window of buckets, or both.
+enum class Pass {
+  high,               // the high bits only
+  high_and_guessed,   // and the low bits of a window around a guess at the threshold's bucket,
+                      // the bucket the first block alone gives for its share of the count
+  low_in_bucket,      // the low bits of one given bucket only
+};
+
+// A pass's counts, one set of tables per thread.
+struct BucketCounts {
+  static constexpr std::size_t kWindow = 8;  // buckets each side of the guess
+  static constexpr std::size_t kGuessedBuckets = 2 * kWindow + 1;
+  std::vector<std::vector<std::size_t>> high;    // per thread, kBins (or none)
+  std::vector<std::vector<std::size_t>> window;  // per thread, buckets x kBins
+  std::size_t window_first = 0;
+  std::size_t window_buckets = 0;
+};
+
+// The layers worth a guessed window: those with at least as many entries as its tables.
+bool guessed_window_pays(std::size_t T) { return T * T >= BucketCounts::kGuessedBuckets * kBins; }
+
+std::size_t threads_for_counts() { return static_cast<std::size_t>(std::max(1, num_threads())); }
+
+BucketCounts count_buckets(const FusedLayer& layer, std::size_t count, Pass pass, std::size_t bucket = 0) {
+  const std::size_t parts = threads_for_counts();
+  const bool count_high = pass != Pass::low_in_bucket;
+  BucketCounts c;
+  c.window_buckets = pass == Pass::high ? 0 : pass == Pass::low_in_bucket ? 1 : BucketCounts::kGuessedBuckets;
+  c.window_first = bucket;
+  c.high.assign(parts, std::vector<std::size_t>(count_high ? kBins : 0, 0));
+  c.window.assign(parts, std::vector<std::size_t>(c.window_buckets * kBins, 0));
+  const double share = static_cast<double>(count) / (static_cast<double>(layer.size()) * layer.size());
+  bool placed = pass != Pass::high_and_guessed;
   layer.for_each_block([&](std::size_t, const Tensor2& fused) {
     const std::size_t n = fused.size(), step = (n + parts - 1) / parts;
-    parallel_for(parts, 1, [&](std::size_t begin, std::size_t end) {
-      for (std::size_t part = begin; part < end; ++part) {
-        std::vector<std::size_t>& c = counts[part];
-        const float* v = fused.data();
-        for (std::size_t e = part * step; e < std::min(n, (part + 1) * step); ++e) {
-          const std::size_t b = bin(order_key(v[e]));
-          if (b != kSkip) ++c[b];
+    const auto scan = [&](bool high, bool window) {
+      parallel_for(parts, 1, [&](std::size_t begin, std::size_t end) {
+        for (std::size_t part = begin; part < end; ++part) {
+          const float* v = fused.data();
+          for (std::size_t e = part * step; e < std::min(n, (part + 1) * step); ++e) {
+            const std::uint32_t key = order_key(v[e]);
+            if (high) ++c.high[part][key >> 16];
+            const std::size_t slot = (key >> 16) - c.window_first;  // wraps below the window
+            if (window && slot < c.window_buckets) ++c.window[part][slot * kBins + (key & 0xFFFFu)];
+          }
         }
-      }
-    });
+      });
+    };
+    if (placed) {
+      scan(count_high, c.window_buckets > 0);
+      return;
+    }
+    // The first block: its high bits, the window placed from them, then its low bits.
+    scan(true, false);
+    const std::size_t wanted = std::max<std::size_t>(1, static_cast<std::size_t>(share * static_cast<double>(n)));
+    std::size_t below = 0, guess = 0;
+    for (;; ++guess) {
+      std::size_t in_bucket = 0;
+      for (const auto& h : c.high) in_bucket += h[guess];
+      if (below + in_bucket >= wanted || guess + 1 == kBins) break;
+      below += in_bucket;
+    }
+    c.window_first = guess > BucketCounts::kWindow ? guess - BucketCounts::kWindow : 0;
+    placed = true;
+    scan(false, true);
   });
-  for (std::size_t part = 1; part < parts; ++part) {
-    for (std::size_t b = 0; b < kBins; ++b) counts[0][b] += counts[part][b];
-  }
-  return std::move(counts[0]);
+  return c;
 }
 
-// The count-th lowest key, by a histogram of the high 16 bits, then of the low 16 within its bucket.
+// The count-th lowest key, by a histogram of the high 16 bits, then of the low 16 within its
+// bucket. On large layers the first pass also counts the low bits of a window of buckets around
+// a guess, so the second pass is needed only when the bucket falls outside it.
 Discard find_discard(const FusedLayer& layer, std::size_t count) {
   if (count == 0) return {};
-  const std::vector<std::size_t> high = count_bins(layer, [](std::uint32_t key) { return key >> 16; });
+  BucketCounts c = count_buckets(layer, count, guessed_window_pays(layer.size()) ? Pass::high_and_guessed : Pass::high);
+  std::vector<std::size_t> high(kBins, 0);
+  for (const auto& h : c.high) {
+    for (std::size_t b = 0; b < kBins; ++b) high[b] += h[b];
+  }
   std::size_t below = 0, top = 0;
   while (below + high[top] < count) below += high[top++];
-  const std::vector<std::size_t> low = count_bins(layer, [top](std::uint32_t key) {
-    return (key >> 16) == top ? key & 0xFFFFu : kSkip;
-  });
+  if (top - c.window_first >= c.window_buckets) {
+    c = BucketCounts{};  // freed before the second pass allocates its own
+    c = count_buckets(layer, count, Pass::low_in_bucket, top);
+  }
+  const std::size_t slot = top - c.window_first;
+  std::vector<std::size_t> low(kBins, 0);
+  for (const auto& w : c.window) {
+    for (std::size_t b = 0; b < kBins; ++b) low[b] += w[slot * kBins + b];
+  }
   std::size_t bottom = 0;
   while (below + low[bottom] < count) below += low[bottom++];
   return {static_cast<std::uint32_t>(top << 16 | bottom), count - below, true};
@@ -188,6 +243,12 @@ Tensor2 grid_map(const std::vector<float>& values, std::array<std::size_t, 2> gr
 }
 
 }  // namespace
+
+std::size_t rollout_counts_bytes(std::size_t tokens) {
+  // A small layer's two tables a thread (1 MiB) are within what the estimate rounds over.
+  if (!guessed_window_pays(tokens)) return 0;
+  return threads_for_counts() * (1 + BucketCounts::kGuessedBuckets) * kBins * sizeof(std::size_t);
+}
 
 std::size_t discarded_entries(std::size_t entries, float discard_ratio) {
   return static_cast<std::size_t>(std::floor(entries * discard_ratio));

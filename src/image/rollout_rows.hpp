@@ -9,6 +9,10 @@
 
 namespace vitscope::image {
 
+// What rollout_rows's counting of the fused weights takes besides its block of rows, in bytes,
+// for layers over `tokens` tokens.
+std::size_t rollout_counts_bytes(std::size_t tokens);
+
 // How many of a layer's `entries` fused weights the discard ratio zeroes.
 std::size_t discarded_entries(std::size_t entries, float discard_ratio);
 
