@@ -14,6 +14,7 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <type_traits>
 
 #include "blas_threads.hpp"
 #include "vitscope/error.hpp"
@@ -130,6 +131,21 @@ struct Avx2 {
   static constexpr auto softmax_row = avx2::softmax_row;
 };
 static_assert(kMc % Avx512::MR == 0 && kMc % Avx2::MR == 0, "row blocks of whole tiles");
+
+// f(Avx512{}) or f(Avx2{}), the level's leaves; false on the portable level, which has none.
+template <class F>
+bool with_leaves(F f) {
+  switch (level()) {
+    case Level::avx512:
+      f(Avx512{});
+      return true;
+    case Level::avx2:
+      f(Avx2{});
+      return true;
+    default:
+      return false;
+  }
+}
 static_assert(kQueryBlock % Avx512::MR == 0 && kQueryBlock % Avx2::MR == 0,
               "query blocks of whole tiles");
 
@@ -454,17 +470,12 @@ void gemm_nt(std::size_t M, std::size_t N, std::size_t K, const float* A, std::s
     }
     return;
   }
-  switch (level()) {
-    case Level::avx512:
-      gemm_nt_simd<Avx512>(M, N, K, A, lda, B, ldb, bias, C, ldc, act,
-                           gemm_precision.load() == Precision::bf16);
-      break;
-    case Level::avx2:
-      gemm_nt_simd<Avx2>(M, N, K, A, lda, B, ldb, bias, C, ldc, act, false);
-      break;
-    default:
-      gemm_nt_blas(M, N, K, A, lda, B, ldb, bias, C, ldc, act);
-  }
+  const bool simd = with_leaves([&](auto leaves) {
+    using Leaves = decltype(leaves);
+    const bool bf16 = std::is_same_v<Leaves, Avx512> && gemm_precision.load() == Precision::bf16;
+    gemm_nt_simd<Leaves>(M, N, K, A, lda, B, ldb, bias, C, ldc, act, bf16);
+  });
+  if (!simd) gemm_nt_blas(M, N, K, A, lda, B, ldb, bias, C, ldc, act);
 }
 
 void activation(Act act, float* x, std::size_t n) {
@@ -527,40 +538,17 @@ void attention(const AttentionArgs& args) {
     }
     return;
   }
-  switch (level()) {
-    case Level::avx512:
-      attention_simd<Avx512>(args);
-      break;
-    case Level::avx2:
-      attention_simd<Avx2>(args);
-      break;
-    default:
-      attention_blas(args);
-  }
+  if (!with_leaves([&](auto leaves) { attention_simd<decltype(leaves)>(args); })) attention_blas(args);
 }
 
 std::size_t packed_keys_floats(const AttentionArgs& args) {
-  switch (level()) {
-    case Level::avx512:
-      return packed_keys_floats_simd<Avx512>(args);
-    case Level::avx2:
-      return packed_keys_floats_simd<Avx2>(args);
-    default:
-      return 0;
-  }
+  std::size_t floats = 0;
+  with_leaves([&](auto leaves) { floats = packed_keys_floats_simd<decltype(leaves)>(args); });
+  return floats;
 }
 
 void pack_keys(const AttentionArgs& args, float* out) {
-  switch (level()) {
-    case Level::avx512:
-      pack_keys_simd<Avx512>(args, out);
-      break;
-    case Level::avx2:
-      pack_keys_simd<Avx2>(args, out);
-      break;
-    default:
-      break;
-  }
+  with_leaves([&](auto leaves) { pack_keys_simd<decltype(leaves)>(args, out); });
 }
 
 }  // namespace vitscope::nn::kernels
